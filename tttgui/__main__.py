@@ -1,0 +1,3 @@
+from tttgui.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""One checkpoint format: torch.save of plain containers, loaded with weights_only=True.
+
+Keys: format, version, spec (ModelSpec dict), state_dict, classes, source_stats, meta (training command, data,
+clean accuracy, ...). Architecture, normalisation and heads are therefore always known when loading.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from tttgui.errors import UserError
+from tttgui.models.model import ModelSpec, TTTModel
+
+FORMAT = "tttgui-checkpoint"
+VERSION = 1
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+DEFAULT_NAME = "resnet26_gn_cifar10.pt"
+
+
+def default_checkpoint_path() -> Path:
+    """The shipped model: resources/ of a source checkout, or the copy installed beside the package."""
+    for base in (RESOURCES, Path(__file__).resolve().parents[1] / "resources"):
+        if (base / DEFAULT_NAME).is_file():
+            return base / DEFAULT_NAME
+    return RESOURCES / DEFAULT_NAME
+
+
+def save_checkpoint(path: str | os.PathLike, model: TTTModel, classes: list[str],
+                    source_stats: dict | None = None, meta: dict | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write atomically (temp file + rename) so an interrupted save never leaves a broken checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT, "version": VERSION, "spec": model.spec.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "classes": list(classes), "source_stats": _cpu(source_stats or {}), "meta": dict(meta or {}),
+    }
+    payload.update(extra or {})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The raw payload, validated; raises UserError with one line for anything wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} not found; expected a tttgui checkpoint (.pt) file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path} is unreadable or truncated ({reason[:120]}); "
+                        "expected a file written by tttgui train") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"checkpoint {path} is not a tttgui checkpoint; expected a file written by tttgui "
+                        "train (a dict with format='tttgui-checkpoint')")
+    if payload.get("version", 0) > VERSION:
+        raise UserError(f"checkpoint {path} has format version {payload['version']}; this tttgui reads up "
+                        f"to version {VERSION}")
+    for key in ("spec", "state_dict", "classes"):
+        if key not in payload:
+            raise UserError(f"checkpoint {path} lacks '{key}'; expected a complete tttgui checkpoint")
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[TTTModel, dict]:
+    """Rebuild the model of a checkpoint; returns (model in eval mode on device, payload)."""
+    from tttgui.models.factory import build_model
+
+    payload = read_checkpoint(path)
+    spec = ModelSpec.from_dict(payload["spec"])
+    if spec.arch.startswith("timm:"):
+        # The state dict holds the backbone weights: never download them again.
+        spec = ModelSpec.from_dict({**spec.to_dict(), "arch_args": {**spec.arch_args, "pretrained": False,
+                                                                      "weights": None}})
+    model = build_model(spec)
+    if len(payload["classes"]) != spec.num_classes:
+        raise UserError(f"checkpoint {path} names {len(payload['classes'])} classes but its classifier has "
+                        f"{spec.num_classes} outputs")
+    load_state(model, payload["state_dict"], str(path))
+    return model.to(device).eval(), payload
+
+
+def load_state(model: TTTModel, state: dict, origin: str) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"shape mismatch at {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}")
+        raise UserError(f"checkpoint {origin} does not match architecture {model.spec.arch}: "
+                        + "; ".join(parts))
+    model.load_state_dict(state)
+
+
+def _cpu(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj

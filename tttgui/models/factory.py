@@ -1,0 +1,90 @@
+"""Build a TTTModel from a ModelSpec: the ResNet-26 or a timm backbone with the same heads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from tttgui.errors import UserError
+from tttgui.models.model import HEADS, ModelSpec, TTTModel
+from tttgui.models.resnet import build_resnet26, init_weights
+
+
+def build_model(spec: ModelSpec) -> TTTModel:
+    unknown = set(spec.heads) - set(HEADS)
+    if unknown:
+        raise UserError(f"unknown head(s) {sorted(unknown)}; expected some of {list(HEADS)}")
+    if spec.arch == "resnet26":
+        args = {"depth": 26, "width": 1, "norm": "gn", **spec.arch_args}
+        trunk, main, rot, dim = build_resnet26(args["depth"], args["width"], args["norm"])
+        model = TTTModel(spec, trunk, main, dim, rot)
+        init_weights(model)
+        return model
+    if spec.arch.startswith("timm:"):
+        return _build_timm(spec)
+    raise UserError(f"unknown architecture {spec.arch!r}; expected 'resnet26' or 'timm:<model name>'")
+
+
+def timm_spec(name: str, num_classes: int = 10, heads=("rotation",), weights: str | None = None,
+              pretrained: bool = True) -> ModelSpec:
+    """A spec for a timm backbone, with the input size and normalisation of its pretrained config."""
+    import timm
+
+    try:
+        cfg = timm.get_pretrained_cfg(name)
+    except Exception:  # timm raises several types for unknown names
+        cfg = None
+    if cfg is None and name.split(".")[0] not in timm.list_models():
+        raise UserError(f"unknown timm model {name!r}; expected a name from timm.list_models(), "
+                        "e.g. 'vit_small_patch16_224.dino'")
+    size = cfg.input_size[-1] if cfg is not None else 224
+    mean = tuple(cfg.mean) if cfg is not None else (0.485, 0.456, 0.406)
+    std = tuple(cfg.std) if cfg is not None else (0.229, 0.224, 0.225)
+    return ModelSpec(arch=f"timm:{name}", num_classes=num_classes, heads=tuple(heads),
+                     arch_args={"pretrained": pretrained, "weights": weights},
+                     input_size=size, mean=mean, std=std)
+
+
+def _build_timm(spec: ModelSpec) -> TTTModel:
+    import timm
+
+    name = spec.arch[len("timm:"):]
+    weights = spec.arch_args.get("weights")
+    pretrained = bool(spec.arch_args.get("pretrained")) and not weights
+    try:
+        backbone = timm.create_model(name, pretrained=pretrained, num_classes=0)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise UserError(f"unknown timm model {name!r}; expected a name from timm.list_models()") from None
+        raise UserError(f"could not fetch pretrained weights for {name!r} ({_first_line(exc)}); without "
+                        f"network, pass a local weights file (.safetensors or .pth state dict)") from None
+    except OSError as exc:
+        raise UserError(f"could not fetch pretrained weights for {name!r} ({_first_line(exc)}); without "
+                        f"network, pass a local weights file (.safetensors or .pth state dict)") from None
+    if weights:
+        backbone.load_state_dict(_read_state_dict(Path(weights)), strict=False)
+    dim = backbone.num_features
+    return TTTModel(spec, backbone, nn.Identity(), dim, None)
+
+
+def _read_state_dict(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"weights file {path} not found; expected a .safetensors or .pth state dict")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"cannot read weights file {path} ({_first_line(exc)}); "
+                        "expected a .safetensors or .pth state dict") from None
+    for key in ("model", "state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

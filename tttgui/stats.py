@@ -1,0 +1,84 @@
+"""Feature statistics at the norm layers: capture during forward passes, and the source statistics a checkpoint
+stores (per-layer channel and location-wise mean/variance of norm outputs, mean/covariance of pooled features).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+
+from tttgui.augment import to_float
+
+
+@contextmanager
+def capture_norm_outputs(model, keep_graph: bool = False):
+    """Yield a dict name -> latest output tensor of every norm layer on the classification path."""
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in model.norm_layers():
+        def hook(_m, _inp, out, name=name):
+            outputs[name] = out if keep_graph else out.detach()
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield outputs
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def channel_moments(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and variance of a norm output (N,C,H,W or N,L,C or N,C)."""
+    if out.dim() == 4:
+        dims = (0, 2, 3)
+        return out.mean(dims), out.var(dims, unbiased=False)
+    if out.dim() == 3:  # tokens (N, L, C)
+        return out.mean((0, 1)), out.var((0, 1), unbiased=False)
+    return out.mean(0), out.var(0, unbiased=False)
+
+
+@torch.no_grad()
+def source_statistics(model, images_u8: torch.Tensor, device, batch: int = 500) -> dict:
+    """Statistics of the source (training) distribution, model in eval mode, no augmentation."""
+    model.eval()
+    sums: dict[str, list] = {}
+    feat_sum = feat_outer = proj_sum = proj_outer = None
+    n = 0
+    with capture_norm_outputs(model) as outs:
+        for i in range(0, len(images_u8), batch):
+            x = to_float(images_u8[i:i + batch]).to(device)
+            f = model.features(x).double()
+            k = len(x)
+            for name, o in outs.items():
+                o = o.double()
+                if name not in sums:
+                    sums[name] = [0, 0, 0, 0]   # channel sum, channel sumsq, location sum, location sumsq
+                s = sums[name]
+                red = (0, 2, 3) if o.dim() == 4 else ((0, 1) if o.dim() == 3 else (0,))
+                s[0] = s[0] + o.sum(red)
+                s[1] = s[1] + (o * o).sum(red)
+                s[2] = s[2] + o.sum(0)
+                s[3] = s[3] + (o * o).sum(0)
+            feat_sum = f.sum(0) if feat_sum is None else feat_sum + f.sum(0)
+            feat_outer = f.t() @ f if feat_outer is None else feat_outer + f.t() @ f
+            if model.projector is not None:
+                z = model.project(f.float()).double()
+                proj_sum = z.sum(0) if proj_sum is None else proj_sum + z.sum(0)
+                proj_outer = z.t() @ z if proj_outer is None else proj_outer + z.t() @ z
+            n += k
+    norm = {}
+    for name, (cs, cq, ls, lq) in sums.items():
+        per = n * (ls.numel() // cs.numel())  # samples x positions per channel
+        cm = cs / per
+        lm = ls / n
+        norm[name] = {"mean": cm.float(), "var": (cq / per - cm * cm).clamp_min(0).float(),
+                      "loc_mean": lm.float(), "loc_var": (lq / n - lm * lm).clamp_min(0).float()}
+    out = {"images": n, "norm": norm, "features": _mean_cov(feat_sum, feat_outer, n)}
+    if proj_sum is not None:
+        out["projection"] = _mean_cov(proj_sum, proj_outer, n)
+    return out
+
+
+def _mean_cov(s, outer, n):
+    mean = s / n
+    cov = (outer - n * torch.outer(mean, mean)) / max(n - 1, 1)
+    return {"mean": mean.float(), "cov": cov.float()}

@@ -1,0 +1,351 @@
+"""Two-phase training: self-supervised pretraining on unlabeled images, then supervised fine-tuning with the
+self-supervised head(s) trained jointly (as TTT requires). Resumable: a state file is written every epoch.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to_float
+from tttgui.errors import UserError
+from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
+from tttgui.progress import Progress
+from tttgui.stats import source_statistics
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str                                # labeled images (phase 2)
+    out: str                                 # checkpoint path
+    unlabeled: str | None = None             # phase-1 images (labels never read); default: data
+    test: str | None = None                  # clean test images for the model card
+    label_fraction: float = 1.0
+    ssl_epochs: int = 2
+    epochs: int = 25
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 5e-4
+    momentum: float = 0.9
+    heads: tuple[str, ...] = ("rotation",)
+    arch: str = "resnet26"
+    norm: str = "gn"
+    temperature: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+    limit: int | None = None                 # use only the first N images of each set (tests)
+    stats_images: int = 10000
+    cache_dir: str | None = None
+    command: str = ""
+    progress: bool = True
+    spec_overrides: dict = field(default_factory=dict)
+
+
+def load_images(path: str, limit: int | None, cache_dir: str | None):
+    """Decode a data set once into uint8 arrays; ImageFolder decodes are cached as .npz keyed by path+mtime."""
+    from tttgui.data import open_dataset
+
+    ds = open_dataset(path)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if limit is not None and limit < len(ds):
+        idx = np.random.default_rng(0).permutation(len(ds))[:n]
+        images, labels = ds.arrays(np.sort(idx))
+        return images, labels, ds.classes
+    cache = None
+    if cache_dir:
+        key = hashlib.sha1(f"{Path(path).resolve()}|{len(ds)}|{os.path.getmtime(path)}".encode()).hexdigest()[:16]
+        cache = Path(cache_dir) / f"arrays-{key}.npz"
+        if cache.is_file():
+            z = np.load(cache)
+            return z["images"], z["labels"], ds.classes
+    images, labels = ds.arrays()
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, cache)
+    return images, labels, ds.classes
+
+
+def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of `fraction` of the images of every class, drawn by seed."""
+    if not 0 < fraction <= 1:
+        raise UserError(f"--label-fraction {fraction} is out of range; expected 0 < f <= 1")
+    if fraction == 1:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep.append(rng.permutation(idx)[:max(1, int(round(fraction * len(idx))))])
+    return np.sort(np.concatenate(keep))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, log=print):
+        self.cfg, self.log = cfg, log
+        self.device = torch.device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        labeled, labels, classes = load_images(cfg.data, cfg.limit, cfg.cache_dir)
+        keep = stratified_fraction(labels, cfg.label_fraction, cfg.seed)
+        self.x_lab = torch.from_numpy(labeled[keep])
+        self.y_lab = torch.from_numpy(labels[keep])
+        if cfg.unlabeled and Path(cfg.unlabeled).resolve() != Path(cfg.data).resolve():
+            unl, _, _ = load_images(cfg.unlabeled, cfg.limit, cfg.cache_dir)  # labels dropped here
+            self.x_unl = torch.from_numpy(unl)
+        else:
+            self.x_unl = torch.from_numpy(labeled)
+        self.classes = list(classes)
+        spec = ModelSpec(arch=cfg.arch, num_classes=len(classes), heads=tuple(cfg.heads),
+                         arch_args={"depth": 26, "width": 1, "norm": cfg.norm}, input_size=labeled.shape[1],
+                         **cfg.spec_overrides)
+        self.model: TTTModel = build_model(spec).to(self.device).to(memory_format=torch.channels_last)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
+                                   weight_decay=cfg.weight_decay)
+        self.epoch = 0          # epochs finished, phase 1 then phase 2
+        self.history: list[dict] = []
+        self.wall = 0.0
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+
+    # -- schedule: per phase, linear warm-up (1 epoch's worth, capped) then cosine to 0 -----------------------
+    def lr_at(self, phase_epochs: int, it: int, iters: int) -> float:
+        total = phase_epochs * iters
+        warm = min(iters, total // 10 + 1)
+        if it < warm:
+            return self.cfg.lr * (it + 1) / warm
+        return 0.5 * self.cfg.lr * (1 + math.cos(math.pi * (it - warm) / max(total - warm, 1)))
+
+    def ssl_loss(self, x: torch.Tensor, stats: dict) -> torch.Tensor:
+        loss = x.new_zeros(())
+        if "rotation" in self.model.spec.heads:
+            r = random_rotations(len(x), self.gen, x.device)
+            logits = self.model.rotation_logits(rotate(crop_flip(x, self.gen), r))
+            lr = F.cross_entropy(logits, r)
+            stats["rot_loss"] = stats.get("rot_loss", 0) + lr.item() * len(x)
+            stats["rot_correct"] = stats.get("rot_correct", 0) + (logits.argmax(1) == r).sum().item()
+            loss = loss + lr
+        if "contrastive" in self.model.spec.heads:
+            lc = self.contrastive_loss(x)
+            stats["con_loss"] = stats.get("con_loss", 0) + lc.item() * len(x)
+            loss = loss + lc
+        return loss
+
+    def contrastive_loss(self, x):
+        v = torch.cat([simclr_views(x, self.gen), simclr_views(x, self.gen)])
+        z = self.model.project(self.model.features(v.contiguous(memory_format=torch.channels_last)))
+        return nt_xent(z, self.cfg.temperature)
+
+    def run_epoch(self, phase: int, epoch_in_phase: int, phase_epochs: int) -> dict:
+        cfg, model = self.cfg, self.model
+        model.train()
+        data = self.x_unl if phase == 1 else self.x_lab
+        n = len(data)
+        bs = min(cfg.batch_size, n)
+        iters = n // bs
+        perm = torch.randperm(n, generator=self.gen)
+        stats: dict = {"n": 0}
+        t0 = time.perf_counter()
+        desc = f"{'pretrain' if phase == 1 else 'finetune'} {epoch_in_phase + 1}/{phase_epochs}"
+        with Progress(iters, desc, enabled=cfg.progress) as bar:
+            for it in range(iters):
+                lr = self.lr_at(phase_epochs, epoch_in_phase * iters + it, iters)
+                for g in self.opt.param_groups:
+                    g["lr"] = lr
+                idx = perm[it * bs:(it + 1) * bs]
+                x = to_float(data[idx]).to(self.device).contiguous(memory_format=torch.channels_last)
+                if phase == 1:
+                    loss = self.ssl_loss(x, stats)
+                else:
+                    y = self.y_lab[idx].to(self.device)
+                    loss = self.joint_loss(x, y, stats)
+                if not torch.isfinite(loss):
+                    raise UserError(f"training diverged (loss {loss.item()}) at epoch {self.epoch + 1}; "
+                                    "expected a finite loss: lower --lr")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                self.opt.step()
+                stats["n"] += len(x)
+                bar.update(1, f"loss {loss.item():.3f}")
+        stats["seconds"] = time.perf_counter() - t0
+        return {k: (v / stats["n"] if k not in ("n", "seconds") else v) for k, v in stats.items()}
+
+    def joint_loss(self, x, y, stats):
+        """CE on the classifier + the self-supervised losses; rotation shares one trunk pass with it."""
+        model = self.model
+        xa = crop_flip(x, self.gen)
+        if "rotation" in model.spec.heads:
+            r = random_rotations(len(x), self.gen, x.device)
+            xr = rotate(crop_flip(x, self.gen), r)
+            h = model.shared(torch.cat([xa, xr]))
+            logits = model.fc(model.main(h[:len(x)]))
+            rlog = model.rotation_logits_from_shared(h[len(x):])
+            lr = F.cross_entropy(rlog, r)
+            stats["rot_loss"] = stats.get("rot_loss", 0) + lr.item() * len(x)
+            stats["rot_correct"] = stats.get("rot_correct", 0) + (rlog.argmax(1) == r).sum().item()
+        else:
+            logits = model(xa)
+            lr = logits.new_zeros(())
+        lc = F.cross_entropy(logits, y)
+        stats["cls_loss"] = stats.get("cls_loss", 0) + lc.item() * len(x)
+        stats["cls_correct"] = stats.get("cls_correct", 0) + (logits.argmax(1) == y).sum().item()
+        loss = lc + lr
+        if "contrastive" in model.spec.heads:
+            lcon = self.contrastive_loss(x)
+            stats["con_loss"] = stats.get("con_loss", 0) + lcon.item() * len(x)
+            loss = loss + lcon
+        return loss
+
+    # -- resumable state ------------------------------------------------------------------------------------
+    def state_path(self) -> Path:
+        return Path(self.cfg.out).with_suffix(".state.pt")
+
+    def save_state(self) -> None:
+        path = self.state_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
+                    "history": self.history, "wall": self.wall, "gen": self.gen.get_state(),
+                    "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
+        os.replace(tmp, path)
+
+    def load_state(self) -> bool:
+        path = self.state_path()
+        if not path.is_file():
+            return False
+        try:
+            st = torch.load(path, map_location="cpu", weights_only=True)
+            self.model.load_state_dict(st["model"])
+            self.opt.load_state_dict(st["opt"])
+        except Exception as exc:
+            raise UserError(f"cannot resume from {path} ({str(exc).splitlines()[0][:100]}); expected a state "
+                            "file of the same architecture, or delete it to start afresh") from None
+        self.epoch, self.history, self.wall = st["epoch"], list(st["history"]), float(st["wall"])
+        self.gen.set_state(st["gen"])
+        torch.set_rng_state(st["torch_rng"])
+        return True
+
+    def fit(self, resume: bool = False) -> dict:
+        cfg = self.cfg
+        if resume and self.load_state():
+            self.log(f"resumed from {self.state_path()} after epoch {self.epoch}")
+        total = cfg.ssl_epochs + cfg.epochs
+        while self.epoch < total:
+            phase = 1 if self.epoch < cfg.ssl_epochs else 2
+            e = self.epoch if phase == 1 else self.epoch - cfg.ssl_epochs
+            pe = cfg.ssl_epochs if phase == 1 else cfg.epochs
+            stats = self.run_epoch(phase, e, pe)
+            self.epoch += 1
+            self.wall += stats["seconds"]
+            stats.update(epoch=self.epoch, phase=phase)
+            self.history.append(stats)
+            self.log(_epoch_line(stats, total))
+            self.save_state()
+        return self.finish()
+
+    def finish(self) -> dict:
+        cfg, model = self.cfg, self.model
+        model.eval()
+        result = {"train_seconds": round(self.wall, 1)}
+        if cfg.test:
+            xt, yt, _ = load_images(cfg.test, cfg.limit, cfg.cache_dir)
+            result.update(evaluate_clean(model, xt, yt, self.device))
+            result["test_images"] = len(xt)
+        k = min(cfg.stats_images, len(self.x_unl))
+        stats = source_statistics(model, self.x_unl[:k], self.device)
+        meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
+                "torch": torch.__version__, "python": platform.python_version(), **result}
+        save_checkpoint(cfg.out, model.to(memory_format=torch.contiguous_format), self.classes, stats, meta)
+        write_model_card(Path(cfg.out).with_suffix(".md"), cfg, meta, model)
+        return meta
+
+
+def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's NT-Xent over 2N L2-normalised projections where rows i and i+N are positives."""
+    n = len(z) // 2
+    sim = z @ z.t() / temperature
+    sim.fill_diagonal_(float("-inf"))
+    target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, target)
+
+
+@torch.no_grad()
+def evaluate_clean(model: TTTModel, images: np.ndarray, labels: np.ndarray, device, batch: int = 500) -> dict:
+    """Clean error (%) and rotation accuracy (%, all 4 rotations of every image) in eval mode."""
+    model.eval()
+    wrong = rot_ok = 0
+    for i in range(0, len(images), batch):
+        x = to_float(torch.from_numpy(images[i:i + batch])).to(device)
+        y = torch.from_numpy(labels[i:i + batch]).to(device)
+        wrong += (model(x).argmax(1) != y).sum().item()
+        if model.rot_fc is not None:
+            for k in range(4):
+                r = torch.full((len(x),), k, device=device)
+                rot_ok += (model.rotation_logits(rotate(x, r)).argmax(1) == r).sum().item()
+    out = {"clean_error": round(100.0 * wrong / len(images), 2)}
+    if model.rot_fc is not None:
+        out["rotation_accuracy"] = round(100.0 * rot_ok / (4 * len(images)), 2)
+    return out
+
+
+def _epoch_line(s: dict, total: int) -> str:
+    parts = [f"epoch {s['epoch']}/{total} ({'pretrain' if s['phase'] == 1 else 'finetune'})"]
+    for key, name in (("cls_loss", "ce"), ("cls_correct", "train acc"), ("rot_loss", "rot loss"),
+                      ("rot_correct", "rot acc"), ("con_loss", "contrastive")):
+        if key in s:
+            v = s[key] * (100 if key.endswith("correct") else 1)
+            parts.append(f"{name} {v:.3f}" if not key.endswith("correct") else f"{name} {v:.1f}%")
+    parts.append(f"{s['seconds']:.0f}s")
+    return " | ".join(parts)
+
+
+def _config_dict(cfg: TrainConfig) -> dict:
+    d = asdict(cfg)
+    d["heads"] = list(cfg.heads)
+    return d
+
+
+def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) -> None:
+    lines = [f"# Model card: {Path(cfg.out).name}", "",
+             f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(model.spec.heads)}",
+             f"- Parameters: classifier network {model.classifier_param_count():,}, rotation head "
+             f"{model.rotation_param_count():,}",
+             f"- Command: `{cfg.command}`",
+             f"- Unlabeled data (phase 1, labels never read): `{cfg.unlabeled or cfg.data}`",
+             f"- Labeled data (phase 2): `{cfg.data}`, label fraction {cfg.label_fraction}",
+             f"- Test data: `{cfg.test}`",
+             f"- Epochs: {cfg.ssl_epochs} self-supervised + {cfg.epochs} joint fine-tuning, batch {cfg.batch_size},"
+             f" SGD lr {cfg.lr} (cosine), momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}",
+             f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device} "
+             f"({torch.get_num_threads()} threads), torch {torch.__version__}",
+             ]
+    if "clean_error" in meta:
+        lines.append(f"- **Clean error: {meta['clean_error']:.2f}%** on {meta['test_images']} test images")
+    if "rotation_accuracy" in meta:
+        lines.append(f"- Rotation accuracy (4 rotations of every test image): {meta['rotation_accuracy']:.2f}%")
+    lines += ["", "| epoch | phase | train CE | train acc % | rot loss | rot acc % | seconds |",
+              "|---|---|---|---|---|---|---|"]
+    for s in meta["history"]:
+        def f(k, scale=1.0, fmt="{:.3f}"):
+            return fmt.format(s[k] * scale) if k in s else ""
+        lines.append(f"| {s['epoch']} | {'ssl' if s['phase'] == 1 else 'joint'} | {f('cls_loss')} | "
+                     f"{f('cls_correct', 100, '{:.1f}')} | {f('rot_loss')} | {f('rot_correct', 100, '{:.1f}')} | "
+                     f"{s['seconds']:.0f} |")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
+    return Trainer(cfg, log).fit(resume)
+
+
+__all__ = ["TrainConfig", "Trainer", "train", "evaluate_clean", "nt_xent", "replace", "sys"]
