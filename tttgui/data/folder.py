@@ -1,6 +1,7 @@
-"""ImageFolder layout: one sub-folder per class, sorted alphabetically (torchvision's convention)."""
+"""ImageFolder layout: one sub-folder per class, sorted alphabetically; file order as torchvision's ImageFolder."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,27 +10,45 @@ from tttgui.data.base import ImageDataset
 from tttgui.data.image import read_image
 from tttgui.errors import UserError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def class_dirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def image_files_under(folder: Path) -> list[Path]:
+    # the same walk as torchvision (sorted directories, sorted names, following links), so indices agree
+    found = []
+    for here, _, names in sorted(os.walk(folder, followlinks=True)):
+        found += [Path(here) / n for n in sorted(names) if is_image_file(Path(n))]
+    return found
 
 
 class ImageFolderDataset(ImageDataset):
+    decode_threads = 4
+
     def __init__(self, root: str | Path):
         root = Path(root)
         if not root.is_dir():
             raise UserError(f"data folder {root} not found; expected a folder with one sub-folder per class")
         self.root = root
         self.source = str(root)
-        self.classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        self.classes = class_dirs(root)
         if not self.classes:
             raise UserError(f"data folder {root} has no class sub-folders; expected <class>/<image> files")
         files, targets = [], []
         for label, name in enumerate(self.classes):
-            found = sorted(p for p in (root / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = image_files_under(root / name)
             files += found
             targets += [label] * len(found)
         if not files:
             raise UserError(f"data folder {root} has no images in its class sub-folders; expected "
-                            f"files ending in {', '.join(sorted(IMAGE_SUFFIXES))}")
+                            f"files ending in {', '.join(IMAGE_SUFFIXES)}")
         self.files = files
         self.targets = np.asarray(targets, dtype=np.int64)
 
@@ -38,6 +57,9 @@ class ImageFolderDataset(ImageDataset):
 
     def load(self, i: int):
         return read_image(self.files[i]), int(self.targets[i])
+
+    def item_name(self, i: int) -> str:
+        return str(self.files[i])
 
     def labels(self):
         return self.targets.copy()

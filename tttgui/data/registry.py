@@ -1,16 +1,107 @@
-"""Detect a data set's layout from its path and open it."""
+"""Detect a data set's layout from its path and open it, then apply the class filter and the subset.
+
+Layouts, in the order they are tried for a folder:
+  CIFAR python folder (cifar-10-batches-py/, cifar-100-python/) or its parent  -> CifarDataset (split)
+  folder of <corruption>.npy + labels.npy (CIFAR-10-C release)              -> CorruptionDataset
+  folder whose sub-folders are splits (train/, test/, ...)                  -> the split's ImageFolder
+  folder of class sub-folders                                                -> ImageFolderDataset
+  folder of image files only                                                 -> ImageFilesDataset (label -1)
+A file: <corruption>.npy inside a release, or any image Pillow reads (label -1). A list of paths: image files.
+`split` defaults to "test" where a layout has splits and is ignored where it has none.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from tttgui.data.folder import ImageFolderDataset
+from tttgui.data.base import ImageDataset
+from tttgui.data.cifar import CifarDataset, find_cifar
+from tttgui.data.corrupted import LABELS_FILE, CorruptionDataset, is_release
+from tttgui.data.files import ImageFilesDataset
+from tttgui.data.folder import ImageFolderDataset, class_dirs, is_image_file
+from tttgui.data.subset import class_filter, random_subset
 from tttgui.errors import UserError
 
+SPLIT_NAMES = ("train", "test", "val", "valid", "validation")
+DEFAULT_SPLIT = "test"
+PRELOAD_FILES = 256   # decode short file lists when opened, so a bad file is reported at once
+EXPECTED_DATA = ("an image folder (<class>/<image>), a CIFAR python folder, a folder of <corruption>.npy + "
+                 "labels.npy, or an image file")
 
-def open_dataset(path, **kwargs):
-    path = Path(path)
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Everything needed to reopen a data set (sessions and the CLI keep this, not the data set)."""
+
+    path: str
+    split: str | None = None
+    corruption: str | None = None
+    severity: int | None = None
+    classes: tuple | None = None      # class filter: names or indices
+    limit: int | None = None          # n images drawn by seed (after the class filter)
+    seed: int = 0
+    class_names: tuple | None = None  # names for data sets that store none (image files, -C releases)
+
+    def open(self) -> ImageDataset:
+        return open_dataset(self.path, split=self.split, corruption=self.corruption, severity=self.severity,
+                            classes=self.classes, limit=self.limit, seed=self.seed, class_names=self.class_names)
+
+
+def open_dataset(path, split=None, corruption=None, severity=None, classes=None, limit=None, seed=0,
+                 class_names=None) -> ImageDataset:
+    if isinstance(path, (list, tuple)):
+        ds = open_files(path, class_names)
+    else:
+        ds = open_layout(Path(path), split, corruption, severity, class_names)
+    if (corruption is not None or severity is not None) and not hasattr(ds, "corruption"):
+        raise UserError(f"data path {path} is not a corruption release, so corruption/severity do not apply; "
+                        "expected a folder of <corruption>.npy + labels.npy")
+    if classes is not None:
+        ds = class_filter(ds, classes)
+    if limit is not None:
+        ds = random_subset(ds, limit, seed)
+    return ds
+
+
+def open_files(paths, class_names=None) -> ImageDataset:
+    files = [Path(p) for p in paths]
+    for f in files:
+        if f.is_dir():
+            raise UserError(f"{f} is a folder; expected image files only in a list of paths")
+    return ImageFilesDataset(files, classes=class_names or (), preload=len(files) <= PRELOAD_FILES)
+
+
+def open_layout(path: Path, split, corruption, severity, class_names) -> ImageDataset:
     if not path.exists():
-        raise UserError(f"data path {path} not found; expected an image folder, a CIFAR folder or an image file")
-    if path.is_dir():
+        raise UserError(f"data path {path} not found; expected {EXPECTED_DATA}")
+    if path.is_file():
+        return open_file(path, corruption, severity, class_names)
+    cifar = find_cifar(path)
+    if cifar is not None:
+        return CifarDataset(cifar[1], split or DEFAULT_SPLIT)
+    if is_release(path):
+        return CorruptionDataset(path, corruption, severity, class_names)
+    subdirs = class_dirs(path)
+    if subdirs and all(d.lower() in SPLIT_NAMES for d in subdirs):
+        chosen = split or DEFAULT_SPLIT
+        if chosen not in subdirs:
+            raise UserError(f"data folder {path} has no split {chosen!r}; expected one of: {', '.join(subdirs)}")
+        return open_layout(path / chosen, None, corruption, severity, class_names)
+    if subdirs:
         return ImageFolderDataset(path)
-    raise UserError(f"data path {path} is not a supported data set; expected a folder with class sub-folders")
+    images = sorted(p for p in path.iterdir() if p.is_file() and is_image_file(p))
+    if images:
+        return ImageFilesDataset(images, classes=class_names or (), preload=len(images) <= PRELOAD_FILES,
+                                 source=str(path))
+    raise UserError(f"data folder {path} is empty (no class sub-folders, images or .npy files); "
+                    f"expected {EXPECTED_DATA}")
+
+
+def open_file(path: Path, corruption, severity, class_names) -> ImageDataset:
+    if path.suffix == ".npy":
+        if path.name == LABELS_FILE:
+            raise UserError(f"file {path} holds labels only; expected a <corruption>.npy next to it")
+        if corruption is not None and corruption != path.stem:
+            raise UserError(f"corruption {corruption!r} does not match file {path}; expected {path.stem!r}")
+        return CorruptionDataset(path.parent, path.stem, severity, class_names)
+    return ImageFilesDataset([path], classes=class_names or (), preload=True)
