@@ -262,7 +262,7 @@ class Trainer:
         k = min(cfg.stats_images, len(self.x_unl))
         stats = source_statistics(model, self.x_unl[:k], self.device)
         meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
-                "torch": torch.__version__, "python": platform.python_version(), **result}
+                "torch": str(torch.__version__), "python": platform.python_version(), **result}
         save_checkpoint(cfg.out, model.to(memory_format=torch.contiguous_format), self.classes, stats, meta)
         write_model_card(Path(cfg.out).with_suffix(".md"), cfg, meta, model)
         return meta

@@ -37,7 +37,8 @@ def save_checkpoint(path: str | os.PathLike, model: TTTModel, classes: list[str]
     payload = {
         "format": FORMAT, "version": VERSION, "spec": model.spec.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "classes": list(classes), "source_stats": _cpu(source_stats or {}), "meta": dict(meta or {}),
+        "classes": [str(c) for c in classes], "source_stats": _cpu(source_stats or {}),
+        "meta": _plain(dict(meta or {})),
     }
     payload.update(extra or {})
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
@@ -109,6 +110,27 @@ def load_state(model: TTTModel, state: dict, origin: str) -> None:
         raise UserError(f"checkpoint {origin} does not match architecture {model.spec.arch}: "
                         + "; ".join(parts))
     model.load_state_dict(state)
+
+
+def _plain(obj):
+    """Only builtin types survive weights_only loading: turn numpy scalars, str subclasses etc. into them."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu().clone()
+    if isinstance(obj, bool) or obj is None:
+        return obj
+    if isinstance(obj, str):
+        return str(obj)
+    if hasattr(obj, "item") and not isinstance(obj, (int, float)):
+        return obj.item()
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return float(obj)
+    return str(obj)
 
 
 def _cpu(obj):

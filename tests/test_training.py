@@ -1,0 +1,122 @@
+"""`tttgui train`: two phases, three explicit data sets, resumable, writes checkpoint + model card."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from tttgui.augment import rotate, to_float
+from tttgui.cli import main
+from tttgui.data import ArrayDataset
+from tttgui.models import load_checkpoint
+from tttgui.training import TrainConfig, Trainer, stratified_fraction
+
+
+def _losses(model, x_u8, y):
+    model.eval()
+    with torch.no_grad():
+        x = to_float(torch.from_numpy(x_u8))
+        ce = F.cross_entropy(model(x), torch.from_numpy(y)).item()
+        r = torch.arange(len(x)) % 4
+        rot = F.cross_entropy(model.rotation_logits(rotate(x, r)), r).item()
+    return ce, rot
+
+
+def synthetic_folder(root, per_class=75):
+    """A few hundred images where both tasks are learnable in one epoch: a bright top edge shows the
+    orientation, a colour cast shows the class."""
+    rng = np.random.default_rng(0)
+    for c in range(4):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            img = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+            img[:12] += 150
+            img[..., c % 3] += 40 * (1 + c // 3)
+            Image.fromarray(img).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    data = synthetic_folder(tmp / "data")
+    out = tmp / "m.pt"
+    cfg = TrainConfig(data=str(data), test=str(data), out=str(out), ssl_epochs=1, epochs=1,
+                      batch_size=16, lr=0.05, stats_images=64, progress=False, seed=1)
+    trainer = Trainer(cfg, log=lambda s: None)
+    x, y = trainer.x_lab.numpy(), trainer.y_lab.numpy()
+    before = _losses(trainer.model, x, y)
+    meta = trainer.fit()
+    return out, meta, before, _losses(trainer.model, x, y)
+
+
+def test_two_phase_run_lowers_both_losses(tiny_run):
+    out, meta, (ce0, rot0), (ce1, rot1) = tiny_run
+    assert ce1 < ce0 and rot1 < rot0
+    assert [h["phase"] for h in meta["history"]] == [1, 2]
+    assert "cls_loss" not in meta["history"][0]          # phase 1 never reads labels
+
+
+def test_checkpoint_records_everything_methods_need(tiny_run):
+    out, meta, *_ = tiny_run
+    model, payload = load_checkpoint(out)
+    stats = payload["source_stats"]
+    names = [n for n, _ in model.norm_layers()]
+    assert list(stats["norm"]) == names
+    first = stats["norm"][names[0]]
+    assert first["mean"].shape == (16,) and first["loc_var"].shape == (16, 32, 32)
+    assert stats["features"]["cov"].shape == (64, 64) and stats["images"] == 64
+    assert payload["classes"] == ["c0", "c1", "c2", "c3"]
+    assert 0 <= payload["meta"]["clean_error"] <= 100 and "rotation_accuracy" in payload["meta"]
+    card = out.with_suffix(".md").read_text()
+    assert "Clean error" in card and "Wall time" in card and "Rotation accuracy" in card
+
+
+def test_source_statistics_match_a_direct_computation(tiny_run):
+    out, *_ = tiny_run
+    model, payload = load_checkpoint(out)
+    from tttgui.training import load_images
+    from tttgui.stats import capture_norm_outputs, channel_moments
+    x, _, _ = load_images(payload["meta"]["config"]["data"], None, None)
+    with torch.no_grad(), capture_norm_outputs(model) as outs:
+        model(to_float(torch.from_numpy(x[:64])))
+    name = model.norm_layers()[5][0]
+    mean, var = channel_moments(outs[name])
+    assert torch.allclose(mean, payload["source_stats"]["norm"][name]["mean"], atol=1e-4)
+    assert torch.allclose(var, payload["source_stats"]["norm"][name]["var"], rtol=1e-3, atol=1e-4)
+
+
+def test_resume_continues_from_the_state_file(tmp_path, cifar_test_dir):
+    common = ["train", "--data", str(cifar_test_dir), "--out", str(tmp_path / "r.pt"), "--limit", "64",
+              "--batch-size", "32", "--ssl-epochs", "0", "--no-progress", "--device", "cpu"]
+    assert main(common + ["--epochs", "1"]) == 0
+    state = torch.load(tmp_path / "r.state.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert main(common + ["--epochs", "2", "--resume"]) == 0
+    _, payload = load_checkpoint(tmp_path / "r.pt")
+    assert [h["epoch"] for h in payload["meta"]["history"]] == [1, 2]
+
+
+def test_label_fraction_is_stratified_and_seeded():
+    labels = np.repeat(np.arange(10), 50)
+    a = stratified_fraction(labels, 0.1, seed=3)
+    assert len(a) == 50 and np.all(np.bincount(labels[a]) == 5)
+    assert np.array_equal(a, stratified_fraction(labels, 0.1, seed=3))
+    assert not np.array_equal(a, stratified_fraction(labels, 0.1, seed=4))
+
+
+def test_bad_options_are_one_line_errors(tmp_path, capsys, cifar_test_dir):
+    rc = main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "x.pt")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "nope" in err and "\n" not in err and "Traceback" not in err
+    rc = main(["train", "--data", str(cifar_test_dir), "--out", str(tmp_path / "x.pt"), "--heads", "jigsaw"])
+    assert rc == 2 and "jigsaw" in capsys.readouterr().err
+    rc = main(["train", "--data", str(cifar_test_dir), "--out", str(tmp_path / "x.pt"), "--label-fraction", "0",
+               "--limit", "20"])
+    assert rc == 2 and "--label-fraction" in capsys.readouterr().err
+
+
+def test_array_dataset_round_trip():
+    ds = ArrayDataset(np.zeros((3, 4, 4, 3), np.uint8), [0, 1, 2], ["a", "b", "c"])
+    image, label, index = ds[-1]
+    assert image.shape == (4, 4, 3) and label == 2 and index == 2
