@@ -167,3 +167,16 @@ def test_single_image_is_fast(images):
         t = time.perf_counter()
         corrupt(images[0], name, 5, frost_dir=FROST_DIR)
         assert time.perf_counter() - t < 0.1, name
+
+
+@pytest.mark.parametrize("name", ["shot_noise", "motion_blur", "snow", "spatter", "elastic_transform"])
+def test_chunks_in_parallel_are_reproducible(images, name, monkeypatch):
+    """Several chunks (one RNG stream each, run by worker threads) give the bytes of a one-worker run, and a
+    chunk's images do not change when more chunks follow."""
+    from tttgui.corruptions import registry
+    step = registry.chunk_size(32, 32)
+    x = np.resize(images, (2 * step + 10, 32, 32, 3))
+    y = corrupt(x, name, 3, seed=1)
+    monkeypatch.setattr(registry, "WORKERS", 1)
+    assert np.array_equal(y, corrupt(x, name, 3, seed=1))
+    assert np.array_equal(y[:2 * step], corrupt(x[:2 * step], name, 3, seed=1))

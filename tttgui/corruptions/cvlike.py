@@ -30,12 +30,12 @@ def correlate3x3(a: np.ndarray, kernel: np.ndarray, mode: str) -> np.ndarray:
 
 def canny(img: np.ndarray, low: int, high: int) -> np.ndarray:
     """cv2.Canny(img, low, high) (aperture 3, L1 gradient) for a batch; returns bool edges."""
-    sob = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
-    dx = correlate3x3(img, sob, "nearest").astype(np.int64)
-    dy = correlate3x3(img, sob.T, "nearest").astype(np.int64)
-    mag = np.abs(dx) + np.abs(dy)
     n, h, w = img.shape
-    m = np.zeros((n, h + 2, w + 2), np.int64)  # magnitude outside the image counts as 0
+    q = _pad(img, 1, "nearest").astype(np.int32)  # Sobel 3×3 as integer slices (int32 holds every term)
+    dx = q[:, :-2, 2:] - q[:, :-2, :-2] + 2 * (q[:, 1:-1, 2:] - q[:, 1:-1, :-2]) + q[:, 2:, 2:] - q[:, 2:, :-2]
+    dy = q[:, 2:, :-2] - q[:, :-2, :-2] + 2 * (q[:, 2:, 1:-1] - q[:, :-2, 1:-1]) + q[:, 2:, 2:] - q[:, :-2, 2:]
+    mag = np.abs(dx) + np.abs(dy)
+    m = np.zeros((n, h + 2, w + 2), np.int32)  # magnitude outside the image counts as 0
     m[:, 1:-1, 1:-1] = mag
 
     def nb(di, dj):
@@ -70,21 +70,31 @@ _CHAMFER = [(0, 1, 65536), (1, 0, 65536), (1, 1, 91750), (1, -1, 91750),
 
 
 def distance_to_zero(nonzero: np.ndarray) -> np.ndarray:
-    """Chamfer-5×5 distance of every pixel to the nearest zero pixel (float32; inf where there is none)."""
+    """Chamfer-5×5 distance of every pixel to the nearest zero pixel (float32; inf where there is none).
+
+    OpenCV's two raster passes, vectorised over images and over each row: the rows above (below) are final,
+    and the in-row step is a min-plus scan (cumulative minimum of d - j·a).
+    """
     big = np.int64(1) << 40
-    d = np.where(nonzero, big, 0).astype(np.int64)
-    h, w = d.shape[-2:]
-    while True:
-        prev = d
-        p = np.full((d.shape[0], h + 4, w + 4), big, np.int64)
-        p[:, 2:-2, 2:-2] = d
-        best = d.copy()
-        for di, dj, cost in _CHAMFER:
-            for a, b in ((di, dj), (-di, -dj)):
-                np.minimum(best, p[:, 2 + a:2 + a + h, 2 + b:2 + b + w] + cost, out=best)
-        d = best
-        if np.array_equal(d, prev):
-            break
+    n, h, w = nonzero.shape
+    p = np.full((n, h + 4, w + 4), big, np.int64)  # outside the image: no zero there
+    p[:, 2:-2, 2:-2] = np.where(nonzero, big, 0)
+    a, b, c = 65536, 91750, 143976
+    ramp = np.arange(w, dtype=np.int64) * a
+    for rows, near, far in ((range(h), -1, -2), (range(h - 1, -1, -1), 1, 2)):
+        for i in rows:
+            r1, r2 = p[:, i + 2 + near], p[:, i + 2 + far]
+            row = p[:, i + 2, 2:-2]
+            cand = np.minimum(r1[:, 2:-2] + a, np.minimum(r1[:, 1:-3], r1[:, 3:-1]) + b)
+            np.minimum(cand, np.minimum(np.minimum(r1[:, :-4], r1[:, 4:]),
+                                        np.minimum(r2[:, 1:-3], r2[:, 3:-1])) + c, out=cand)
+            np.minimum(row, cand, out=cand)
+            if near < 0:  # in-row step from the left, then (backward pass) from the right
+                cand = np.minimum.accumulate(cand - ramp, axis=1) + ramp
+            else:
+                cand = np.minimum.accumulate((cand + ramp)[:, ::-1], axis=1)[:, ::-1] - ramp
+            row[...] = cand
+    d = p[:, 2:-2, 2:-2]
     out = (d.astype(np.float64) / 65536.0).astype(np.float32)
     out[d >= big] = np.inf
     return out
@@ -96,19 +106,19 @@ def blur3x3(a: np.ndarray) -> np.ndarray:
 
 
 def equalize_hist(img: np.ndarray) -> np.ndarray:
-    """cv2.equalizeHist per image (uint8)."""
-    out = np.empty_like(img)
-    for i, a in enumerate(img):
-        hist = np.bincount(a.ravel(), minlength=256)
-        first = int(np.argmax(hist > 0))
-        total = a.size
-        if hist[first] == total:
-            out[i] = first
-            continue
-        scale = 255.0 / (total - hist[first])
-        lut = np.zeros(256, np.float64)
-        lut[first + 1:] = np.cumsum(hist[first + 1:]) * scale
-        lut = np.clip(np.rint(lut.astype(np.float32)), 0, 255).astype(np.uint8)
-        lut[:first + 1] = 0
-        out[i] = lut[a]
+    """cv2.equalizeHist per image (uint8), all images at once (one histogram row per image)."""
+    n = len(img)
+    flat = img.reshape(n, -1)
+    hist = np.bincount((flat + np.arange(n)[:, None] * 256).ravel(), minlength=256 * n).reshape(n, 256)
+    first = np.argmax(hist > 0, axis=1)
+    rows = np.arange(n)
+    total = flat.shape[1]
+    above = np.arange(256)[None, :] > first[:, None]
+    rest = total - hist[rows, first]
+    scale = 255.0 / np.maximum(rest, 1)  # a constant image (rest 0) is handled below
+    lut = np.cumsum(np.where(above, hist, 0), axis=1) * scale[:, None]
+    lut = np.clip(np.rint(np.where(above, lut, 0).astype(np.float32)), 0, 255).astype(np.uint8)
+    out = np.take_along_axis(lut, flat.astype(np.intp), axis=1).reshape(img.shape)
+    const = hist[rows, first] == total
+    out[const] = first[const].astype(np.uint8)[:, None, None]
     return out

@@ -88,8 +88,8 @@ def frost(x: torch.Tensor, severity: int, ctx: Context) -> torch.Tensor:
         top = ctx.rng.integers(0, t.shape[0] - h) if t.shape[0] > h else 0
         left = ctx.rng.integers(0, t.shape[1] - w) if t.shape[1] > w else 0
         crops[i] = t[top:top + h, left:left + w]
-    layer = ctx.tensor(crops).permute(0, 3, 1, 2).double()
-    return floor_u8_255(a * x.double() + b * layer)
+    layer = ctx.tensor(crops).permute(0, 3, 1, 2).float()  # float32: a random corruption
+    return floor_u8_255(layer.mul_(b).add_(x.float(), alpha=a))
 
 
 def _cover(t: np.ndarray, h: int, w: int) -> np.ndarray:

@@ -1,7 +1,5 @@
-"""Small torch helpers shared by the corruptions: flooring, padding indices, shifted-sum filters, gathers.
-
-Images inside the package are torch tensors N×C×H×W. Filters are written as sums of shifted slices rather
-than conv2d because the reference computes in float64 and torch's float64 conv2d is very slow on CPU.
+"""Small torch helpers shared by the corruptions: flooring, padding, separable shifted-sum filters, bilinear
+sampling. Images inside the package are torch tensors N×C×H×W (float32 unless a closed form needs float64).
 """
 from __future__ import annotations
 
@@ -54,25 +52,17 @@ def pad(x: torch.Tensor, ph: int, pw: int, mode: str) -> torch.Tensor:
     fast = {"nearest": "replicate", "reflect101": "reflect"}.get(mode)
     if fast and x.dim() == 4 and x.is_floating_point() and ph < x.shape[-2] and pw < x.shape[-1]:
         return F.pad(x, (pw, pw, ph, ph), mode=fast)  # torch's native kernels, much faster than index_select
+    if mode == "symmetric" and ph <= x.shape[-2] and pw <= x.shape[-1]:  # mirrored edge slices, no gather
+        if ph:
+            x = torch.cat([x[..., :ph, :].flip(-2), x, x[..., x.shape[-2] - ph:, :].flip(-2)], dim=-2)
+        if pw:
+            x = torch.cat([x[..., :pw].flip(-1), x, x[..., x.shape[-1] - pw:].flip(-1)], dim=-1)
+        return x
     if ph:
         x = x.index_select(-2, torch.as_tensor(pad_index(x.shape[-2], ph, ph, mode), device=x.device))
     if pw:
         x = x.index_select(-1, torch.as_tensor(pad_index(x.shape[-1], pw, pw, mode), device=x.device))
     return x
-
-
-def correlate2d(x: torch.Tensor, kernel: np.ndarray, mode: str) -> torch.Tensor:
-    """Correlation (cv2.filter2D / scipy.ndimage.correlate) with an odd 2-D kernel, as a sum of shifts."""
-    kh, kw = kernel.shape
-    ph, pw = kh // 2, kw // 2
-    h, w = x.shape[-2:]
-    xp = pad(x, ph, pw, mode)
-    out = torch.zeros_like(x)
-    for i in range(kh):
-        for j in range(kw):
-            if kernel[i, j] != 0:
-                out.add_(xp[..., i:i + h, j:j + w], alpha=float(kernel[i, j]))
-    return out
 
 
 def correlate1d(x: torch.Tensor, k: np.ndarray, axis: int, mode: str) -> torch.Tensor:
@@ -106,34 +96,16 @@ def gaussian(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: flo
     return correlate1d(correlate1d(x, k, -2, mode), k, -1, mode)
 
 
-def gather2d(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-    """out[n,c,i,j] = x[n,c,rows[n,i,j],cols[n,i,j]] (rows/cols long, already inside the image)."""
-    n, c, h, w = x.shape
-    flat = (rows * w + cols).reshape(n, 1, -1).expand(n, c, -1)
-    return x.reshape(n, c, h * w).gather(2, flat).reshape(n, c, *rows.shape[1:])
-
-
 def bilinear(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, mode: str) -> torch.Tensor:
-    """Bilinear sampling at float coordinates (N×H'×W'); integer neighbours outside go through `mode`."""
+    """Bilinear sampling at float coordinates (N×H'×W'); integer neighbours outside go through `mode`.
+
+    grid_sample on the image padded (by `mode`) just enough for the coordinates given: one fused kernel
+    instead of four gathers, and every neighbour inside the padded image, so the result is exact.
+    """
     h, w = x.shape[-2:]
-    r0, c0 = torch.floor(rows), torch.floor(cols)
-    fr, fc = (rows - r0).unsqueeze(1).to(x.dtype), (cols - c0).unsqueeze(1).to(x.dtype)
-    r0, c0 = r0.long(), c0.long()
-    rmap = _index_map(h, mode, x.device)
-    cmap = _index_map(w, mode, x.device)
-    pad_r, pad_c = rmap[1], cmap[1]
-
-    def at(r, c):
-        return gather2d(x, rmap[0][(r + pad_r).clamp(0, len(rmap[0]) - 1)],
-                        cmap[0][(c + pad_c).clamp(0, len(cmap[0]) - 1)])
-
-    top = at(r0, c0) * (1 - fc) + at(r0, c0 + 1) * fc
-    bottom = at(r0 + 1, c0) * (1 - fc) + at(r0 + 1, c0 + 1) * fc
-    return top * (1 - fr) + bottom * fr
-
-
-def _index_map(n: int, mode: str, device) -> tuple[torch.Tensor, int]:
-    # Coordinates never stray more than a few image sizes out; 3n on each side is plenty.
-    p = 3 * n
-    return torch.as_tensor(pad_index(n, p, p, mode), device=device), p
-
+    ph = int(max(0.0, -float(rows.min()), float(rows.max()) - (h - 1))) + 2
+    pw = int(max(0.0, -float(cols.min()), float(cols.max()) - (w - 1))) + 2
+    xp = pad(x, ph, pw, mode)
+    grid = torch.stack([cols.to(x.dtype).add_(pw).mul_(2.0 / (w + 2 * pw - 1)).sub_(1.0),
+                        rows.to(x.dtype).add_(ph).mul_(2.0 / (h + 2 * ph - 1)).sub_(1.0)], dim=-1)
+    return F.grid_sample(xp, grid, mode="bilinear", padding_mode="border", align_corners=True)

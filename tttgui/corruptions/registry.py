@@ -1,6 +1,7 @@
 """Names, validation, seeding and batching around the corruption functions."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -36,8 +37,8 @@ BENCHMARK_CORRUPTIONS = CORRUPTIONS[:15]
 DETERMINISTIC = ("defocus_blur", "zoom_blur", "brightness", "contrast", "pixelate", "jpeg_compression",
                  "gaussian_blur", "saturate")
 SMALL_SIDE = 64  # images up to this side get the CIFAR parameters, larger ones the ImageNet-C parameters
-SMALL_BATCH = 16  # below this many images the CPU work runs on one thread
-CHUNK = 2000  # images per step: bounds memory; fixed so that results never depend on the batch size used
+CHUNK_PIXELS = 256 * 32 * 32  # pixels per step (256 CIFAR images): the temporaries stay in the CPU caches
+WORKERS = 2  # chunks run in parallel threads, each single-threaded: no per-op barriers (robust on a busy CPU)
 
 
 def check_name(name) -> str:
@@ -73,6 +74,11 @@ def _as_batch(images) -> tuple[np.ndarray, bool]:
     raise UserError(f"images have shape {images.shape}; expected H×W×3 or N×H×W×3 uint8 RGB")
 
 
+def chunk_size(h: int, w: int) -> int:
+    """Images per chunk: depends only on the image size, so results never depend on the batch size used."""
+    return max(1, CHUNK_PIXELS // (h * w))
+
+
 def corrupt(images, name: str, severity: int, seed: int = 0, frost_dir=None, device=None) -> np.ndarray:
     """Corrupt one image (H×W×3) or a batch (N×H×W×3) of uint8 RGB; the same seed gives the same bytes."""
     fn = FUNCTIONS[check_name(name)]
@@ -81,26 +87,38 @@ def corrupt(images, name: str, severity: int, seed: int = 0, frost_dir=None, dev
     if min(batch.shape[1:3]) < 8:
         raise UserError(f"images are {batch.shape[1]}×{batch.shape[2]} px; expected at least 8×8")
     dev = torch.device("cpu") if device is None else torch.device(device)
-    # one stream per (seed, corruption, severity): severities and corruptions never share draws
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, CORRUPTIONS.index(name), severity])
-    ctx = Context(rng=rng, device=dev, large=max(batch.shape[1:3]) > SMALL_SIDE,
-                  frost_dir=None if frost_dir is None else str(frost_dir))
+    large = max(batch.shape[1:3]) > SMALL_SIDE
+    frost_dir = None if frost_dir is None else str(frost_dir)
+    step = chunk_size(*batch.shape[1:3])
     out = np.empty_like(batch)
-    with _few_threads(len(batch) < SMALL_BATCH and dev.type == "cpu"):
-        for start in range(0, len(batch), CHUNK):
-            x = torch.from_numpy(np.ascontiguousarray(batch[start:start + CHUNK])).to(dev).permute(0, 3, 1, 2)
-            y = fn(x.contiguous(), severity, ctx)
-            out[start:start + CHUNK] = y.permute(0, 2, 3, 1).cpu().numpy()
+
+    def run(start: int) -> None:
+        # one stream per (seed, corruption, severity, chunk): severities and corruptions never share draws,
+        # and chunks can run in any order or in parallel
+        rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, CORRUPTIONS.index(name), severity, start // step])
+        ctx = Context(rng=rng, device=dev, large=large, frost_dir=frost_dir)
+        x = torch.from_numpy(np.ascontiguousarray(batch[start:start + step])).to(dev).permute(0, 3, 1, 2)
+        y = fn(x.contiguous(), severity, ctx)
+        out[start:start + step] = y.permute(0, 2, 3, 1).cpu().numpy()
+
+    starts = range(0, len(batch), step)
+    if dev.type != "cpu":
+        for start in starts:
+            run(start)
+    else:
+        with _one_thread():
+            if len(starts) == 1:
+                run(0)
+            else:
+                with ThreadPoolExecutor(WORKERS, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+                    list(pool.map(run, starts))
     return out[0] if single else out
 
 
 @contextmanager
-def _few_threads(active: bool):
-    """A single image gains nothing from threads, and when the CPU is busy (training) every parallel region
-    waits for a descheduled worker: 30-600 ms instead of < 10 ms per image in the GUI."""
-    if not active:
-        yield
-        return
+def _one_thread():
+    """Each chunk runs single-threaded: small tensors gain nothing from intra-op threads, and when the CPU is
+    busy (training) every parallel region waits for a descheduled worker (30-600 ms instead of < 10 ms)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

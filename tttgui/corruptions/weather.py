@@ -25,14 +25,14 @@ SPATTER = ((0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 
 def snow_layer(rng: np.random.Generator, n: int, h: int, w: int, severity: int) -> np.ndarray:
     """S in [0,1], N×H×W: zoomed thresholded Gaussian field, as 8-bit gray, motion-blurred roughly downwards."""
     mu, s, zoom, thr, radius, sigma, _ = SNOW[severity - 1]
-    field = rng.normal(mu, s, size=(n, h, w))
+    field = rng.standard_normal((n, h, w), dtype=np.float32) * np.float32(s) + np.float32(mu)
     if zoom != 1:
-        field = zoom_matrix(h, zoom) @ field @ zoom_matrix(w, zoom).T
+        field = zoom_matrix(h, zoom).astype(np.float32) @ field @ zoom_matrix(w, zoom).T.astype(np.float32)
     field[field < thr] = 0
     gray = (np.clip(field, 0, 1) * 255).astype(np.uint8)
     angles = rng.uniform(-135, -45, size=n)
     blurred = motion_apply(torch.from_numpy(gray[:, None]), radius, sigma, angles)
-    return blurred[:, 0].numpy() / 255.0
+    return blurred[:, 0].numpy().astype(np.float32) / np.float32(255)
 
 
 def snow(x: torch.Tensor, severity: int, ctx: Context) -> torch.Tensor:
@@ -42,7 +42,7 @@ def snow(x: torch.Tensor, severity: int, ctx: Context) -> torch.Tensor:
     xf = to_unit(x, torch.float32)
     gray = 0.299 * xf[:, 0:1] + 0.587 * xf[:, 1:2] + 0.114 * xf[:, 2:3]
     xf = blend * xf + (1 - blend) * torch.maximum(xf, gray * 1.5 + 0.5)
-    return floor_u8(xf.double() + layer + torch.flip(layer, dims=(-2, -1)))
+    return floor_u8(xf.add_(layer + torch.flip(layer, dims=(-2, -1))))  # float32: a random corruption
 
 
 # ---- fog -----------------------------------------------------------------------------------------------------
@@ -76,8 +76,8 @@ def fog(x: torch.Tensor, severity: int, ctx: Context) -> torch.Tensor:
     a, decay = pick(*FOG, severity, ctx)
     n, _, h, w = x.shape
     mapsize = 1 << int(np.ceil(np.log2(max(h, w, 2))))
-    plasma = ctx.tensor(plasma_fractal(ctx.rng, n, mapsize, decay)[:, None, :h, :w])
-    xf = to_unit(x)
+    plasma = ctx.tensor(plasma_fractal(ctx.rng, n, mapsize, decay)[:, None, :h, :w].astype(np.float32))
+    xf = to_unit(x, torch.float32)  # float32: a random corruption
     top = xf.amax(dim=(1, 2, 3), keepdim=True)
     return floor_u8((xf + a * plasma) * top / (top + a))
 
@@ -115,10 +115,10 @@ def spatter_mask(rng: np.random.Generator, n: int, h: int, w: int, severity: int
 def spatter(x: torch.Tensor, severity: int, ctx: Context) -> torch.Tensor:
     n, _, h, w = x.shape
     mode = SPATTER[severity - 1][5]
-    m = ctx.tensor(spatter_mask(ctx.rng, n, h, w, severity)).unsqueeze(1).double()
-    xf = to_unit(x, torch.float32).double()
+    m = ctx.tensor(spatter_mask(ctx.rng, n, h, w, severity)).unsqueeze(1).float()  # float32: random
+    xf = to_unit(x, torch.float32)
     if mode == 0:
-        color = torch.tensor(WATER, dtype=torch.float64, device=x.device).view(1, 3, 1, 1) / 255.0
+        color = torch.tensor(WATER, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) / 255.0
         return floor_u8(xf + m * color)
-    color = torch.tensor(MUD, dtype=torch.float64, device=x.device).view(1, 3, 1, 1) / 255.0
+    color = torch.tensor(MUD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1) / 255.0
     return floor_u8(xf * (1 - m) + m * color)
