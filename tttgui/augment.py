@@ -99,3 +99,88 @@ def _hue_shift(v, shift):
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1]."""
     return images_u8.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+# -- AugMix (Hendrycks et al. 2020) as MEMO draws it for CIFAR-10 ---------------------------------------------
+# Ops and level ranges follow the AugMix reference augmentations (colour/contrast/brightness/sharpness excluded):
+# level ~ U(0.1, severity); rotate int(level*3) degrees, shear level*0.03, translate int(level*size/30) px
+# (random sign each), solarize threshold 256 - int(level*25.6), posterize to 4 - int(level*0.4) bits.
+AUGMIX_OPS = ("autocontrast", "equalize", "rotate", "solarize", "shear_x", "shear_y", "translate_x",
+              "translate_y", "posterize")
+
+
+def augmix_views(x: torch.Tensor, gen: torch.Generator, severity: float = 1.0, width: int = 3,
+                 max_depth: int = 3) -> torch.Tensor:
+    """One AugMix view of every image in x (float NCHW in [0, 1]): `width` chains of 1..max_depth random ops,
+    mixed with Dirichlet(1) weights, then blended with the original by m ~ Beta(1, 1). Batched: each (chain,
+    depth) slot applies every op to the views that drew it."""
+    n = len(x)
+    dev = x.device
+    u = lambda *s: torch.rand(*s, generator=gen, device=gen.device).to(dev)  # noqa: E731
+    w = -torch.log(u(n, width).clamp_min(1e-12))
+    w = w / w.sum(1, keepdim=True)                                    # Dirichlet(1, ..., 1)
+    m = u(n)                                                          # Beta(1, 1)
+    mix = torch.zeros_like(x)
+    for c in range(width):
+        depth = torch.randint(1, max_depth + 1, (n,), generator=gen, device=gen.device).to(dev)
+        chain = x.clone()
+        for d in range(max_depth):
+            ops = torch.randint(0, len(AUGMIX_OPS), (n,), generator=gen, device=gen.device).to(dev)
+            level = 0.1 + (severity - 0.1) * u(n)
+            sign = torch.where(u(n) < 0.5, -1.0, 1.0)
+            active = depth > d
+            for k, name in enumerate(AUGMIX_OPS):
+                sel = (active & (ops == k)).nonzero().flatten()
+                if len(sel):
+                    chain[sel] = _augmix_op(name, chain[sel], level[sel], sign[sel])
+        mix = mix + w[:, c, None, None, None] * chain
+    return ((1 - m)[:, None, None, None] * x + m[:, None, None, None] * mix).clamp(0, 1)
+
+
+def _augmix_op(name: str, v: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    n, _, h, w = v.shape
+    if name == "autocontrast":
+        lo = v.amin(dim=(2, 3), keepdim=True)
+        hi = v.amax(dim=(2, 3), keepdim=True)
+        scale = torch.where(hi > lo, 1.0 / (hi - lo).clamp_min(1e-6), torch.ones_like(hi))
+        return torch.where(hi > lo, (v - lo) * scale, v)
+    if name == "equalize":
+        return _equalize(v)
+    if name == "solarize":
+        t = (256 - (level * 25.6).floor())[:, None, None, None] / 255
+        return torch.where(v >= t, 1 - v, v)
+    if name == "posterize":
+        bits = (4 - (level * 0.4).floor()).to(torch.int64)
+        q = (v * 255).round().to(torch.int64)
+        mask = (255 << (8 - bits))[:, None, None, None] & 255
+        return (q & mask).float() / 255
+    theta = torch.zeros(n, 2, 3, device=v.device)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    if name == "rotate":
+        ang = (level * 3).floor() * sign * torch.pi / 180
+        theta[:, 0, 0], theta[:, 0, 1] = torch.cos(ang), -torch.sin(ang)
+        theta[:, 1, 0], theta[:, 1, 1] = torch.sin(ang), torch.cos(ang)
+    elif name in ("shear_x", "shear_y"):
+        s = level * 0.03 * sign                       # input = output + s * other axis (from the top/left edge)
+        r = 0 if name == "shear_x" else 1
+        theta[:, r, 1 - r] = s
+        theta[:, r, 2] = s
+    else:
+        px = (level * w / 30).floor() * sign if name == "translate_x" else (level * h / 30).floor() * sign
+        theta[:, 0 if name == "translate_x" else 1, 2] = 2 * px / (w if name == "translate_x" else h)
+    grid = F.affine_grid(theta, (n, 3, h, w), align_corners=False)
+    return F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _equalize(v: torch.Tensor) -> torch.Tensor:
+    """PIL's ImageOps.equalize per image and channel, batched: lut[i] = (step // 2 + #pixels below i) // step
+    with step = (pixels - count of the brightest level) // 255; identity where step is 0."""
+    n, c, h, w = v.shape
+    q = (v * 255).round().long().clamp(0, 255).reshape(n * c, h * w)
+    hist = torch.zeros(n * c, 256, dtype=torch.long, device=v.device).scatter_add_(1, q, torch.ones_like(q))
+    last = hist.gather(1, q.amax(1, keepdim=True))
+    step = (h * w - last) // 255
+    below = hist.cumsum(1) - hist
+    lut = ((step // 2 + below) // step.clamp_min(1)).clamp(max=255)
+    lut = torch.where(step > 0, lut, torch.arange(256, device=v.device).expand_as(lut))
+    return lut.gather(1, q).reshape(n, c, h, w).float() / 255

@@ -1,0 +1,156 @@
+"""`tttgui eval` and the evaluation engine: output schemas, determinism, protocols, errors."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tttgui.cli import main
+from tttgui.evaluation import IMAGE_COLUMNS, SUMMARY_COLUMNS, EvalConfig, evaluate
+from tttgui.models import ModelSpec, build_model, save_checkpoint
+from tttgui.stats import source_statistics
+
+CLASSES = ["cat", "dog", "ship"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("eval")
+    rng = np.random.default_rng(0)
+    for c in CLASSES:
+        (root / "data" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / "data" / c / f"{i}.png")
+    torch.manual_seed(0)
+    spec = ModelSpec(num_classes=3, heads=("rotation",), arch_args={"depth": 8, "width": 1, "norm": "gn"},
+                     input_size=16)
+    model = build_model(spec).eval()
+    stats = source_statistics(model, torch.from_numpy(rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8)), "cpu")
+    save_checkpoint(root / "ck.pt", model, CLASSES, stats, {"clean_error": 50.0})
+    yield root, model, stats
+    torch.set_num_threads(threads)
+
+
+def run_cli(root, out, *extra):
+    return main(["eval", "--checkpoint", str(root / "ck.pt"), "--data", str(root / "data"), "--out", str(out),
+                 "--corruptions", "none", "--methods", "source,ttt,tent", "--steps", "2", "--views", "4",
+                 "--no-progress", *extra])
+
+
+def read(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_eval_writes_documented_outputs(setup, tmp_path, capsys):
+    root, _, _ = setup
+    assert run_cli(root, tmp_path / "a") == 0
+    printed = capsys.readouterr().out
+    assert "no adapt" in printed and "ttt" in printed
+    with open(tmp_path / "a" / "summary.csv") as f:
+        assert f.readline().strip() == ",".join(SUMMARY_COLUMNS)
+    summary = read(tmp_path / "a" / "summary.csv")
+    assert [r["method"] for r in summary] == ["source", "ttt", "tent"]
+    for r in summary:
+        assert r["n"] == "6" and r["protocol"] == "episodic" and 0 <= float(r["error_after"]) <= 100
+    src = summary[0]
+    assert src["error_before"] == src["error_after"]
+    images = read(tmp_path / "a" / "images.csv")
+    assert list(images[0]) == IMAGE_COLUMNS and len(images) == 18
+    ttt = [r for r in images if r["method"] == "ttt"]
+    assert all(r["steps"] == "2" and float(r["loss_first"]) > 0 and r["loss_last"] for r in ttt)
+    assert sorted(int(r["index"]) for r in ttt) == list(range(6))
+    info = json.loads((tmp_path / "a" / "run.json").read_text())
+    for key in ("config", "versions", "device", "seed", "recipes", "checkpoint", "indices"):
+        assert key in info
+    assert info["versions"]["torch"] and info["recipes"]["ttt"]["steps"] == 2
+    assert info["recipes"]["ttt"]["lr"] == 1e-3 and info["recipes"]["tent"]["optimizer"] == "adam"
+
+
+def test_same_seed_same_numbers(setup, tmp_path):
+    root, _, _ = setup
+    for name in ("a", "b"):
+        assert run_cli(root, tmp_path / name, "--seed", "3", "--methods", "ttt") == 0
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(read(tmp_path / "a" / "images.csv")) == strip(read(tmp_path / "b" / "images.csv"))
+    assert read(tmp_path / "a" / "summary.csv") == read(tmp_path / "b" / "summary.csv")
+
+
+def test_online_protocol_batches_the_stream(setup, tmp_path):
+    root, _, _ = setup
+    assert run_cli(root, tmp_path / "o", "--protocol", "online", "--batch-size", "2", "--steps", "1",
+                   "--limit", "4") == 0
+    images = read(tmp_path / "o" / "images.csv")
+    assert len(images) == 12 and {r["protocol"] for r in images} == {"online"}
+    assert {r["steps"] for r in images if r["method"] == "ttt"} == {"1"}
+
+
+def test_bad_options_are_one_line_errors(setup, tmp_path, capsys):
+    root, _, _ = setup
+    for extra in (["--methods", "magic"], ["--severities", "7", "--corruptions", "fog"],
+                  ["--batch-size", "0"], ["--limit", "0"]):
+        assert run_cli(root, tmp_path / "x", *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "error" in err
+    assert main(["eval", "--checkpoint", str(tmp_path / "nope.pt"), "--data", str(root / "data"),
+                 "--out", str(tmp_path / "y"), "--corruptions", "none"]) == 2
+    assert "nope.pt" in capsys.readouterr().err
+
+
+def test_engine_loops_over_shifts_and_restores_the_model(setup, monkeypatch):
+    root, model, stats = setup
+    import tttgui.evaluation as ev
+    monkeypatch.setattr(ev, "check_config", lambda cfg, m: None)
+    monkeypatch.setattr(ev, "corrupt_images", lambda images, c, s, cfg, d: (255 - images) // s)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    cfg = EvalConfig(corruptions=("none", "fake"), severities=(1, 2), methods=("source", "ttt"), steps=1, views=4)
+    seen = []
+    res = evaluate(model, stats, images, np.array([0, 1, 2]), np.array([5, 6, 7]), cfg, "cpu",
+                   progress=lambda k, text: seen.append(k))
+    assert [(r.corruption, r.severity, r.method) for r in res.summary] == [
+        ("none", 0, "source"), ("none", 0, "ttt"), ("fake", 1, "source"), ("fake", 1, "ttt"),
+        ("fake", 2, "source"), ("fake", 2, "ttt")]
+    assert sum(seen) == 18 and {r.index for r in res.images} == {5, 6, 7}
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_should_stop_cancels_with_partial_results(setup):
+    _, model, stats = setup
+    images = np.zeros((4, 16, 16, 3), dtype=np.uint8)
+    calls = []
+    res = evaluate(model, stats, images, np.zeros(4, int), np.arange(4), EvalConfig(methods=("ttt",), steps=1,
+                   views=4), "cpu", should_stop=lambda: len(calls.append(1) or calls) > 2)
+    assert res.cancelled and 0 < len(res.images) < 4
+
+
+def test_paired_difference_of_two_methods():
+    from tttgui.evaluation import ImageRow, paired_difference
+
+    def rows(preds):
+        return [ImageRow("none", 0, "m", "episodic", i, 1, 0, 0.5, p, 0.5, None, None, 0, 0.0, "ok")
+                for i, p in enumerate(preds)]
+    diff, low, high, n = paired_difference(rows([0, 0, 1, 1]), rows([1, 1, 1, 0]))
+    assert n == 4 and diff == pytest.approx(-25.0) and low < diff < high
+
+
+def test_session_and_eval_agree_on_an_image(setup):
+    """The GUI's per-image session and the batch engine draw the same views for the same (seed, index)."""
+    from tttgui.session import MethodConfig, Session
+    _, model, stats = setup
+    images = np.random.default_rng(3).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    res = evaluate(model, stats, images, np.array([0, 1]), np.array([11, 12]),
+                   EvalConfig(methods=("ttt",), steps=2, views=4, seed=4), "cpu")
+    for row, im in zip(res.images, images):
+        s = Session(model, stats, MethodConfig("ttt", steps=2, views=4, seed=4), "cpu")
+        s.set_image(im, index=row.index)
+        list(s.run(2))
+        out = s.result()
+        assert out.prediction_after == row.prediction_after
+        assert out.confidence_after == pytest.approx(row.confidence_after, abs=1e-6)
+        assert out.loss_last == pytest.approx(row.loss_last, abs=1e-6)

@@ -1,0 +1,10 @@
+"""Test-time adaptation methods (one module each), looked up by name.
+
+    from tttgui.methods import method_names, get_method, method_defaults, MethodConfig, Adapter
+"""
+from tttgui.methods.base import MethodConfig, Recipe, Method, PARAM_CHOICES, PROTOCOLS, OPTIMIZERS
+from tttgui.methods.registry import METHODS, method_names, get_method, method_defaults, describe
+from tttgui.methods.adapter import Adapter, Update, image_seed
+
+__all__ = ["MethodConfig", "Recipe", "Method", "METHODS", "method_names", "get_method", "method_defaults",
+           "describe", "Adapter", "Update", "image_seed", "PARAM_CHOICES", "PROTOCOLS", "OPTIMIZERS"]

@@ -1,0 +1,203 @@
+"""What every adaptation method is: a recipe (defaults per protocol), a parameter selection, a view sampler and a
+loss. Methods hold no optimizer and never step themselves: `tttgui.methods.adapter.Adapter` (and the vectorised
+episodic path built on it) owns the update, so a method stays a pure `loss(model, batch)` over drawn views.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from tttgui.errors import UserError
+
+PROTOCOLS = ("episodic", "online")
+PARAM_CHOICES = ("default", "all", "trunk", "norm")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+NORM_TYPES = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._NormBase)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """What a user picks; None means the paper default of the method for the protocol."""
+
+    method: str = "ttt"
+    steps: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+    views: int | None = None
+    params: str | None = None          # "default" | "all" | "trunk" | "norm"
+    protocol: str = "episodic"         # "episodic" (reset before every image) | "online" (carry state)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A fully resolved configuration: what actually runs (written to run.json and the GUI's export)."""
+
+    method: str
+    protocol: str
+    steps: int
+    lr: float
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    nesterov: bool
+    views: int                        # augmented samples per update, at least one per image of the batch
+    params: str                       # the resolved choice; "default" stays "default" (= the method's own set)
+    param_set: str                    # words for the parameters that adapt, e.g. "trunk + rotation head"
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Method:
+    """Base class. Subclasses set the class attributes and implement `draw` and `loss`."""
+
+    name = ""
+    summary = ""
+    source = ""                        # where the defaults come from
+    requires: tuple[str, ...] = ()     # model heads the loss needs
+    adapts = True
+    # defaults per protocol: dict with steps, lr, optimizer, momentum, weight_decay, nesterov, views
+    episodic: dict = {}
+    online: dict = {}
+    default_params = "all"             # "all" | "trunk" | "norm" | "trunk+rotation" | "encoder"
+    default_param_words = "all parameters"
+
+    def __init__(self, model, source_stats: dict, recipe: Recipe, device: torch.device):
+        self.model, self.stats, self.recipe, self.device = model, source_stats or {}, recipe, device
+        missing = [h for h in self.requires if h not in model.spec.heads]
+        if missing:
+            raise UserError(f"method {self.name} needs a model with the {', '.join(missing)} head; this "
+                            f"checkpoint has heads {list(model.spec.heads) or 'none'}")
+
+    # -- recipe ---------------------------------------------------------------------------------------------
+    @classmethod
+    def defaults(cls, protocol: str) -> dict:
+        if protocol not in PROTOCOLS:
+            raise UserError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        return dict(cls.episodic if protocol == "episodic" else cls.online)
+
+    @classmethod
+    def resolve(cls, config: MethodConfig) -> Recipe:
+        d = cls.defaults(config.protocol)
+        steps = d["steps"] if config.steps is None else int(config.steps)
+        lr = d["lr"] if config.lr is None else float(config.lr)
+        opt = d["optimizer"] if config.optimizer is None else config.optimizer.lower()
+        views = d["views"] if config.views is None else int(config.views)
+        params = "default" if config.params is None else config.params
+        if steps < 0:
+            raise UserError(f"steps {steps} is negative; expected 0 or more")
+        if not (lr >= 0 and math.isfinite(lr)):
+            raise UserError(f"learning rate {lr} is invalid; expected a finite number >= 0")
+        if opt not in OPTIMIZERS:
+            raise UserError(f"unknown optimizer {opt!r}; expected one of {', '.join(OPTIMIZERS)}")
+        if views < 1:
+            raise UserError(f"views {views} is invalid; expected 1 or more")
+        if params not in PARAM_CHOICES:
+            raise UserError(f"unknown parameter set {params!r}; expected one of {', '.join(PARAM_CHOICES)}")
+        same_opt = opt == d["optimizer"]   # momentum etc. belong to the paper's optimizer; another one runs plain
+        words = {"default": cls.default_param_words, "all": "all parameters", "trunk": "shared trunk",
+                 "norm": "norm-layer affine parameters"}[params]
+        return Recipe(method=cls.name, protocol=config.protocol, steps=steps, lr=lr, optimizer=opt,
+                      momentum=d.get("momentum", 0.0) if same_opt else 0.0,
+                      weight_decay=d.get("weight_decay", 0.0) if same_opt else (0.01 if opt == "adamw" else 0.0),
+                      nesterov=d.get("nesterov", False) if same_opt else False,
+                      views=views, params=params, param_set=words, seed=int(config.seed))
+
+    # -- parameters -----------------------------------------------------------------------------------------
+    def parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """(name, parameter) pairs this method adapts, in model order."""
+        choice = self.default_params if self.recipe.params == "default" else self.recipe.params
+        return select_parameters(self.model, choice)
+
+    # -- views and loss -------------------------------------------------------------------------------------
+    def draw(self, images: torch.Tensor, gen: torch.Generator) -> dict:
+        """Random inputs of one update from float NCHW images (all randomness lives here, none in `loss`)."""
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict) -> torch.Tensor:
+        """The self-supervised loss of `model` on a drawn batch (a scalar)."""
+        raise NotImplementedError
+
+    def display_views(self, batch: dict) -> torch.Tensor:
+        """The images of a drawn batch to show a user (float NCHW in [0, 1])."""
+        return batch["views"]
+
+    def commit(self) -> None:
+        """Called after a successful update (online state such as TTT++'s queue is advanced here)."""
+
+    def reset_state(self) -> None:
+        """Forget carried state (called with every model reset)."""
+
+    @contextmanager
+    def train_mode(self, model):
+        """Module modes during the loss; the default keeps eval mode (GroupNorm does not care)."""
+        yield
+
+    def view_count(self, n_images: int) -> int:
+        """Views per update: `views` rounded up to a multiple of the batch, so every image gets the same number."""
+        per = max(1, -(-self.recipe.views // n_images))
+        return per * n_images
+
+
+def view_index(n_images: int, total: int, device) -> torch.Tensor:
+    """View j comes from image j % n: views are laid out as (per_image, n_images)."""
+    return torch.arange(total, device=device) % n_images
+
+
+def select_parameters(model, choice: str) -> list[tuple[str, nn.Parameter]]:
+    named = list(model.named_parameters())
+    if choice == "all":
+        keep = {id(p) for _, p in named}
+    elif choice == "norm":
+        keep = {id(p) for m in model.modules() if isinstance(m, NORM_TYPES) for p in m.parameters(recurse=False)}
+    else:
+        groups = model.parameter_groups()
+        parts = {"trunk": ["trunk"], "trunk+rotation": ["trunk", "rotation"],
+                 "encoder": ["trunk", "encoder"]}[choice]
+        keep = set()
+        for part in parts:
+            if part == "encoder":   # the main branch up to the pooled features, not the linear classifier
+                keep |= {id(p) for p in model.main.parameters()}
+            else:
+                keep |= {id(p) for p in groups.get(part, [])}
+    out = [(n, p) for n, p in named if id(p) in keep]
+    if not out:
+        raise UserError(f"parameter set {choice!r} selects no parameters of this model; expected 'all' or "
+                        "a set the architecture has")
+    return out
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of softmax(logits), per row."""
+    logp = logits.log_softmax(-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+@contextmanager
+def batchnorm_batch_stats(model):
+    """BatchNorm layers normalise with the current batch (Tent) without moving their running statistics."""
+    saved = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            count = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
+            saved.append((m, m.training, m.momentum, count))
+            m.train()
+            m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, training, momentum, count in saved:
+            m.train(training)
+            m.momentum = momentum
+            if count is not None:
+                m.num_batches_tracked.copy_(count)
+
+
+__all__ = ["MethodConfig", "Recipe", "Method", "select_parameters", "entropy", "view_index",
+           "batchnorm_batch_stats", "PROTOCOLS", "PARAM_CHOICES", "OPTIMIZERS"]

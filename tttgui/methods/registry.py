@@ -1,0 +1,43 @@
+"""Methods by name. Each lives in its own module; the registry imports them lazily so a broken optional method
+never stops the others from loading."""
+from __future__ import annotations
+
+import importlib
+
+from tttgui.errors import UserError
+
+# name -> "module:Class"
+METHODS = {
+    "source": "tttgui.methods.source:Source",
+    "ttt": "tttgui.methods.ttt:TTT",
+    "ttt++": "tttgui.methods.tttpp:TTTPlusPlus",
+    "actmad": "tttgui.methods.actmad:ActMAD",
+    "tent": "tttgui.methods.tent:Tent",
+    "memo": "tttgui.methods.memo:MEMO",
+}
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def get_method(name: str):
+    """The Method class registered under `name` (case-insensitive)."""
+    key = (name or "").strip().lower()
+    if key not in METHODS:
+        raise UserError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
+    module, cls = METHODS[key].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def method_defaults(name: str, protocol: str = "episodic") -> dict:
+    """The paper defaults of a method for a protocol: steps, lr, optimizer, momentum, ..., views, params."""
+    cls = get_method(name)
+    d = {"momentum": 0.0, "weight_decay": 0.0, "nesterov": False, **cls.defaults(protocol)}
+    d["params"] = cls.default_param_words
+    return d
+
+
+def describe(name: str) -> str:
+    cls = get_method(name)
+    return f"{cls.name}: {cls.summary} [{cls.source}]"

@@ -1,0 +1,34 @@
+"""`tent`: entropy minimisation of the norm layers' affine parameters (Wang et al., ICLR 2021, DequanWang/tent).
+
+Recipe from the official CIFAR-10-C config: Adam lr 1e-3 (beta1 0.9, no weight decay), one update per batch,
+only the scale/shift of the normalisation layers adapt — GroupNorm and LayerNorm as well as BatchNorm, which
+normalises with the current batch (running statistics left untouched). Online: the test batch itself (views 1
+per image: no augmentation). Tent has no single-image recipe; episodically it adapts on 32 crop+flip views of
+the image (our choice, documented), one step, reset before every image.
+"""
+from __future__ import annotations
+
+from tttgui.augment import crop_flip
+from tttgui.methods.base import Method, batchnorm_batch_stats, entropy, view_index
+
+
+class Tent(Method):
+    name = "tent"
+    summary = "entropy minimisation of norm-layer affine parameters (Wang et al. 2021)"
+    source = "Wang et al., ICLR 2021; DequanWang/tent (cfgs/tent.yaml: Adam lr 1e-3, 1 step)"
+    episodic = {"steps": 1, "lr": 1e-3, "optimizer": "adam", "views": 32}
+    online = {"steps": 1, "lr": 1e-3, "optimizer": "adam", "views": 1}
+    default_params = "norm"
+    default_param_words = "norm-layer affine parameters"
+
+    def draw(self, images, gen):
+        k = self.view_count(len(images))
+        if k == len(images):   # one sample per image: the images themselves, as Tent does on a batch
+            return {"views": images}
+        return {"views": crop_flip(images[view_index(len(images), k, images.device)], gen)}
+
+    def loss(self, model, batch):
+        return entropy(model(batch["views"])).mean()
+
+    def train_mode(self, model):
+        return batchnorm_batch_stats(model)

@@ -1,0 +1,242 @@
+"""A per-image adaptation session (no Qt): the object the GUI worker thread and the CLI drive.
+
+    session = Session(model, payload["source_stats"], MethodConfig("ttt"), device)
+    first = session.set_image(image_u8_hwc, label=3)      # step 0: before adaptation
+    for record in session.run(10, should_stop=event.is_set):
+        ...                                              # one immutable StepRecord per update
+    session.result()                                     # before/after summary of this image
+    session.reset()                                      # back to the source weights, bit-exact
+
+Every record holds copied numpy arrays, never views of live tensors. Episodic: set_image resets the model and
+reseeds the view generator from (seed, index), so the same image and settings always give the same run; online:
+the weights and the generator carry over from image to image until reset(). A Session owns a private copy of
+the model (made once, at construction), so several sessions may share one loaded model. Use one session from
+one thread at a time.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from tttgui.augment import to_float
+from tttgui.errors import UserError
+from tttgui.methods import Adapter, MethodConfig, Recipe, image_seed
+from tttgui.methods.base import entropy
+from tttgui.stats import capture_norm_outputs, channel_moments
+
+__all__ = ["MethodConfig", "LayerStat", "StepRecord", "ImageResult", "Session", "prepare_image"]
+
+
+@dataclass(frozen=True)
+class LayerStat:
+    """Feature statistics of one norm layer's output on the un-augmented image (channel-wise over H, W)."""
+
+    name: str
+    mean_dist: float                 # RMS over channels of (channel mean - source channel mean), now
+    var_dist: float                  # RMS over channels of (channel variance - source channel variance), now
+    before_mean_dist: float          # the same two distances at step 0 of this image (before adaptation)
+    before_var_dist: float
+    channel_mean: np.ndarray         # (C,) now
+    channel_var: np.ndarray          # (C,) now
+    source_mean: np.ndarray | None   # (C,) from the checkpoint's source statistics (None if it has none)
+    source_var: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int                        # 0 = before adaptation on this image, then 1, 2, ...
+    loss: float | None               # self-supervised loss of the update that led here (None at step 0)
+    entropy: float                   # of the prediction on the un-augmented image
+    probs: np.ndarray                # (num_classes,) softmax, copied
+    prediction: int
+    confidence: float
+    layers: tuple[LayerStat, ...]
+    grad_norm: float | None          # L2 norm of the gradient over the adapted parameters
+    seconds: float                   # wall time of this step (update + diagnostics)
+    grad_cosine: float | None        # cos(self-supervised grad, classification grad) on the trunk; label only
+    uses_label: bool                 # True when grad_cosine was computed from the true label
+    status: str                      # "ok" | "nan" (non-finite loss/gradient/weights: run stopped, model restored)
+    label: int | None = None         # diagnostics only; never used by the update itself
+    correct: bool | None = None
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    index: int | None
+    label: int | None
+    prediction_before: int
+    confidence_before: float
+    prediction_after: int
+    confidence_after: float
+    probs_before: np.ndarray
+    probs_after: np.ndarray
+    loss_first: float | None
+    loss_last: float | None
+    steps: int
+    seconds: float
+    status: str
+    method: str
+    protocol: str
+
+    @property
+    def correct_before(self) -> bool | None:
+        return None if self.label is None else self.prediction_before == self.label
+
+    @property
+    def correct_after(self) -> bool | None:
+        return None if self.label is None else self.prediction_after == self.label
+
+
+def prepare_image(image, size: int) -> torch.Tensor:
+    """uint8 HWC RGB (numpy or tensor) -> float 1x3xHxW in [0, 1] at the model's input size."""
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
+        raise UserError(f"image of shape {a.shape} and type {a.dtype} is not usable; expected uint8 H×W×3 RGB")
+    x = to_float(torch.from_numpy(a.copy())[None])   # a copy: the caller's array may be read-only
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return x
+
+
+class Session:
+    def __init__(self, model, source_stats: dict | None, config: MethodConfig, device, copy_model: bool = True):
+        self.device = torch.device(device)
+        model = copy.deepcopy(model) if copy_model else model
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.adapter = Adapter(self.model, source_stats or {}, config, self.device)
+        self.recipe: Recipe = self.adapter.recipe
+        self._norm_stats = (source_stats or {}).get("norm", {})
+        self._x: torch.Tensor | None = None
+        self._label: int | None = None
+        self._index: int | None = None
+        self._records: list[StepRecord] = []
+        self._before: dict[str, tuple[float, float]] = {}
+
+    # -- the contract -----------------------------------------------------------------------------------------
+    @property
+    def episodic(self) -> bool:
+        return self.config.protocol == "episodic"
+
+    @property
+    def records(self) -> tuple[StepRecord, ...]:
+        return tuple(self._records)
+
+    def set_image(self, image_uint8_hwc, label: int | None = None, index: int | None = None) -> StepRecord:
+        """Make this the image to adapt to (episodic: after a reset); returns the step-0 record."""
+        self._x = prepare_image(image_uint8_hwc, self.model.spec.input_size).to(self.device)
+        self._label = None if label is None else int(label)
+        self._index = index
+        if self.episodic:
+            self.adapter.reset()
+            self.adapter.seed(image_seed(self.config.seed, index or 0))
+        return self._start()
+
+    def step(self) -> StepRecord:
+        """One update on freshly drawn views of the current image."""
+        self._need_image()
+        t0 = time.perf_counter()
+        labels = None if self._label is None else torch.tensor([self._label], device=self.device)
+        up = self.adapter.update(self._x, labels)
+        record = self._observe(len(self._records), up.loss, up.grad_norm, up.grad_cosine, up.status, t0)
+        self._records.append(record)
+        return record
+
+    def run(self, n: int, should_stop: Callable[[], bool] = lambda: False) -> Iterator[StepRecord]:
+        """Up to n steps; checks should_stop before each and ends early after a non-"ok" step."""
+        for _ in range(int(n)):
+            if should_stop():
+                return
+            record = self.step()
+            yield record
+            if record.status != "ok":
+                return
+
+    def reset(self) -> None:
+        """Back to the source weights (every adapted tensor and buffer bit-exact, fresh optimizer). The current
+        image stays; episodic reseeds its views so a rerun repeats exactly, online restarts the stream."""
+        self.adapter.reset()
+        self.adapter.seed(image_seed(self.config.seed, self._index or 0) if self.episodic else self.config.seed)
+        if self._x is not None:
+            self._start()
+
+    def views(self, k: int) -> np.ndarray:
+        """k of the augmented views the method trains on, from the current image (uint8 NHWC). Uses its own
+        generator, so looking at views never changes a run."""
+        self._need_image()
+        gen = torch.Generator().manual_seed(image_seed(self.config.seed + 7919, self._index or 0))
+        out, have = [], 0
+        with torch.no_grad():
+            while have < k:
+                v = self.adapter.method.display_views(self.adapter.method.draw(self._x, gen))
+                out.append(v)
+                have += len(v)
+        v = torch.cat(out)[:k].clamp(0, 1)
+        return (v.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy().copy()
+
+    def result(self) -> ImageResult:
+        self._need_image()
+        first, last = self._records[0], self._records[-1]
+        losses = [r.loss for r in self._records[1:] if r.loss is not None]
+        status = next((r.status for r in self._records if r.status != "ok"), "ok")
+        return ImageResult(index=self._index, label=self._label, prediction_before=first.prediction,
+                           confidence_before=first.confidence, prediction_after=last.prediction,
+                           confidence_after=last.confidence, probs_before=first.probs, probs_after=last.probs,
+                           loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None,
+                           steps=len(self._records) - 1, seconds=sum(r.seconds for r in self._records[1:]),
+                           status=status, method=self.recipe.method, protocol=self.recipe.protocol)
+
+    # -- internals ------------------------------------------------------------------------------------------
+    def _need_image(self) -> None:
+        if self._x is None:
+            raise UserError("no image set; call set_image(image) before stepping")
+
+    def _start(self) -> StepRecord:
+        self._records = []
+        self._before = {}
+        record = self._observe(0, None, None, None, "ok", time.perf_counter())
+        self._before = {s.name: (s.mean_dist, s.var_dist) for s in record.layers}
+        record = _with_before(record, self._before)
+        self._records.append(record)
+        return record
+
+    @torch.no_grad()
+    def _observe(self, step, loss, grad_norm, cosine, status, t0) -> StepRecord:
+        with capture_norm_outputs(self.model) as outs:
+            logits = self.model(self._x)
+        probs = logits.softmax(-1)[0]
+        layers = []
+        for name, out in outs.items():
+            mean, var = channel_moments(out)
+            mean, var = mean.cpu().numpy().astype(np.float32), var.cpu().numpy().astype(np.float32)
+            src = self._norm_stats.get(name)
+            s_mean = s_var = None
+            md = vd = float("nan")
+            if src is not None and src["mean"].numel() == mean.size:
+                s_mean = src["mean"].cpu().numpy().astype(np.float32).copy()
+                s_var = src["var"].cpu().numpy().astype(np.float32).copy()
+                md = float(np.sqrt(np.mean((mean - s_mean) ** 2)))
+                vd = float(np.sqrt(np.mean((var - s_var) ** 2)))
+            bm, bv = self._before.get(name, (md, vd))
+            layers.append(LayerStat(name, md, vd, bm, bv, mean.copy(), var.copy(), s_mean, s_var))
+        p = probs.cpu().numpy().astype(np.float64).copy()
+        pred = int(p.argmax())
+        return StepRecord(step=step, loss=loss, entropy=float(entropy(logits)[0]), probs=p, prediction=pred,
+                          confidence=float(p[pred]), layers=tuple(layers), grad_norm=grad_norm,
+                          seconds=time.perf_counter() - t0, grad_cosine=cosine, uses_label=cosine is not None,
+                          status=status, label=self._label,
+                          correct=None if self._label is None else pred == self._label)
+
+
+def _with_before(record: StepRecord, before: dict) -> StepRecord:
+    from dataclasses import replace
+
+    layers = tuple(replace(s, before_mean_dist=before[s.name][0], before_var_dist=before[s.name][1])
+                   for s in record.layers)
+    return replace(record, layers=layers)
