@@ -1,0 +1,112 @@
+"""GUI entry point: `tttgui [options]` opens the window; with --screenshot it runs a scripted session and exits."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    checkpoint: str | None
+    data: str | None
+    device: str | None
+    settings: str | None
+    threads: int
+    image: int
+    corruption: str | None
+    severity: int | None
+    method: str | None
+    steps: int | None
+    screenshot: str | None
+    export: str | None
+    quit_after: int | None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tttgui", description="Test-time training explorer (the desktop app). "
+                                "Subcommands train, corrupt and eval run headless; see tttgui --help.")
+    p.add_argument("--checkpoint", help="model checkpoint (.pt); default: the shipped model")
+    p.add_argument("--data", help="data set folder or image file; default: the last one opened")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the last choice, else auto)")
+    p.add_argument("--settings", help="settings file (ini) to use instead of the user's")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (default: cores - 1, so the window keeps a core)")
+    p.add_argument("--image", type=int, default=0, help="index of the image to select")
+    p.add_argument("--corruption", help="corruption name, or none")
+    p.add_argument("--severity", type=int, choices=range(1, 6), metavar="1-5")
+    p.add_argument("--method", help="adaptation method")
+    p.add_argument("--steps", type=int, help="steps to run (scripted run) and the method's steps")
+    p.add_argument("--screenshot", help="scripted run: run the steps, save the window as PNG, exit")
+    p.add_argument("--export", help="scripted run: also export the history CSV (+ JSON sidecar)")
+    p.add_argument("--quit-after", type=int, metavar="MS", help="quit after MS milliseconds (smoke tests)")
+    return p
+
+
+def parse(argv: list[str]) -> AppOptions:
+    a = build_parser().parse_args(argv)
+    if a.export and not a.screenshot:
+        build_parser().error("--export needs --screenshot (the scripted run)")
+    if a.screenshot and not a.data:
+        build_parser().error("--screenshot needs --data")
+    return AppOptions(checkpoint=a.checkpoint, data=a.data, device=a.device, settings=a.settings,
+                      threads=a.threads, image=a.image, corruption=a.corruption, severity=a.severity,
+                      method=a.method, steps=a.steps, screenshot=a.screenshot, export=a.export,
+                      quit_after=a.quit_after)
+
+
+def run_app(argv: list[str]) -> int:
+    opts = parse(argv)
+    os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")  # pyqtgraph would otherwise try PyQt6 first
+    configure_threads(opts.threads)
+    from PySide6.QtWidgets import QApplication
+
+    import pyqtgraph as pg
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("tttgui")
+    app.setOrganizationName("tttgui")
+    app.setStyle("Fusion")
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    window, script = build_window(opts)
+    window.show()
+    window.start()
+    if opts.quit_after is not None:
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(opts.quit_after, window.close)
+    code = app.exec()
+    return script.exit_code if script is not None else int(code)
+
+
+def configure_threads(threads: int = 0) -> None:
+    """Leave the GUI a core (torch defaults to all of them) and hand the GIL over every millisecond: with the
+    default 5 ms switch interval a Python-heavy worker step delays each Qt call the GUI thread makes."""
+    import torch
+
+    torch.set_num_threads(threads or max(1, (os.cpu_count() or 2) - 1))
+    sys.setswitchinterval(0.001)
+
+
+def build_window(opts: AppOptions, session_factory=None):
+    """The main window for these options, and the scripted-run driver when --screenshot is given."""
+    from PySide6.QtWidgets import QApplication
+
+    from tttgui.gui.main_window import MainWindow, WindowOptions
+    from tttgui.gui.settings import Settings
+
+    settings = Settings(opts.settings)
+    scripted = opts.screenshot is not None
+    window = MainWindow(WindowOptions(checkpoint=opts.checkpoint, data=opts.data, device=opts.device,
+                                      interactive=not scripted), settings, session_factory)
+    window.apply_theme()
+    hints = QApplication.styleHints()
+    if hasattr(hints, "colorSchemeChanged"):
+        hints.colorSchemeChanged.connect(lambda *_: window.apply_theme())
+    script = None
+    if scripted:
+        from tttgui.gui.scripted import ScriptedRun
+
+        script = ScriptedRun(window, opts)
+    return window, script

@@ -1,0 +1,131 @@
+"""Batch evaluation: N images of the current shift with the current method, through the same engine as
+`tttgui eval` (run on the worker thread), with progress and Cancel; a corruption × severity heatmap of the
+error after adaptation once several shifts were run."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Slot
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
+
+
+class BatchPanel(QWidget):
+    def __init__(self, window, parent=None):
+        super().__init__(parent)
+        self.window = window
+        self.results: dict[tuple[str, int], tuple[float, float, int]] = {}   # shift -> (before %, after %, n)
+        self.running = False
+        self.count = QSpinBox()
+        self.count.setRange(1, 100000)
+        self.count.setValue(100)
+        self.count.setPrefix("N = ")
+        self.start_button = QPushButton("Evaluate")
+        self.start_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.progress = QProgressBar()
+        self.summary = QLabel("Evaluate N images of the current corruption and severity with the current method.")
+        self.summary.setWordWrap(True)
+        self.heat = pg.PlotWidget(title="Error after adaptation (%)")
+        self.heat.setBackground("w")
+        self.image = pg.ImageItem()
+        self.heat.addItem(self.image)
+        self.heat.getViewBox().invertY(True)
+        self.heat.setVisible(False)
+        self.heat.setMinimumHeight(160)
+
+        row = QHBoxLayout()
+        row.addWidget(self.count)
+        row.addWidget(self.start_button)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.progress, 1)
+        lay = QVBoxLayout(self)
+        lay.addLayout(row)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.heat, 1)
+        w = window.controller.worker
+        w.batch_progress.connect(self._progress)
+        w.batch_done.connect(self._done)
+
+    def config(self):
+        from tttgui.evaluation import EvalConfig
+
+        m = self.window.method_panel.config()
+        name, severity = self.window.shift_panel.choice()
+        return EvalConfig(corruptions=(name,), severities=(severity,), methods=(m.method,), protocol=m.protocol,
+                          steps=m.steps, lr=m.lr, optimizer=m.optimizer, views=m.views, params=m.params,
+                          seed=m.seed)
+
+    @Slot()
+    def start(self) -> None:
+        win = self.window
+        if win.dataset is None or win.model_info is None:
+            win.report("batch evaluation needs a model and a data set")
+            return
+        if list(win.dataset.classes) != list(win.model_info["classes"]):
+            win.report("batch evaluation needs a data set with the model's classes "
+                       f"({', '.join(win.model_info['classes'][:4])}, …)")
+            return
+        try:
+            cfg = self.config()
+        except Exception as exc:  # noqa: BLE001
+            from tttgui.gui.errors import one_line
+            win.report(one_line(exc, "invalid batch settings"))
+            return
+        n = min(self.count.value(), len(win.dataset))
+        # A seeded spread over the whole set, so a class-sorted folder still gives every class.
+        indices = np.sort(np.random.default_rng(cfg.seed).permutation(len(win.dataset))[:n])
+        self.running = True
+        self.start_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, n)
+        self.progress.setValue(0)
+        self.summary.setText(f"Evaluating {n} images: {cfg.corruptions[0]} s{cfg.severities[0]}, "
+                             f"{cfg.methods[0]} ({cfg.protocol})…")
+        win.controller.evaluate(win.dataset, indices, cfg)
+
+    @Slot()
+    def cancel(self) -> None:
+        self.window.controller.cancel_batch()
+
+    @Slot(int, int)
+    def _progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    @Slot(object)
+    def _done(self, result) -> None:
+        self.running = False
+        self.start_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        if result is None:
+            self.summary.setText("Batch evaluation failed; see the status bar.")
+            return
+        lines = []
+        for s in result.summary:
+            self.results[(s.corruption, s.severity)] = (s.error_before, s.error_after, s.n)
+            lines.append(f"{s.corruption} s{s.severity}, {s.method} ({s.protocol}), n={s.n}: error without "
+                         f"adaptation {s.error_before:.1f}%, with {s.error_after:.1f}%")
+        state = "Cancelled — partial result. " if result.cancelled else ""
+        self.summary.setText(state + ("; ".join(lines) or "no images evaluated") + f" ({result.seconds:.1f} s)")
+        self.window.statusBar().showMessage(self.summary.text(), 10000)
+        self._draw_heatmap()
+
+    def _draw_heatmap(self) -> None:
+        corr = sorted({c for c, _ in self.results})
+        sev = sorted({s for _, s in self.results})
+        if len(self.results) < 2:
+            self.heat.setVisible(False)
+            return
+        grid = np.full((len(corr), len(sev)), np.nan)
+        for (c, s), (_, after, _) in self.results.items():
+            grid[corr.index(c), sev.index(s)] = after
+        self.image.setImage(np.nan_to_num(grid, nan=0.0), levels=(0, 100),
+                            lut=pg.colormap.get("viridis").getLookupTable())
+        self.heat.getAxis("left").setTicks([[(i + 0.5, c) for i, c in enumerate(corr)]])
+        self.heat.getAxis("bottom").setTicks([[(j + 0.5, f"s{s}") for j, s in enumerate(sev)]])
+        self.heat.setVisible(True)
+
+    def shutdown(self) -> None:
+        self.cancel()

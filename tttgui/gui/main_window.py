@@ -1,0 +1,681 @@
+"""The main window: panels on the left, live plots in the middle, gallery on the right, history below.
+
+The GUI thread never waits on the model: every model operation is a queued command to the worker, and the
+plots are refreshed by a 30 Hz timer that reads the worker's record buffer.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QScrollArea, QSpinBox, QStackedWidget, QTableView, QTabWidget,
+                               QToolBar, QVBoxLayout, QWidget)
+
+from tttgui.gui import engine
+from tttgui.gui.errors import one_line
+from tttgui.gui.history import build_row, export, write_atomic
+from tttgui.gui.history_view import HistoryTableModel
+from tttgui.gui.panels.data_panel import DataPanel
+from tttgui.gui.panels.method_panel import MethodPanel
+from tttgui.gui.panels.model_panel import ModelPanel
+from tttgui.gui.panels.shift_panel import ShiftPanel
+from tttgui.gui.plots import LivePlots
+from tttgui.gui.welcome import WelcomePage
+from tttgui.gui.worker import WorkerController
+
+CHECKPOINT_SUFFIXES = {".pt", ".pth"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm"}
+REDRAW_MS = 33   # at most ~30 redraws a second
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    checkpoint: str | None = None     # None: the shipped checkpoint
+    data: str | None = None           # None: the last folder from the settings
+    device: str | None = None         # None: the settings' choice
+    interactive: bool = True          # False (scripted runs, tests): errors do not open dialogs
+
+
+@dataclass
+class Episode:
+    """One image under one shift and one method configuration; becomes one history row once adapted."""
+
+    id: int
+    index: int
+    label: int | None
+    corruption: str
+    severity: int
+    config: object
+    source: str
+    row: int | None = None
+
+
+class MainWindow(QMainWindow):
+    model_loaded = Signal()
+    image_ready = Signal()
+    run_done = Signal(str)
+    error = Signal(str)
+
+    def __init__(self, options: WindowOptions, settings, session_factory=None):
+        super().__init__()
+        self.options, self.settings = options, settings
+        self.setWindowTitle("tttgui — test-time training explorer")
+        self.setAcceptDrops(True)
+        self.model_info: dict | None = None
+        self.dataset = self.labels = None
+        self.index: int | None = None
+        self.clean = self.shifted = None
+        self.raw_label = self.current_label = None
+        self.episode: Episode | None = None
+        self._episodes: dict[int, Episode] = {}
+        self._next_episode = 0
+        self.running = False
+        self.remaining = 0
+        self.requested = 0
+        self.last_error = ""
+        self._dialogs: list = []
+        self._seen_version = -1
+        self._next_draw = 0.0
+
+        self.controller = WorkerController(session_factory, self)
+        w = self.controller.worker
+        w.model_ready.connect(self._model_ready)
+        w.image_ready.connect(self._image_ready)
+        w.views_ready.connect(self._views_ready)
+        w.run_finished.connect(self._run_finished)
+        w.failed.connect(self._worker_failed)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(REDRAW_MS)
+        self.timer.timeout.connect(self._pull)
+        self._restart = QTimer(self)         # debounce shift/method edits into one new episode
+        self._restart.setSingleShot(True)
+        self._restart.setInterval(150)
+        self._restart.timeout.connect(self._start_episode)
+
+        self._build_panels()
+        self._build_actions()
+        self._build_status()
+        self._restore()
+        self.timer.start()
+        self._update_actions()
+
+    # -- construction ---------------------------------------------------------------------------------
+    def _build_panels(self) -> None:
+        import torch
+
+        devices = ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        self.model_panel = ModelPanel(devices)
+        self.shift_panel = ShiftPanel()
+        self.method_panel = MethodPanel()
+        self.data_panel = DataPanel()
+        self.plots = LivePlots()
+        self.welcome = WelcomePage()
+
+        left = QWidget()
+        lay = QVBoxLayout(left)
+        for p in (self.model_panel, self.shift_panel, self.method_panel):
+            lay.addWidget(p)
+        lay.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(360)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._dock("Settings", scroll, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Data", self.data_panel, Qt.DockWidgetArea.RightDockWidgetArea).setMinimumWidth(260)
+
+        self.history = HistoryTableModel(self)
+        self.history_view = QTableView()
+        self.history_view.setModel(self.history)
+        self.history_view.setAlternatingRowColors(True)
+        self.history_view.verticalHeader().setVisible(False)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.history_view, "History")
+        self.history_dock = self._dock("History", self.tabs, Qt.DockWidgetArea.BottomDockWidgetArea)
+
+        self.center = QStackedWidget()
+        self.center.addWidget(self.welcome)
+        self.center.addWidget(self.plots)
+        self.setCentralWidget(self.center)
+
+        self.model_panel.open_requested.connect(self.open_checkpoint_dialog)
+        self.model_panel.checkpoint_chosen.connect(self.load_checkpoint)
+        self.model_panel.device_changed.connect(self._device_changed)
+        self.model_panel.timm_requested.connect(self._timm_requested)
+        self.data_panel.open_folder.connect(self.open_folder_dialog)
+        self.data_panel.open_image.connect(self.open_image_dialog)
+        self.data_panel.image_selected.connect(self.select_image)
+        self.welcome.open_folder.connect(self.open_folder_dialog)
+        self.welcome.open_image.connect(self.open_image_dialog)
+        self.welcome.download.connect(self.download_cifar)
+        self.shift_panel.changed.connect(self._shift_changed)
+        self.shift_panel.views_requested.connect(lambda: self.controller.views(16))
+        self.method_panel.changed.connect(self._method_changed)
+
+    def _dock(self, title: str, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text, slot, shortcut=None, menu=None, toolbar=None) -> QAction:
+        act = QAction(text, self)
+        if shortcut is not None:
+            keys = shortcut if isinstance(shortcut, list) else [shortcut]
+            act.setShortcuts([QKeySequence(k) for k in keys])
+        act.triggered.connect(slot)
+        if menu is not None:
+            menu.addAction(act)
+        if toolbar is not None:
+            toolbar.addAction(act)
+        return act
+
+    def _build_actions(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action("Open &Image…", self.open_image_dialog, QKeySequence.StandardKey.Open, file)
+        self._action("Open &Folder…", self.open_folder_dialog, "Ctrl+Shift+O", file)
+        self._action("Open &Checkpoint…", self.open_checkpoint_dialog, "Ctrl+Shift+M", file)
+        self.recent_menu = file.addMenu("Recent Checkpoints")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        file.addSeparator()
+        self.export_action = self._action("&Export Statistics…", self.export_dialog, "Ctrl+E", file)
+        self._action("Export &Plots (PNG)…", lambda: self.export_png_dialog(plots=True), None, file)
+        self._action("Export &Window (PNG)…", lambda: self.export_png_dialog(plots=False), None, file)
+        file.addSeparator()
+        self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file)
+
+        run = bar.addMenu("&Run")
+        tb = QToolBar("Controls")
+        tb.setObjectName("controls")
+        self.addToolBar(tb)
+        self.step_action = self._action("Step", self.step, "F10", run, tb)
+        self.run_action = self._action("Run", self.run, "F5", run, tb)
+        self.run_steps = QSpinBox()
+        self.run_steps.setRange(1, 100000)
+        self.run_steps.setPrefix("N = ")
+        self.run_steps.setToolTip("Steps for Run")
+        tb.addWidget(self.run_steps)
+        self.pause_action = self._action("Pause", self.pause, "F6", run, tb)
+        self.stop_action = self._action("Stop", self.stop, ["Shift+F5", "Esc"], run, tb)
+        self.reset_action = self._action("Reset", self.reset, "Ctrl+R", run, tb)
+        run.addSeparator()
+        self.batch_action = self._action("Batch Evaluation…", self.show_batch, "Ctrl+B", run)
+
+        view = bar.addMenu("&View")
+        for dock in self.findChildren(QDockWidget):
+            view.addAction(dock.toggleViewAction())
+        help_ = bar.addMenu("&Help")
+        self._action("Keyboard Shortcuts", self._show_shortcuts, None, help_)
+        self._action("About", self._show_about, None, help_)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.step_label = QLabel("")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.setVisible(False)
+        self.device_label = QLabel("device: —")
+        sb.addPermanentWidget(self.step_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.device_label)
+
+    def _restore(self) -> None:
+        s = self.settings
+        if s.get("geometry"):
+            self.restoreGeometry(s.get("geometry"))
+        else:
+            self.resize(1500, 950)
+            self.resizeDocks([self.history_dock], [170], Qt.Orientation.Vertical)
+        if s.get("window_state"):
+            self.restoreState(s.get("window_state"))
+        self.method_panel.load(s.get("method"))
+        self.shift_panel.set_choice(s.get("corruption"), s.get("severity"))
+        self.run_steps.setValue(s.get("run_steps"))
+        device = self.options.device or s.get("device")
+        i = self.model_panel.device.findText(device)
+        self.model_panel.device.blockSignals(True)
+        self.model_panel.device.setCurrentIndex(max(i, 0))
+        self.model_panel.device.blockSignals(False)
+        self.model_panel.set_recent(s.get("recent_checkpoints"))
+
+    # -- start-up -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the checkpoint and the data set named by the options or the settings."""
+        from tttgui.models import default_checkpoint_path
+
+        self.statusBar().showMessage("Preparing torch…")
+        engine.preload()
+        path = self.options.checkpoint or str(default_checkpoint_path())
+        if Path(path).is_file():
+            self.load_checkpoint(path)
+        else:
+            text = f"No model: {Path(path).name} not found"
+            self.model_panel.show_missing(text if self.options.checkpoint else
+                                          f"The shipped model {path} is not present.")
+            self.statusBar().showMessage(f"{text}; open a checkpoint (File ▸ Open Checkpoint…)")
+            if self.options.checkpoint:
+                self.report(f"checkpoint {path} not found; expected a tttgui checkpoint (.pt) file")
+        data = self.options.data or self.settings.get("last_data")
+        if data:
+            self.open_data(data, quiet=not self.options.data)
+
+    # -- model ----------------------------------------------------------------------------------------
+    @Slot(str)
+    def load_checkpoint(self, path: str) -> None:
+        self.stop()
+        self.model_panel.show_loading(path)
+        self.statusBar().showMessage(f"Loading {path}…")
+        self._pending_checkpoint = path
+        self.controller.load_model(path, self.model_panel.device_choice())
+
+    @Slot(object)
+    def _model_ready(self, info: dict) -> None:
+        self.model_info = info
+        self.model_panel.show_model(info)
+        self.device_label.setText(info["device"])
+        self.model_panel.set_recent(self.settings.add_recent(info["path"]))
+        self.plots.set_context(info["classes"], None, info["source_norm"])
+        self.statusBar().showMessage(f"Model {Path(info['path']).name} on {info['device']}", 5000)
+        self._update_actions()
+        self.model_loaded.emit()
+        self._start_episode()
+
+    @Slot(str)
+    def _device_changed(self, device: str) -> None:
+        if self.model_info:
+            self.load_checkpoint(self.model_info["path"])
+
+    @Slot(str, str)
+    def _timm_requested(self, name: str, weights: str) -> None:
+        self.report("timm backbones are trained and saved with `tttgui train --arch timm:NAME`; open the "
+                    "resulting checkpoint here" if name else "enter a timm model name first")
+
+    def open_checkpoint_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", self.settings.get("last_dir"),
+                                              "Checkpoints (*.pt *.pth);;All files (*)")
+        if path:
+            self.settings.set("last_dir", str(Path(path).parent))
+            self.load_checkpoint(path)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        paths = self.settings.get("recent_checkpoints")
+        for p in paths:
+            self.recent_menu.addAction(p, lambda p=p: self.load_checkpoint(p))
+        self.recent_menu.setEnabled(bool(paths))
+
+    # -- data -----------------------------------------------------------------------------------------
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open data folder", self.settings.get("last_dir"))
+        if path:
+            self.open_data(path)
+
+    def open_image_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.settings.get("last_dir"),
+                                              "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp)")
+        if path:
+            self.open_data(path)
+
+    def open_data(self, path: str, quiet: bool = False) -> bool:
+        from tttgui.gui.datasets import open_any
+
+        try:
+            dataset, labels = open_any(path, self.model_info["classes"] if self.model_info else None)
+        except Exception as exc:  # noqa: BLE001 - any bad input is one line, the app stays usable
+            msg = one_line(exc, f"cannot open {path}")
+            if quiet:
+                self.statusBar().showMessage(msg)
+            else:
+                self.report(msg)
+            return False
+        self.dataset, self.labels = dataset, labels
+        self.data_panel.set_dataset(dataset, labels)
+        self.settings.set("last_data", str(path))
+        self.settings.set("last_dir", str(Path(path).parent))
+        self.center.setCurrentWidget(self.plots)
+        self.statusBar().showMessage(f"Opened {path}: {len(dataset)} images", 5000)
+        self.data_panel.select_index(0)
+        return True
+
+    def download_cifar(self) -> None:
+        from tttgui.gui.datasets import download_dir
+
+        self.welcome.set_busy("Downloading CIFAR-10 test set…")
+        try:
+            path = download_dir()
+        except Exception as exc:  # noqa: BLE001 - offline machines land here
+            self.welcome.set_busy("")
+            self.report(one_line(exc, "download failed"))
+            return
+        self.welcome.set_busy("")
+        self.open_data(str(path))
+
+    @Slot(int)
+    def select_image(self, index: int) -> None:
+        if self.dataset is None:
+            return
+        try:
+            image, label, _ = self.dataset[index]
+        except Exception as exc:  # noqa: BLE001
+            self.report(one_line(exc, f"cannot read image {index}"))
+            return
+        self.index, self.clean = index, np.array(image, dtype=np.uint8, copy=True)
+        self.raw_label = None if label is None or label < 0 else int(label)
+        self._apply_shift()
+        self._start_episode()
+
+    def _apply_shift(self) -> bool:
+        if self.clean is None:
+            return False
+        name, severity = self.shift_panel.choice()
+        try:
+            self.shifted = engine.apply_corruption(self.clean, name, severity,
+                                                   seed=self.method_panel.seed.value())
+        except Exception as exc:  # noqa: BLE001
+            self.shifted = None
+            self.shift_panel.show_images(self.clean, None)
+            self.report(one_line(exc, f"corruption {name} failed"))
+            return False
+        self.shift_panel.show_images(self.clean, self.shifted)
+        return True
+
+    @Slot()
+    def _shift_changed(self) -> None:
+        if self._apply_shift():
+            self._restart.start()
+
+    @Slot()
+    def _method_changed(self) -> None:
+        steps = self.method_panel.default_steps()
+        if steps:
+            self.run_steps.setValue(steps)
+        self._restart.start()
+
+    # -- episodes -------------------------------------------------------------------------------------
+    @Slot()
+    def _start_episode(self) -> None:
+        """Send the current (shifted) image and method to the worker as a new episode."""
+        if self.model_info is None or self.shifted is None:
+            return
+        try:
+            config = self.method_panel.config()
+        except Exception as exc:  # noqa: BLE001
+            self.report(one_line(exc, "invalid method settings"))
+            return
+        if self.running:
+            self.controller.stop()
+        self.current_label = self._model_label(self.raw_label)
+        name, severity = self.shift_panel.choice()
+        ep = Episode(self._next_episode, self.index, self.current_label, name, severity, config,
+                     str(getattr(self.dataset, "source", "")))
+        self._next_episode += 1
+        self._episodes[ep.id] = ep
+        self.episode = ep
+        self.remaining = 0
+        self.plots.set_context(self.model_info["classes"], self.current_label)
+        self.plots.clear()
+        self.controller.set_image(self.shifted, self.current_label, self.index, config, ep.id)
+        self.controller.views(16)
+        self._update_actions()
+
+    def _model_label(self, label: int | None) -> int | None:
+        """The data set's label as the model's class index, matched by class name (None when the model does
+        not know the class): a folder of two classes must not be read as the model's first two."""
+        if label is None or self.model_info is None:
+            return None
+        names, model_names = list(getattr(self.dataset, "classes", []) or []), self.model_info["classes"]
+        if label >= len(names):
+            return label if label < len(model_names) else None
+        return model_names.index(names[label]) if names[label] in model_names else None
+
+    @Slot(int)
+    def _image_ready(self, episode: int) -> None:
+        if self.episode is not None and episode == self.episode.id:
+            self._pull(force=True)
+            self.image_ready.emit()
+
+    @Slot(object)
+    def _views_ready(self, views) -> None:
+        self.shift_panel.show_views(views)
+
+    # -- controls -------------------------------------------------------------------------------------
+    def step(self) -> None:
+        self._launch(1)
+
+    def run(self) -> None:
+        self._launch(self.remaining or self.run_steps.value())
+
+    def _launch(self, n: int) -> None:
+        if self.running or self.episode is None or self.model_info is None:
+            return
+        self.running, self.requested = True, n
+        self.progress.setRange(0, n)
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self._run_start = self._record_count()
+        self.controller.run(n)
+        self.statusBar().showMessage(f"Running {n} step(s)…")
+        self._update_actions()
+
+    def pause(self) -> None:
+        if self.running:
+            self.controller.pause()
+
+    def stop(self) -> None:
+        self.remaining = 0
+        if self.running:
+            self.controller.stop()
+        self._update_actions()
+
+    def reset(self) -> None:
+        """Restore the checkpoint's weights (also an online session's carried state) and restart the image."""
+        self.stop()
+        self.controller.reset()
+        self._start_episode()
+
+    @Slot(int, str, int)
+    def _run_finished(self, episode: int, status: str, done: int) -> None:
+        self.running = False
+        self.progress.setVisible(False)
+        self._pull(force=True)
+        ep = self._episodes.get(episode)
+        if ep is not None and done > 0:
+            self._record_history(ep, status)
+        if status == "paused":
+            self.remaining = max(self.requested - done, 0)
+            self.statusBar().showMessage(f"Paused after {done} step(s); Run resumes {self.remaining} more")
+        elif status in ("done", "stopped"):
+            self.remaining = 0
+            self.statusBar().showMessage(f"{status.capitalize()} after {done} step(s)", 5000)
+        elif status != "failed":
+            self.remaining = 0
+            self.report(f"run ended: {status}")
+        self._update_actions()
+        self.run_done.emit(status)
+
+    def _record_history(self, ep: Episode, status: str) -> None:
+        _, ep_id, records = self.controller.buffer.snapshot()
+        if ep_id != ep.id or len(records) < 2:
+            return
+        if ep.row is None:
+            ep.row = len(self.history.rows) + 1
+        row = build_row(ep.row, records, self.model_info["classes"], image=ep.source, index=ep.index,
+                        label=ep.label, corruption=ep.corruption, severity=ep.severity, config=ep.config,
+                        status=status)
+        self.history.upsert(row)
+        self.history_view.scrollToBottom()
+        if ep.label is not None:
+            self.data_panel.model.mark(ep.index, row.correct_after == "yes")
+
+    def _record_count(self) -> int:
+        return len(self.controller.buffer.snapshot()[2])
+
+    @Slot()
+    def _pull(self, force: bool = False) -> None:
+        """Timer tick: take new records from the worker and draw what is pending, within a time budget.
+
+        Plots are painted here, one per tick, and timed: on a loaded machine a Python-heavy worker slows every
+        paint, so the next tick waits at least three times as long as this one took and the event loop is
+        always served (timers, input, Stop)."""
+        now = time.perf_counter()
+        if not force and now < self._next_draw:
+            return
+        version, ep_id, records = self.controller.buffer.snapshot()
+        fresh = version != self._seen_version and self.episode is not None and ep_id == self.episode.id
+        self._seen_version = version
+        if fresh:
+            self.plots.set_records(records)
+        if self.plots.pending():
+            self.plots.draw_pending(budget=None if force else 0.0)   # one plot per tick while running
+            self._next_draw = now + max(REDRAW_MS / 1000, 3 * (time.perf_counter() - now))
+        if not fresh:
+            return
+        if records:
+            self.step_label.setText(f"step {records[-1].step}")
+        if self.running:
+            self.progress.setValue(max(len(records) - self._run_start, 0))
+
+    def _update_actions(self) -> None:
+        ready = self.model_info is not None and self.episode is not None
+        self.step_action.setEnabled(ready and not self.running)
+        self.run_action.setEnabled(ready and not self.running)
+        self.run_action.setText(f"Resume ({self.remaining})" if self.remaining else "Run")
+        self.pause_action.setEnabled(self.running)
+        self.stop_action.setEnabled(self.running or bool(self.remaining))
+        self.reset_action.setEnabled(ready)
+        self.export_action.setEnabled(True)
+
+    # -- export ---------------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export statistics", str(Path(self.settings.get("last_dir"))
+                                                                             / "tttgui-history.csv"),
+                                              "CSV (*.csv)")
+        if path:
+            self.export_statistics(path)
+
+    def export_statistics(self, path: str) -> bool:
+        try:
+            cfg = engine.config_dict(self.episode.config) if self.episode else None
+            csv_path, json_path = export(
+                path, self.history.rows, classes=self.model_info["classes"] if self.model_info else [],
+                checkpoint=self.model_info["path"] if self.model_info else "",
+                device=self.device_label.text(), config=cfg)
+        except Exception as exc:  # noqa: BLE001
+            self.report(one_line(exc, f"export to {path} failed"))
+            return False
+        self.statusBar().showMessage(f"Exported {len(self.history.rows)} row(s) to {csv_path} (+ {json_path.name})")
+        return True
+
+    def export_png_dialog(self, plots: bool) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export PNG", self.settings.get("last_dir"), "PNG (*.png)")
+        if path:
+            self.save_png(path, plots=plots)
+
+    def save_png(self, path: str, plots: bool = False) -> bool:
+        """The whole window (or the plot area) as PNG, written atomically."""
+        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+        widget = self.plots.canvas if plots else self
+        try:
+            data = QByteArray()
+            buf = QBuffer(data)
+            buf.open(QIODevice.OpenModeFlag.WriteOnly)
+            if not widget.grab().save(buf, "PNG"):
+                raise OSError("could not encode the PNG")
+            buf.close()
+            write_atomic(path, bytes(data.data()))
+        except Exception as exc:  # noqa: BLE001
+            self.report(one_line(exc, f"cannot save {path}"))
+            return False
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    # -- batch ----------------------------------------------------------------------------------------
+    def show_batch(self) -> None:
+        from tttgui.gui.batch import BatchPanel
+
+        if not hasattr(self, "batch_panel"):
+            self.batch_panel = BatchPanel(self)
+            self.tabs.addTab(self.batch_panel, "Batch")
+        self.tabs.setCurrentWidget(self.batch_panel)
+
+    # -- errors, help ---------------------------------------------------------------------------------
+    @Slot(str)
+    def _worker_failed(self, message: str) -> None:
+        if "checkpoint" in message and self.model_info is None:
+            path = getattr(self, "_pending_checkpoint", "")
+            self.model_panel.show_missing(message)
+            if path:
+                self.model_panel.set_recent(self.settings.drop_recent(path))
+        self.report(message)
+
+    def report(self, message: str) -> None:
+        """One line in the status bar and a non-blocking dialog; never a traceback."""
+        self.last_error = message
+        self.statusBar().showMessage(message)
+        self.error.emit(message)
+        if self.options.interactive:
+            box = QMessageBox(QMessageBox.Icon.Warning, "tttgui", message, QMessageBox.StandardButton.Ok, self)
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            box.open()
+
+    def _show_shortcuts(self) -> None:
+        rows = [(a.text(), a.shortcut().toString()) for a in self.findChildren(QAction) if not a.shortcut().isEmpty()]
+        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(f"{k:>14}   {t}" for t, k in rows))
+
+    def _show_about(self) -> None:
+        import PySide6
+        import torch
+
+        QMessageBox.about(self, "About tttgui", f"tttgui — test-time training explorer\n\ntorch {torch.__version__}"
+                          f" (CUDA {torch.version.cuda or 'none'})\nPySide6 {PySide6.__version__}")
+
+    # -- drag and drop --------------------------------------------------------------------------------
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):
+        for url in event.mimeData().urls():
+            self.open_path(url.toLocalFile())
+        event.acceptProposedAction()
+
+    def open_path(self, path: str) -> None:
+        p = Path(path)
+        if p.suffix.lower() in CHECKPOINT_SUFFIXES:
+            self.load_checkpoint(str(p))
+        else:
+            self.open_data(str(p))
+
+    # -- theme ----------------------------------------------------------------------------------------
+    def apply_theme(self) -> None:
+        hints = QApplication.styleHints()
+        dark = hasattr(hints, "colorScheme") and hints.colorScheme() == Qt.ColorScheme.Dark
+        self.plots.set_dark(dark)
+
+    # -- close ----------------------------------------------------------------------------------------
+    def closeEvent(self, event):
+        s = self.settings
+        s.set("geometry", self.saveGeometry().data())
+        s.set("window_state", self.saveState().data())
+        s.set("method", self.method_panel.values())
+        name, severity = self.shift_panel.choice()
+        s.set("corruption", name)
+        s.set("severity", severity)
+        s.set("run_steps", self.run_steps.value())
+        s.set("device", self.model_panel.device_choice())
+        s.sync()
+        self.timer.stop()
+        if hasattr(self, "batch_panel"):
+            self.batch_panel.shutdown()
+        if not self.controller.shutdown(10000):
+            self.controller.thread.wait()  # a step cannot be interrupted; never destroy a running thread
+        super().closeEvent(event)

@@ -1,0 +1,99 @@
+"""Method panel: method and hyperparameters; blank/zero fields mean the paper's default."""
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QDoubleValidator
+from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QSpinBox
+
+from tttgui.gui import engine
+
+
+class MethodPanel(QGroupBox):
+    changed = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__("Method", parent)
+        self.method = QComboBox()
+        self.method.addItems(engine.method_names())
+        self.steps = _spin(0, 1000, "default")
+        self.lr = QLineEdit()
+        self.lr.setPlaceholderText("default")
+        val = QDoubleValidator(0.0, 10.0, 8)
+        val.setNotation(QDoubleValidator.Notation.ScientificNotation)
+        self.lr.setValidator(val)
+        self.optimizer = QComboBox()
+        self.optimizer.addItems(engine.OPTIMIZER_CHOICES)
+        self.views = _spin(0, 512, "default")
+        self.params = QComboBox()
+        self.params.addItems(engine.PARAM_CHOICES)
+        self.protocol = QComboBox()
+        self.protocol.addItems(engine.PROTOCOLS)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2 ** 31 - 1)
+        form = QFormLayout(self)
+        form.addRow("Method", self.method)
+        form.addRow("Steps", self.steps)
+        form.addRow("Learning rate", self.lr)
+        form.addRow("Optimizer", self.optimizer)
+        form.addRow("Views", self.views)
+        form.addRow("Parameters", self.params)
+        form.addRow("Protocol", self.protocol)
+        form.addRow("Seed", self.seed)
+        for w in (self.method, self.optimizer, self.params, self.protocol):
+            w.currentIndexChanged.connect(self.changed)
+        self.method.currentTextChanged.connect(self._describe)
+        self._describe(self.method.currentText())
+        for w in (self.steps, self.views, self.seed):
+            w.valueChanged.connect(self.changed)
+        self.lr.editingFinished.connect(self.changed)
+
+    def config(self):
+        lr = self.lr.text().strip().replace(",", ".")
+        opt, params = self.optimizer.currentText(), self.params.currentText()
+        return engine.make_config(
+            self.method.currentText(), steps=self.steps.value() or None, lr=float(lr) if lr else None,
+            optimizer=None if opt == "default" else opt, views=self.views.value() or None,
+            params=None if params == "default" else params, protocol=self.protocol.currentText(),
+            seed=self.seed.value())
+
+    def default_steps(self) -> int:
+        """Steps of one Run: the panel's number, else the method's paper default for the protocol."""
+        if self.steps.value():
+            return self.steps.value()
+        return engine.default_steps(self.method.currentText(), self.protocol.currentText())
+
+    def values(self) -> dict:
+        return {"method": self.method.currentText(), "steps": self.steps.value(), "lr": self.lr.text(),
+                "optimizer": self.optimizer.currentText(), "views": self.views.value(),
+                "params": self.params.currentText(), "protocol": self.protocol.currentText(),
+                "seed": self.seed.value()}
+
+    def load(self, d: dict) -> None:
+        for key, box in (("method", self.method), ("optimizer", self.optimizer), ("params", self.params),
+                         ("protocol", self.protocol)):
+            i = box.findText(str(d.get(key, "")))
+            if i >= 0:
+                box.setCurrentIndex(i)
+        for key, spin in (("steps", self.steps), ("views", self.views), ("seed", self.seed)):
+            try:
+                spin.setValue(int(d.get(key, spin.value())))
+            except (TypeError, ValueError):
+                pass
+        self.lr.setText(str(d.get("lr", "") or ""))
+
+    def set_method(self, name: str) -> bool:
+        i = self.method.findText(name)
+        if i >= 0:
+            self.method.setCurrentIndex(i)
+        return i >= 0
+
+
+    def _describe(self, name: str) -> None:
+        self.method.setToolTip(engine.describe_method(name))
+
+
+def _spin(lo: int, hi: int, special: str) -> QSpinBox:
+    s = QSpinBox()
+    s.setRange(lo, hi)
+    s.setSpecialValueText(special)
+    return s

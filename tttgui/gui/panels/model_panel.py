@@ -1,0 +1,84 @@
+"""Model panel: which checkpoint is loaded (or why none is), recent files, the device."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+                               QVBoxLayout)
+
+
+class ModelPanel(QGroupBox):
+    open_requested = Signal()
+    checkpoint_chosen = Signal(str)
+    device_changed = Signal(str)
+    timm_requested = Signal(str, str)
+
+    def __init__(self, devices: list[str], parent=None):
+        super().__init__("Model", parent)
+        self.status = QLabel("No model loaded.")
+        self.status.setWordWrap(True)
+        self.open_button = QPushButton("Open checkpoint…")
+        self.open_button.clicked.connect(self.open_requested)
+        self.recent = QComboBox()
+        self.recent.setPlaceholderText("Recent checkpoints")
+        self.recent.activated.connect(self._recent_picked)
+        self.device = QComboBox()
+        self.device.addItems(devices)
+        self.device.currentTextChanged.connect(self.device_changed)
+        self.timm_name = QLineEdit()
+        self.timm_name.setPlaceholderText("timm model, e.g. resnet18")
+        self.timm_weights = QLineEdit()
+        self.timm_weights.setPlaceholderText("local weights (.safetensors/.pth)")
+        self.timm_button = QPushButton("Use timm backbone")
+        self.timm_button.setToolTip("A timm backbone with fresh heads; methods needing source statistics "
+                                    "or a trained head will say so.")
+        self.timm_button.clicked.connect(
+            lambda: self.timm_requested.emit(self.timm_name.text().strip(), self.timm_weights.text().strip()))
+
+        top = QHBoxLayout()
+        top.addWidget(self.open_button)
+        top.addWidget(self.recent, 1)
+        form = QFormLayout()
+        form.addRow("Device", self.device)
+        form.addRow("timm", self.timm_name)
+        form.addRow("Weights", self.timm_weights)
+        form.addRow("", self.timm_button)
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.status)
+        lay.addLayout(top)
+        lay.addLayout(form)
+
+    def set_recent(self, paths: list[str]) -> None:
+        self.recent.blockSignals(True)
+        self.recent.clear()
+        for p in paths:
+            self.recent.addItem(Path(p).name, p)
+            self.recent.setItemData(self.recent.count() - 1, p)
+        self.recent.setCurrentIndex(-1)
+        self.recent.setEnabled(bool(paths))
+        self.recent.blockSignals(False)
+
+    @Slot(int)
+    def _recent_picked(self, i: int) -> None:
+        path = self.recent.itemData(i)
+        if path:
+            self.checkpoint_chosen.emit(str(path))
+
+    def show_loading(self, path: str) -> None:
+        self.status.setText(f"Loading {Path(path).name}…")
+
+    def show_model(self, info: dict) -> None:
+        meta = info.get("meta") or {}
+        acc = meta.get("clean_accuracy") or meta.get("test_accuracy")
+        extra = f", clean accuracy {acc:.1%}" if isinstance(acc, float) else ""
+        self.status.setText(f"<b>{Path(info['path']).name}</b><br>{info.get('arch', '')}, "
+                            f"{len(info['classes'])} classes{extra}<br>{info['device']}")
+        self.status.setToolTip(info["path"])
+
+    def show_missing(self, text: str) -> None:
+        self.status.setText(f"<span style='color:#c0392b'>{text}</span><br>Use <i>Open checkpoint…</i> or drop "
+                            "a .pt file on the window.")
+
+    def device_choice(self) -> str:
+        return self.device.currentText()

@@ -1,0 +1,259 @@
+"""The worker thread: one long-lived QObject on a QThread owns the model and the Session.
+
+Commands arrive as queued signals; step records go into a RecordBuffer that the GUI pulls from on a timer, so a
+fast GPU cannot flood the event queue. Stop and pause are threading.Events checked between steps, because the
+worker's own event loop is blocked while a run is going.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from tttgui.gui import engine
+from tttgui.gui.errors import one_line
+
+
+class RecordBuffer:
+    """Thread-safe list of the current episode's StepRecords (step 0 first), tagged with the episode id."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._episode = -1
+        self._records: list = []
+        self._version = 0
+
+    def begin(self, episode: int, first) -> None:
+        with self._lock:
+            self._episode, self._records = episode, [first]
+            self._version += 1
+
+    def append(self, record) -> None:
+        with self._lock:
+            self._records.append(record)
+            self._version += 1
+
+    def snapshot(self) -> tuple[int, int, tuple]:
+        """(version, episode, records); records are immutable, so sharing the tuple is safe."""
+        with self._lock:
+            return self._version, self._episode, tuple(self._records)
+
+
+class SessionWorker(QObject):
+    model_ready = Signal(object)          # dict: path, classes, source_stats (numpy), meta, device
+    image_ready = Signal(int)             # episode id; step 0 is in the buffer
+    views_ready = Signal(object)          # uint8 NHWC
+    run_finished = Signal(int, str, int)  # episode, "done" | "stopped" | "paused" | record status, steps done
+    failed = Signal(str)                  # one line for the status bar and a dialog
+    batch_progress = Signal(int, int)     # images done, total
+    batch_done = Signal(object)           # tttgui.evaluation.EvalResult (cancelled=True when stopped)
+
+    def __init__(self, buffer: RecordBuffer, stop: threading.Event, pause: threading.Event,
+                 session_factory=None):
+        super().__init__()
+        self.buffer, self.stop_event, self.pause_event = buffer, stop, pause
+        self.session_factory = session_factory or engine.make_session
+        self.batch_cancel = threading.Event()
+        self.model = self.source_stats = self.device = self.session = self.config = None
+        self.image = self.label = None
+        self.episode = -1
+
+    @Slot(str, str)
+    def load_model(self, path: str, device: str) -> None:
+        try:
+            import torch
+
+            from tttgui.device import resolve_device
+            from tttgui.models import load_checkpoint
+
+            dev = resolve_device(device)
+            model, payload = load_checkpoint(path, dev)
+            if dev.type == "cuda":  # create the CUDA context here, not on the GUI thread
+                torch.zeros(1, device=dev).sum().item()
+            self._drop_session()
+            self.model, self.source_stats, self.device = model, payload.get("source_stats") or {}, dev
+            self.model_ready.emit({"path": path, "classes": list(payload["classes"]),
+                                   "meta": dict(payload.get("meta") or {}), "device": _device_text(dev),
+                                   "source_norm": _numpy_norm(self.source_stats),
+                                   "arch": model.spec.arch})
+        except BaseException as exc:  # noqa: BLE001 - the worker must survive anything a command throws
+            self.failed.emit(one_line(exc, f"cannot load checkpoint {path}"))
+
+    @Slot(object, object, object, object, int)
+    def set_image(self, image, label, index, config, episode: int) -> None:
+        try:
+            if self.model is None:
+                raise RuntimeError("no model loaded; open a checkpoint first")
+            if self.session is None or config != self.config:
+                self._drop_session()
+                self.session = self.session_factory(self.model, self.source_stats, config, self.device)
+                self.config = config
+            self.image, self.label, self.episode = image, label, episode
+            first = self.session.set_image(image, label, index)
+            self.buffer.begin(episode, first)
+            self.image_ready.emit(episode)
+        except BaseException as exc:  # noqa: BLE001
+            self.failed.emit(one_line(exc, "cannot start a session on this image"))
+
+    @Slot(int)
+    def run(self, n: int) -> None:
+        done, status = 0, "done"
+        try:
+            if self.session is None:
+                raise RuntimeError("no image set; pick an image first")
+            for record in self.session.run(n, should_stop=self._should_stop):
+                self.buffer.append(record)
+                done += 1
+                if record.status not in ("ok", "", None):
+                    status = str(record.status)
+                    break
+            if status == "done" and done < n:
+                status = "paused" if self.pause_event.is_set() else "stopped"
+        except BaseException as exc:  # noqa: BLE001
+            self.failed.emit(one_line(exc, "the adaptation step failed"))
+            status = "failed"
+        self.run_finished.emit(self.episode, status, done)
+
+    @Slot()
+    def reset(self) -> None:
+        try:
+            if self.session is None:
+                return
+            self.session.reset()   # the GUI then sends the image again as a new episode
+        except BaseException as exc:  # noqa: BLE001
+            self.failed.emit(one_line(exc, "reset failed"))
+
+    @Slot(int)
+    def views(self, k: int) -> None:
+        try:
+            if self.session is not None:
+                self.views_ready.emit(np.array(self.session.views(k), dtype=np.uint8, copy=True))
+        except BaseException as exc:  # noqa: BLE001 - views are a preview; report and carry on
+            self.failed.emit(one_line(exc, "cannot draw the augmented views"))
+
+    @Slot(object, object, object)
+    def evaluate(self, dataset, indices, cfg) -> None:
+        """Batch evaluation through the same engine as `tttgui eval`, on this thread's model."""
+        try:
+            from tttgui.evaluation import evaluate
+
+            if self.model is None:
+                raise RuntimeError("no model loaded; open a checkpoint first")
+            images, labels = [], []
+            for i in indices:
+                image, label, _ = dataset[int(i)]
+                images.append(image)
+                labels.append(label)
+                if self.batch_cancel.is_set():
+                    break
+            total = len(images) * len(cfg.methods) * len(cfg.corruptions) * len(cfg.severities)
+            done = [0]
+
+            def progress(k, _text=""):
+                done[0] += k
+                self.batch_progress.emit(done[0], total)
+
+            result = evaluate(self.model, self.source_stats, np.stack(images), np.asarray(labels, np.int64),
+                              np.asarray(indices[:len(images)], np.int64), cfg, self.device, progress=progress,
+                              should_stop=self.batch_cancel.is_set)
+            result.cancelled = bool(getattr(result, "cancelled", False) or self.batch_cancel.is_set())
+            self.batch_done.emit(result)
+        except BaseException as exc:  # noqa: BLE001
+            self.failed.emit(one_line(exc, "batch evaluation failed"))
+            self.batch_done.emit(None)
+
+    def _should_stop(self) -> bool:
+        return self.stop_event.is_set() or self.pause_event.is_set()
+
+    def _drop_session(self) -> None:
+        # Restore the weights before the session goes, so a new one starts from the checkpoint.
+        if self.session is not None:
+            try:
+                self.session.reset()
+            finally:
+                self.session = None
+
+
+class WorkerController(QObject):
+    """GUI-side handle: owns the QThread and the worker, sends commands, exposes the buffer and events."""
+
+    _load = Signal(str, str)
+    _set_image = Signal(object, object, object, object, int)
+    _run = Signal(int)
+    _reset = Signal()
+    _views = Signal(int)
+    _evaluate = Signal(object, object, object)
+
+    def __init__(self, session_factory=None, parent=None):
+        super().__init__(parent)
+        self.buffer = RecordBuffer()
+        self.stop_event, self.pause_event = threading.Event(), threading.Event()
+        self.thread = QThread()
+        self.thread.setObjectName("tttgui-worker")
+        self.worker = SessionWorker(self.buffer, self.stop_event, self.pause_event, session_factory)
+        self.worker.moveToThread(self.thread)
+        self._load.connect(self.worker.load_model)
+        self._set_image.connect(self.worker.set_image)
+        self._run.connect(self.worker.run)
+        self._reset.connect(self.worker.reset)
+        self._views.connect(self.worker.views)
+        self._evaluate.connect(self.worker.evaluate)
+        self.thread.start()
+
+    def load_model(self, path: str, device: str = "auto") -> None:
+        self._load.emit(str(path), device)
+
+    def set_image(self, image, label, index, config, episode: int) -> None:
+        self._set_image.emit(image, label, index, config, episode)
+
+    def run(self, n: int) -> None:
+        self.stop_event.clear()
+        self.pause_event.clear()
+        self._run.emit(int(n))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def pause(self) -> None:
+        self.pause_event.set()
+
+    def reset(self) -> None:
+        self._reset.emit()
+
+    def views(self, k: int) -> None:
+        self._views.emit(int(k))
+
+    def evaluate(self, dataset, indices, cfg) -> None:
+        self.worker.batch_cancel.clear()
+        self._evaluate.emit(dataset, list(indices), cfg)
+
+    def cancel_batch(self) -> None:
+        self.worker.batch_cancel.set()
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop any run, end the thread's event loop, wait at most timeout_ms. True when the thread ended."""
+        self.stop_event.set()
+        self.worker.batch_cancel.set()
+        self.thread.quit()
+        start = time.perf_counter()
+        ok = self.thread.wait(timeout_ms)
+        self.shutdown_seconds = time.perf_counter() - start
+        return bool(ok)
+
+
+def _device_text(dev) -> str:
+    import torch
+
+    if dev.type == "cuda":
+        return f"CUDA · {torch.cuda.get_device_name(dev)}"
+    return f"CPU · {torch.get_num_threads()} threads"
+
+
+def _numpy_norm(source_stats: dict) -> dict:
+    """Per-layer source channel mean/var as numpy copies (the GUI never sees live tensors)."""
+    out = {}
+    for name, st in (source_stats or {}).get("norm", {}).items():
+        out[name] = {k: np.array(st[k].detach().cpu().numpy(), copy=True) for k in ("mean", "var") if k in st}
+    return out
