@@ -46,6 +46,7 @@ class EvalConfig:
     params: str | None = None
     seed: int = 0
     frost_dir: str | None = None
+    chunk: int | None = None          # episodic: images adapted at once (None: per device; 1: sequential loop)
 
     def method_config(self, method: str) -> MethodConfig:
         return MethodConfig(method=method, steps=self.steps, lr=self.lr, optimizer=self.optimizer,
@@ -91,12 +92,24 @@ class EvalResult:
     seconds: float = 0.0
 
 
+def _episodic_runner(ad, model, cfg: EvalConfig, device):
+    """The vectorised path (issue 6) when it applies and the chunk is above 1, else the sequential loop."""
+    from tttgui import vectorized
+
+    chunk = cfg.chunk if cfg.chunk is not None else vectorized.auto_chunk(device)
+    if chunk > 1 and ad.method.adapts and ad.recipe.steps > 0 and vectorized.supports(model, ad.config):
+        return vectorized.run_episodic
+    return _run_episodic
+
+
 def check_config(cfg: EvalConfig, model) -> None:
     """Validate everything before any work starts, so a typo fails in one line and not after an hour."""
     if cfg.protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {cfg.protocol!r}; expected episodic or online")
     if cfg.batch_size < 1:
         raise UserError(f"batch size {cfg.batch_size} is invalid; expected 1 or more")
+    if cfg.chunk is not None and cfg.chunk < 1:
+        raise UserError(f"chunk {cfg.chunk} is invalid; expected 1 (sequential) or more images at once")
     if not cfg.methods:
         raise UserError("no methods given; expected a comma list such as source,ttt")
     for s in cfg.severities:
@@ -167,7 +180,7 @@ def evaluate(model, source_stats: dict, images: np.ndarray, labels: np.ndarray, 
             x_all = to_float(torch.from_numpy(np.ascontiguousarray(shifted)))
             before = predict_all(model, x_all, device)
             for name, ad in adapters.items():
-                run = _run_online if cfg.protocol == "online" else _run_episodic
+                run = _run_online if cfg.protocol == "online" else _episodic_runner(ad, model, cfg, device)
                 rows = run(ad, x_all, labels, indices, order, before, cfg, device, progress, should_stop,
                            corruption, severity)
                 result.images += rows

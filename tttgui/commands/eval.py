@@ -14,6 +14,9 @@ def add_arguments(p) -> None:
     p.add_argument("--methods", default="source,ttt", help="comma list of methods or 'all' (default source,ttt)")
     p.add_argument("--protocol", default="episodic", choices=["episodic", "online"])
     p.add_argument("--batch-size", type=int, default=1, help="online: images per update (default 1)")
+    p.add_argument("--chunk", type=int, default=None,
+                   help="episodic: images adapted at once, vectorised (default: 1 on CPU, 32 on GPU; "
+                        "1 = the sequential loop)")
     p.add_argument("--steps", type=int, help="updates per image (episodic) or batch (online); default: paper's")
     p.add_argument("--lr", type=float, help="learning rate; default: each method's paper value")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="default: each method's paper choice")
@@ -62,7 +65,7 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit {args.limit} is invalid; expected 1 or more")
     cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods,
-                     protocol=args.protocol, batch_size=args.batch_size, steps=args.steps, lr=args.lr,
+                     protocol=args.protocol, batch_size=args.batch_size, chunk=args.chunk, steps=args.steps, lr=args.lr,
                      optimizer=args.optimizer, views=args.views, params=args.params, seed=args.seed,
                      frost_dir=args.frost_dir)
     device = resolve_device(args.device)
