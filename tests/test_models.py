@@ -102,7 +102,11 @@ def test_timm_backbone_gets_the_same_heads(tmp_path):
 
 
 def test_timm_weights_errors_name_the_file(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    # as on a machine without network; the env variable alone is read only when huggingface_hub is imported
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     missing = tmp_path / "vit.safetensors"
     with pytest.raises(UserError, match="vit.safetensors not found"):
         build_model(timm_spec("resnet10t", weights=str(missing)))
