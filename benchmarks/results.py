@@ -1,0 +1,500 @@
+"""Results against the TTT paper: regenerates docs/results.md and docs/results.png.
+
+    .venv/bin/python benchmarks/results.py [--checkpoint PATH] [--episodic-images 100] [--online-images 1000]
+        [--all] [--only ROWS/CORRUPTIONS] [--work DIR] [--device auto] [--threads N] [--report-only]
+
+The shipped checkpoint at severity 5 on the 15 CIFAR-10-C corruptions, regenerated from ../shared/data/cifar10/test
+with `tttgui.corruptions` (seed fixed), for source, TTT (episodic and online), Tent, MEMO, ActMAD and TTT++, each
+with its paper defaults, through `tttgui.evaluation.evaluate` (the engine of `tttgui eval`).
+
+Resumable: one cell = (row, corruption) is one small JSON file under --work, written atomically; a rerun skips
+finished cells whose configuration (checkpoint hash, images, seed, recipe) is unchanged. The page is rewritten
+after every cell, with "pending" wherever a cell is missing, so a partial run still gives a valid page.
+
+Every row sees the same corrupted images: the corruption is generated once per corruption for the largest image
+set (exactly the bytes `tttgui eval --limit N --seed S` would generate) and the episodic rows take a nested
+subset of it, so per-image results pair across rows.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tttgui.evaluation import (CLEAN, EvalConfig, ImageRow, evaluate, library_versions,  # noqa: E402
+                               paired_difference)
+from tttgui.methods import get_method  # noqa: E402
+
+SEVERITY = 5
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+               "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+               "jpeg_compression")
+SHORT = ("gauss", "shot", "impul", "defoc", "glass", "motn", "zoom", "snow", "frost", "fog", "brit", "contr",
+         "elast", "pixel", "jpeg")
+DATA = ROOT.parent / "shared" / "data" / "cifar10" / "test"
+FROST = ROOT.parent / "shared" / "data" / "frost"
+WORK = ROOT / "benchmarks" / "results_work"
+DOCS = ROOT / "docs"
+
+# The paper's Table A2 (ResNet-26-GN, CIFAR-10-C level 5, error %), per corruption in CORRUPTIONS order;
+# clean error first. Source: ../shared/research/methods.md §1.
+PAPER = [
+    ("Object recognition only", 8.9, [50.5, 47.2, 56.1, 23.7, 51.7, 24.3, 26.3, 25.6, 34.4, 28.1, 13.5, 25.0, 27.4,
+                                      55.8, 29.8]),
+    ("Joint training", 8.1, [49.4, 45.3, 53.4, 24.2, 48.5, 24.8, 26.4, 25.0, 32.5, 27.5, 12.6, 25.3, 24.0, 51.6,
+                             28.7]),
+    ("TTT (standard)", 7.9, [45.6, 41.8, 50.0, 21.8, 46.1, 23.0, 23.9, 23.9, 30.0, 25.1, 12.2, 23.9, 22.6, 47.2,
+                             27.2]),
+    ("TTT-Online", 8.2, [25.8, 22.6, 30.6, 14.6, 34.4, 18.3, 17.1, 20.0, 18.0, 16.9, 11.2, 15.6, 21.6, 18.1, 21.2]),
+]
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str          # file names and --only
+    label: str
+    method: str
+    protocol: str     # the engine's protocol; "source" runs episodic (it never adapts)
+    batch: int        # online: images per update, as in the method's paper
+    size: str         # "episodic" or "online": which image budget the row gets
+    note: str
+
+
+# Protocols follow the papers (methods.md): TTT both ways; Tent and ActMAD adapt online on batches of the
+# stream (200 and 128 on CIFAR-10-C); MEMO is per image; TTT++ is offline multi-epoch in its code, which the
+# engine does not do: its nearest protocol is online on batches of 256 with the 1536-feature queue.
+ROWS = (
+    Row("source", "source (no adaptation)", "source", "episodic", 1, "online", "the checkpoint as is"),
+    Row("ttt-episodic", "TTT (episodic)", "ttt", "episodic", 1, "episodic",
+        "10 steps × 32 rotated views, reset before every image (paper's standard TTT)"),
+    Row("ttt-online", "TTT-Online", "ttt", "online", 1, "online",
+        "1 step × 32 views per image, never reset within a corruption (paper's TTT-Online)"),
+    Row("tent", "Tent", "tent", "online", 200, "online",
+        "online, batches of 200, 1 Adam step per batch, reset per corruption (tent CIFAR-10-C config)"),
+    Row("memo", "MEMO", "memo", "episodic", 1, "episodic", "1 step × 32 AugMix views, reset before every image"),
+    Row("actmad", "ActMAD", "actmad", "online", 128, "online",
+        "online, batches of 128, 1 SGD step per batch, reset per corruption (ActMAD CIFAR code)"),
+    Row("ttt++", "TTT++", "ttt++", "online", 256, "online",
+        "online, batches of 256 + feature queue 1536, 1 step per batch (paper: offline multi-epoch, not run)"),
+)
+ROW_KEYS = tuple(r.key for r in ROWS)
+
+
+# -- options ---------------------------------------------------------------------------------------------------
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", help="tttgui checkpoint (default: the shipped model)")
+    p.add_argument("--data", default=str(DATA), help="clean CIFAR-10 test images (ImageFolder)")
+    p.add_argument("--frost-dir", default=str(FROST) if FROST.is_dir() else None,
+                   help="frost textures (default ../shared/data/frost when present)")
+    p.add_argument("--episodic-images", type=int, default=100, help="images per corruption, episodic rows")
+    p.add_argument("--online-images", type=int, default=1000, help="images per corruption, online rows + source")
+    p.add_argument("--all", action="store_true", help="all test images for every row (meant for a GPU)")
+    p.add_argument("--only", default="", help="comma list of row keys and/or corruptions to compute "
+                   f"(rows: {', '.join(ROW_KEYS)}); the page still shows every cell")
+    p.add_argument("--work", default=str(WORK), help="folder of finished cells (one JSON each)")
+    p.add_argument("--docs", default=str(DOCS), help="where results.md and results.png go")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--steps", type=int, help="override every method's steps (tests only; the page says so)")
+    p.add_argument("--report-only", action="store_true", help="compute nothing, rewrite the page from cells")
+    return p.parse_args(argv)
+
+
+def select(only: str) -> tuple[set, set]:
+    """--only splits into row keys and corruption names; an empty side means all of that side."""
+    rows, corrs = set(), set()
+    for t in (t.strip() for t in only.split(",") if t.strip()):
+        if t in ROW_KEYS:
+            rows.add(t)
+        elif t in CORRUPTIONS or t == "clean":
+            corrs.add(t)
+        else:
+            raise SystemExit(f"error: --only {t!r} is neither a row ({', '.join(ROW_KEYS)}) nor a corruption")
+    return rows, corrs
+
+
+# -- data --------------------------------------------------------------------------------------------------------
+def image_sets(n_total: int, n_online: int, n_episodic: int, seed: int):
+    """Sorted data-set indices of the big set (as `tttgui eval --limit`) and the positions in it of the
+    episodic subset: the first n_episodic of the same seeded permutation, so the subset is nested."""
+    perm = np.random.default_rng(seed).permutation(n_total)
+    n_big = min(max(n_online, n_episodic), n_total)
+    big = np.sort(perm[:n_big])
+    small = np.sort(perm[:min(n_episodic, n_big)])
+    return big, np.searchsorted(big, small)
+
+
+def positions(row: Row, sets) -> np.ndarray:
+    big, small = sets
+    return small if row.size == "episodic" else np.arange(len(big))
+
+
+# -- cells -------------------------------------------------------------------------------------------------------
+def cell_path(work: Path, row: Row, corruption: str) -> Path:
+    return work / f"{row.key}__{corruption}.json"
+
+
+def fingerprint(row: Row, ctx: dict, n: int) -> dict:
+    """What a cell's numbers depend on; a stored cell with another fingerprint is recomputed."""
+    cfg = cell_config(row, ctx)
+    recipe = get_method(row.method).resolve(cfg.method_config(row.method)).to_dict()
+    return {"checkpoint_sha256": ctx["sha"], "n": int(n), "seed": ctx["seed"], "batch": row.batch,
+            "recipe": recipe, "frost": bool(ctx["frost_dir"]), "indices_sha": ctx["indices_sha"][row.size]}
+
+
+def cell_config(row: Row, ctx: dict) -> EvalConfig:
+    return EvalConfig(corruptions=(CLEAN,), methods=(row.method,), protocol=row.protocol, batch_size=row.batch,
+                      steps=ctx["steps"], seed=ctx["seed"], frost_dir=ctx["frost_dir"])
+
+
+def load_cell(path: Path, fp: dict | None = None) -> dict | None:
+    try:
+        cell = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if fp is not None and cell.get("fingerprint") != fp:
+        return None
+    return cell
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, separators=(",", ":")) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_cell(row: Row, corruption: str, shifted: np.ndarray, labels, indices, ctx: dict) -> dict:
+    """One evaluate() call on already corrupted images (passed as "clean"), relabelled with the corruption."""
+    t0 = time.perf_counter()
+    done = [0]
+    last = [t0]
+
+    def progress(k, _text):
+        done[0] += k
+        if time.perf_counter() - last[0] > 30:
+            last[0] = time.perf_counter()
+            rate = (last[0] - t0) / done[0]
+            print(f"    {done[0]}/{len(labels)} images, {rate:.2f} s/image, "
+                  f"{rate * (len(labels) - done[0]) / 60:.1f} min left in this cell", flush=True)
+
+    res = evaluate(ctx["model"], ctx["stats"], shifted, labels, indices, cell_config(row, ctx),
+                   ctx["device"], progress=progress)
+    rows = [replace(r, corruption=corruption, severity=0 if corruption == "clean" else SEVERITY)
+            for r in res.images]
+    return {"row": row.key, "corruption": corruption, "seconds": round(res.seconds, 3),
+            "recipe": res.recipes.get(row.method), "device": str(ctx["device"]),
+            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+            "images": {k: [getattr(r, k) for r in rows] for k in ("index", "label", "prediction_before",
+                                                                  "prediction_after", "status")}}
+
+
+def cell_rows(cell: dict) -> list[ImageRow]:
+    """The stored per-image columns back as engine rows (for paired_difference)."""
+    im = cell["images"]
+    sev = 0 if cell["corruption"] == "clean" else SEVERITY
+    return [ImageRow(cell["corruption"], sev, cell["row"], "", im["index"][j], im["label"][j],
+                     im["prediction_before"][j], 0.0, im["prediction_after"][j], 0.0, None, None, 0, 0.0,
+                     im["status"][j]) for j in range(len(im["index"]))]
+
+
+def error(cell: dict | None, before: bool = False) -> float | None:
+    if cell is None:
+        return None
+    im = cell["images"]
+    pred = np.array(im["prediction_before" if before else "prediction_after"])
+    return 100.0 * float(np.mean(pred != np.array(im["label"])))
+
+
+# -- the run -----------------------------------------------------------------------------------------------------
+def compute(args, ctx: dict, work: Path) -> None:
+    from tttgui.corruptions import corrupt
+    from tttgui.data import open_dataset
+
+    rows_sel, corr_sel = select(args.only)
+    todo = [(row, c) for row in ROWS for c in (("clean",) + CORRUPTIONS if row.key == "source" else CORRUPTIONS)
+            if (not rows_sel or row.key in rows_sel) and (not corr_sel or c in corr_sel)]
+    big, small = ctx["sets"]
+    fps = {row.key: fingerprint(row, ctx, len(positions(row, ctx["sets"]))) for row in ROWS}
+    pending = [(row, c) for row, c in todo if load_cell(cell_path(work, row, c), fps[row.key]) is None]
+    print(f"{len(todo) - len(pending)} of {len(todo)} selected cells already done; {len(pending)} to compute",
+          flush=True)
+    if not pending:
+        return
+    images, labels = open_dataset(args.data).arrays(big)
+    shifted_cache: dict[str, np.ndarray] = {}
+    t_start = time.perf_counter()
+    for k, (row, c) in enumerate(pending, 1):
+        if c not in shifted_cache:   # one corruption of the big set serves every row (keeps cells paired)
+            shifted_cache[c] = images if c == "clean" else corrupt(images, c, SEVERITY, seed=ctx["seed"],
+                                                                    frost_dir=ctx["frost_dir"],
+                                                                    device=ctx["device"])
+        pos = positions(row, ctx["sets"])
+        print(f"[{k}/{len(pending)}] {row.key} {c}: {len(pos)} images ...", flush=True)
+        cell = run_cell(row, c, shifted_cache[c][pos], labels[pos], big[pos], ctx)
+        cell["fingerprint"] = fps[row.key]
+        write_json(cell_path(work, row, c), cell)
+        per = cell["seconds"] / max(len(pos), 1)
+        elapsed = time.perf_counter() - t_start
+        print(f"    done in {cell['seconds']:.1f} s ({per:.3f} s/image), error {error(cell):.1f} % "
+              f"(source {error(cell, before=True):.1f} %); {elapsed / 60:.1f} min so far", flush=True)
+        write_report(args, ctx, work)   # a partial run always leaves a valid page
+
+
+# -- the page ----------------------------------------------------------------------------------------------------
+def gather(ctx: dict, work: Path) -> dict:
+    """Finished cells with the current fingerprint: {row key: {corruption: cell}}."""
+    out = {}
+    for row in ROWS:
+        fp = fingerprint(row, ctx, len(positions(row, ctx["sets"])))
+        names = (("clean",) if row.key == "source" else ()) + CORRUPTIONS
+        out[row.key] = {c: cell for c in names if (cell := load_cell(cell_path(work, row, c), fp)) is not None}
+    return out
+
+
+def row_errors(cells: dict) -> list[float | None]:
+    return [error(cells.get(c)) for c in CORRUPTIONS]
+
+
+def mean15(errs) -> float | None:
+    return None if any(e is None for e in errs) else float(np.mean(errs))
+
+
+def pooled(cells: dict) -> list[ImageRow]:
+    return [r for c in CORRUPTIONS if c in cells for r in cell_rows(cells[c])]
+
+
+def vs_source(cells: dict):
+    """Paired difference after − before (the cell's own source predictions on the same images), pooled over the
+    finished corruptions: (diff, low, high, n)."""
+    rows = pooled(cells)
+    before = [replace(r, prediction_after=r.prediction_before) for r in rows]
+    return paired_difference(before, rows)
+
+
+def fmt(v, digits=1) -> str:
+    return "pending" if v is None else f"{v:.{digits}f}"
+
+
+def write_report(args, ctx: dict, work: Path) -> Path:
+    docs = Path(args.docs)
+    docs.mkdir(parents=True, exist_ok=True)
+    cells = gather(ctx, work)
+    png = draw_chart(cells, docs / "results.png")
+    text = render(args, ctx, cells, png)
+    tmp = docs / "results.md.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, docs / "results.md")
+    return docs / "results.md"
+
+
+def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
+    head = "| row | protocol | n | " + " | ".join(SHORT) + " | mean-15 |"
+    rule = "|" + "---|" * (len(SHORT) + 4)
+    L = ["# Results against the TTT paper (CIFAR-10-C, severity 5)", "",
+         "Generated by `benchmarks/results.py`; do not edit by hand. Error % (lower is better); "
+         "\"pending\" marks cells not computed yet.", "",
+         "## Paper: Sun et al. 2020, Table A2 (ResNet-26-GN)", "",
+         "| row | clean | " + " | ".join(SHORT) + " | mean-15 |", "|" + "---|" * (len(SHORT) + 3)]
+    for name, clean, errs in PAPER:
+        L.append(f"| {name} | {clean} | " + " | ".join(f"{e:.1f}" for e in errs) + f" | {np.mean(errs):.1f} |")
+    L += ["", "Mean-15 computed from the table's per-corruption errors (../shared/research/methods.md §1).", "",
+          "## Measured: this checkpoint", "", head, rule]
+    means = {}
+    for row in ROWS:
+        errs = row_errors(cells[row.key])
+        means[row.key] = mean15(errs)
+        n = len(positions(row, ctx["sets"]))
+        proto = "—" if row.key == "source" else (row.protocol if row.batch == 1 else f"online, batch {row.batch}")
+        L.append(f"| {row.label} | {proto} | {n} | " + " | ".join(fmt(e) for e in errs)
+                 + f" | {fmt(means[row.key])} |")
+    clean = cells["source"].get("clean")
+    meta_clean = ctx["meta"].get("clean_error")
+    clean_text = "pending" if clean is None else f"{error(clean):.1f} %"
+    L += ["", f"Clean error of the checkpoint: **{clean_text}** measured here on "
+          f"{len(positions(ROWS[0], ctx['sets']))} test images"
+          + (f"; {meta_clean:.2f} % recorded in the checkpoint by training." if isinstance(meta_clean, (int, float))
+             else "; the checkpoint records none."), ""]
+    L += ["## Paired difference vs source", "",
+          "Error after minus error before adaptation on the same corrupted images (percentage points; negative = "
+          "adaptation helps), pooled over the finished corruptions, with the 95% normal interval of the paired "
+          "per-image differences (`tttgui.evaluation.paired_difference`). Online rows adapt on a stream, so their "
+          "per-image outcomes are not independent and the interval is only indicative.", "",
+          "| row | corruptions done | n pairs | difference | 95% interval |", "|---|---|---|---|---|"]
+    for row in ROWS[1:]:
+        done = sum(c in cells[row.key] for c in CORRUPTIONS)
+        d, lo, hi, n = vs_source(cells[row.key])
+        if n == 0:
+            L.append(f"| {row.label} | 0/15 | 0 | pending | pending |")
+        else:
+            L.append(f"| {row.label} | {done}/15 | {n} | {d:+.2f} | [{lo:+.2f}, {hi:+.2f}] |")
+    L += ["", "## The paper's claim", "", verdict(cells, means), ""]
+    if png is not None:
+        L += ["## Chart", "", f"![error per corruption]({png.name})", ""]
+    L += ["## Protocols", ""] + [f"- **{r.label}** ({r.method}): {r.note}." for r in ROWS]
+    L += ["- Every row sees the same corrupted images (generated once per corruption with `tttgui.corruptions`, "
+          f"seed {ctx['seed']}); episodic rows use a nested subset of the online rows' images. Results are "
+          "last-iterate: no label selects a step or stops early.",
+          f"- Frost textures: {ctx['frost_dir'] or 'none found: generated frost textures'}."]
+    if ctx["steps"] is not None:
+        L.append(f"- **Steps overridden to {ctx['steps']} for every method** (not the paper defaults).")
+    L += ["", "## Run", "",
+          f"- Command: `{ctx['command']}`",
+          f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+          f"- Device: {ctx['device']} ({ctx['device_words']}), torch threads {ctx['threads']}",
+          f"- Checkpoint: `{ctx['checkpoint']}` (sha256 {ctx['sha'][:16]}…)",
+          f"- Images per corruption: episodic rows {len(ctx['sets'][1])}, online rows and source "
+          f"{len(ctx['sets'][0])}, drawn with seed {ctx['seed']} from `{ctx['data']}`",
+          f"- Compute time of the finished cells: {cell_seconds(cells) / 3600:.2f} h",
+          "- Versions: " + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items() if v), ""]
+    return "\n".join(L)
+
+
+def verdict(cells: dict, means: dict) -> str:
+    src, ep, on = means["source"], means["ttt-episodic"], means["ttt-online"]
+    if None in (src, ep, on):
+        return ("Not judged yet: the source, episodic TTT and TTT-Online rows are not complete on all 15 "
+                "corruptions (the paper: joint training 33.3 → TTT 31.0 → TTT-Online 20.4).")
+    first, second = ep < src, on < ep
+    d_ep = vs_source(cells["ttt-episodic"])
+    d_on = vs_source(cells["ttt-online"])
+    return (f"Episodic TTT {'lowers' if first else 'does not lower'} the mean error below no adaptation "
+            f"({src:.1f} → {ep:.1f} %, paired {d_ep[0]:+.2f} pp [{d_ep[1]:+.2f}, {d_ep[2]:+.2f}]) and TTT-Online "
+            f"{'lowers it further' if second else 'does not lower it further'} ({on:.1f} %, paired vs source "
+            f"{d_on[0]:+.2f} pp [{d_on[1]:+.2f}, {d_on[2]:+.2f}]): the paper's ordering "
+            f"\"episodic TTT < source and TTT-Online < episodic TTT\" "
+            f"**{'holds' if first and second else 'does not hold'}** here "
+            "(paper: joint training 33.3 → TTT 31.0 → TTT-Online 20.4). Episodic rows use fewer images than the "
+            "online ones; compare them through the paired differences.")
+
+
+def cell_seconds(cells: dict) -> float:
+    return sum(c.get("seconds", 0.0) for by in cells.values() for c in by.values())
+
+
+# -- the chart ---------------------------------------------------------------------------------------------------
+COLOURS = [(0, 0, 0), (31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14),
+           (140, 86, 75)]
+
+
+def draw_chart(cells: dict, path: Path) -> Path | None:
+    """Error per corruption, one line per measured row (pending points left out) and the paper's TTT rows dashed;
+    drawn with pyqtgraph offscreen, as the GUI draws its plots."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+    import pyqtgraph as pg
+    from pyqtgraph.exporters import ImageExporter
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    w = pg.PlotWidget(title="CIFAR-10-C severity 5: error % per corruption")
+    w.setBackground("w")
+    w.resize(1400, 700)
+    w.show()            # offscreen: no window, but the layout takes the size above
+    app.processEvents()
+    plot = w.getPlotItem()
+    plot.addLegend(offset=(-10, 10), colCount=1, brush=pg.mkBrush(255, 255, 255, 230),
+                   pen=pg.mkPen(180, 180, 180), labelTextColor=(30, 30, 30), labelTextSize="10pt")
+    x = np.arange(len(CORRUPTIONS))
+    for (name, _, errs), style in zip(PAPER[1:], (Qt.DashLine, Qt.DashDotLine, Qt.DotLine)):
+        plot.plot(x, errs, pen=pg.mkPen((150, 150, 150), width=2, style=style), name=f"paper: {name}")
+    for row, colour in zip(ROWS, COLOURS):
+        errs = np.array([np.nan if e is None else e for e in row_errors(cells[row.key])], dtype=float)
+        if np.all(np.isnan(errs)):
+            continue
+        plot.plot(x, errs, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=7, symbolBrush=colour,
+                  symbolPen=None, connect="finite", name=row.label)
+    plot.getAxis("bottom").setTicks([list(zip(x.tolist(), SHORT))])
+    plot.setLabel("left", "error %")
+    for side in ("left", "bottom"):
+        plot.getAxis(side).setTextPen((40, 40, 40))
+    plot.showGrid(y=True, alpha=0.3)
+    plot.setYRange(0, 100, padding=0.02)
+    plot.setXRange(-0.3, len(CORRUPTIONS) - 0.7, padding=0)
+    exporter = ImageExporter(plot)
+    exporter.parameters()["width"] = 1400
+    tmp = path.with_name(path.stem + ".tmp.png")
+    exporter.export(str(tmp))
+    os.replace(tmp, path)
+    w.close()
+    w.deleteLater()
+    return path
+
+
+# -- main --------------------------------------------------------------------------------------------------------
+def context(args) -> dict:
+    import torch
+
+    from tttgui.data import open_dataset
+    from tttgui.device import resolve_device
+    from tttgui.models import default_checkpoint_path, load_checkpoint
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()
+    if not checkpoint.is_file():
+        raise SystemExit(f"error: no checkpoint at {checkpoint}; expected the shipped model or --checkpoint PATH")
+    model, payload = load_checkpoint(checkpoint, device)
+    n_total = len(open_dataset(args.data))
+    n_on, n_ep = (n_total, n_total) if args.all else (args.online_images, args.episodic_images)
+    if n_on < 1 or n_ep < 1:
+        raise SystemExit("error: image counts must be 1 or more")
+    big, small = image_sets(n_total, n_on, n_ep, args.seed)
+    words = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor()
+                                                                             or platform.machine())
+    return {"model": model, "stats": payload.get("source_stats") or {}, "meta": payload.get("meta") or {},
+            "checkpoint": str(checkpoint), "sha": sha256(checkpoint), "device": device, "device_words": words,
+            "threads": torch.get_num_threads(), "seed": args.seed, "steps": args.steps,
+            "frost_dir": args.frost_dir, "data": args.data, "sets": (big, small),
+            "indices_sha": {"online": digest(big), "episodic": digest(big[small])},
+            "versions": library_versions(), "command": ctx_command()}
+
+
+def ctx_command() -> str:
+    return "python benchmarks/results.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
+        if Path(sys.argv[0]).name == "results.py" else "benchmarks/results.py main() (called from Python)"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    select(args.only)   # fail on a typo before loading anything
+    ctx = context(args)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        compute(args, ctx, work)
+    page = write_report(args, ctx, work)
+    print(f"wrote {page} and {page.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""benchmarks/results.py: the results page from resumable cells, on a tiny random-init checkpoint."""
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import ROOT
+from tttgui.models import ModelSpec, build_model, save_checkpoint
+from tttgui.stats import source_statistics
+
+CLASSES = ["cat", "dog", "ship"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("results_script", ROOT / "benchmarks" / "results.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def setup(tmp_path):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    for c in CLASSES:
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
+    spec = ModelSpec(num_classes=3, heads=("rotation",), arch_args={"depth": 8, "width": 1, "norm": "gn"})
+    model = build_model(spec).eval()
+    stats = source_statistics(model, torch.from_numpy(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)), "cpu")
+    save_checkpoint(tmp_path / "ck.pt", model, CLASSES, stats, {"clean_error": 50.0})
+    yield tmp_path
+    torch.set_num_threads(threads)
+
+
+def argv(root, *extra):
+    return ["--checkpoint", str(root / "ck.pt"), "--data", str(root / "data"), "--episodic-images", "3",
+            "--online-images", "3", "--steps", "1", "--work", str(root / "work"), "--docs", str(root / "docs"),
+            "--only", "source,ttt-episodic,ttt-online,gaussian_noise,fog", *extra]
+
+
+def test_page_from_cells_and_resume(setup, monkeypatch, capsys):
+    results = load_script()
+    assert results.main(argv(setup)) == 0
+    cells = sorted(p.name for p in (setup / "work").glob("*.json"))
+    assert cells == sorted(f"{r}__{c}.json" for r in ("source", "ttt-episodic", "ttt-online")
+                           for c in ("gaussian_noise", "fog"))
+    page = (setup / "docs" / "results.md").read_text()
+    for paper_row in ("| Object recognition only | 8.9 |", "| Joint training | 8.1 |", "| TTT (standard) | 7.9 |",
+                      "| TTT-Online | 8.2 |", "| 33.3 |", "| 20.4 |"):
+        assert paper_row in page
+    measured = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in page.splitlines()
+                if line.startswith("| ") and " | 3 | " in line}
+    assert set(measured) == {r.label for r in results.ROWS}
+    ttt = measured["TTT (episodic)"]
+    assert ttt[1] == "episodic" and ttt[3] != "pending" and ttt[12] != "pending"   # gauss and fog computed
+    assert ttt[4] == "pending" and ttt[-1].startswith("pending")                    # shot and mean-15 not
+    assert all(v.startswith("pending") for v in measured["Tent"][3:])
+    assert "online, batch 200" in measured["Tent"][1]
+    assert "Not judged yet" in page and "Clean error of the checkpoint: **pending**" in page
+    assert "| TTT-Online | 2/15 | 6 |" in page   # paired difference vs source over the two corruptions
+    png = setup / "docs" / "results.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a rerun finds every cell and computes nothing
+    stamps = {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*.json")}
+    monkeypatch.setattr(results, "evaluate", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
+    capsys.readouterr()
+    assert results.main(argv(setup)) == 0
+    assert "6 of 6 selected cells already done; 0 to compute" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*.json")} == stamps
+    assert (setup / "docs" / "results.md").read_text().count("pending") == page.count("pending")
+
+
+def test_changed_recipe_recomputes_and_typos_fail(setup):
+    results = load_script()
+    with pytest.raises(SystemExit, match="neither a row"):
+        results.main(argv(setup, "--only", "tnet"))
+    assert results.main(argv(setup, "--only", "source,fog")) == 0
+    first = (setup / "work" / "source__fog.json").read_text()
+    assert results.main(argv(setup, "--only", "source,fog", "--seed", "1")) == 0   # other images: a new cell
+    assert (setup / "work" / "source__fog.json").read_text() != first
