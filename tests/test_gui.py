@@ -280,3 +280,22 @@ def test_batch_evaluation_reports_errors_and_cancels(qtbot, window, assets, tmp_
     qtbot.waitUntil(lambda: not panel.running, timeout=5000)
     assert panel.summary.text().startswith("Cancelled")
     assert panel.start_button.isEnabled()
+
+
+def test_download_runs_off_the_gui_thread_and_reports_one_line(qtbot, window, monkeypatch):
+    import threading
+
+    from tttgui.errors import UserError
+    from tttgui.gui import datasets
+
+    seen = {}
+
+    def offline():
+        seen["thread"] = threading.current_thread() is threading.main_thread()
+        raise UserError("could not download CIFAR-10 (no network); expected a network connection")
+
+    monkeypatch.setattr(datasets, "download_dir", offline)
+    with qtbot.waitSignal(window.download_finished, timeout=10000):
+        window.download_cifar()
+    assert seen["thread"] is False
+    qtbot.waitUntil(lambda: window.last_error is not None and "no network" in window.last_error, timeout=5000)

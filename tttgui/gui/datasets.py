@@ -47,22 +47,12 @@ def open_any(path, classes=None):
 
 
 def download_dir() -> Path:
-    """Download the CIFAR-10 test set with torchvision and lay it out as an image folder; returns the folder."""
+    """Download the CIFAR-10 release through the data layer into the app's data folder; returns the python
+    folder, which open_dataset reads (test split) without unpacking it into image files."""
     from PySide6.QtCore import QStandardPaths
-    from torchvision.datasets import CIFAR10
+
+    from tttgui.data.cifar import download_cifar
 
     base = Path(QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation) or
-                Path.home() / ".local" / "share" / "tttgui") / "cifar10"
-    out = base / "test"
-    if out.is_dir() and any(out.iterdir()):
-        return out
-    ds = CIFAR10(str(base / "download"), train=False, download=True)
-    from PIL import Image
-
-    tmp = base / "test.partial"
-    for i, (img, label) in enumerate(zip(ds.data, ds.targets)):
-        d = tmp / ds.classes[label]
-        d.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(d / f"{i:05d}.png")
-    tmp.rename(out)
-    return out
+                Path.home() / ".local" / "share" / "tttgui")
+    return download_cifar(base / "cifar10", "cifar10")

@@ -5,6 +5,7 @@ plots are refreshed by a 30 Hz timer that reads the worker's record buffer.
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,7 @@ class MainWindow(QMainWindow):
     image_ready = Signal()
     run_done = Signal(str)
     error = Signal(str)
+    download_finished = Signal(str, str)   # folder, error (one of them empty)
 
     def __init__(self, options: WindowOptions, settings, session_factory=None):
         super().__init__()
@@ -154,6 +156,7 @@ class MainWindow(QMainWindow):
         self.welcome.open_folder.connect(self.open_folder_dialog)
         self.welcome.open_image.connect(self.open_image_dialog)
         self.welcome.download.connect(self.download_cifar)
+        self.download_finished.connect(self._download_done)
         self.shift_panel.changed.connect(self._shift_changed)
         self.shift_panel.views_requested.connect(lambda: self.controller.views(16))
         self.method_panel.changed.connect(self._method_changed)
@@ -346,17 +349,26 @@ class MainWindow(QMainWindow):
         return True
 
     def download_cifar(self) -> None:
+        """Fetch in a plain thread (network I/O, no torch) so the window keeps responding; the result comes
+        back through a queued signal."""
+        self.welcome.set_busy("Downloading CIFAR-10 test set…")
+        threading.Thread(target=self._download_job, name="tttgui-download", daemon=True).start()
+
+    def _download_job(self) -> None:
         from tttgui.gui.datasets import download_dir
 
-        self.welcome.set_busy("Downloading CIFAR-10 test set…")
         try:
-            path = download_dir()
+            self.download_finished.emit(str(download_dir()), "")
         except Exception as exc:  # noqa: BLE001 - offline machines land here
-            self.welcome.set_busy("")
-            self.report(one_line(exc, "download failed"))
-            return
+            self.download_finished.emit("", one_line(exc, "download failed"))
+
+    @Slot(str, str)
+    def _download_done(self, path: str, error: str) -> None:
         self.welcome.set_busy("")
-        self.open_data(str(path))
+        if error:
+            self.report(error)
+        else:
+            self.open_data(path)
 
     @Slot(int)
     def select_image(self, index: int) -> None:

@@ -10,8 +10,6 @@ Not ported: the paper's reporting of the minimum error over steps (a label leak)
 """
 from __future__ import annotations
 
-import torch
-
 from tttgui.augment import crop_flip
 from tttgui.errors import UserError
 from tttgui.methods.base import Method, view_index
