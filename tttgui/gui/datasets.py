@@ -5,45 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
-
-
-class SingleImage:
-    """One image file as a one-item data set with an unknown label (-1)."""
-
-    def __init__(self, path: Path, classes):
-        from tttgui.data import read_image
-
-        self.image = read_image(path)
-        self.classes = list(classes or [])
-        self.source = str(path)
-
-    def __len__(self):
-        return 1
-
-    def __getitem__(self, i):
-        if i not in (0, -1):
-            raise IndexError(f"index {i} out of range for a single image")
-        return self.image, -1, 0
-
 
 def open_any(path, classes=None):
-    """(dataset, labels as int64 array with -1 for unknown)."""
+    """(dataset, labels as int64 with -1 for unknown) through the data layer; `classes` names the classes of
+    data sets that store none (single images, -C releases), taken from the model."""
     from tttgui.data import open_dataset
 
-    p = Path(path)
-    if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-        try:
-            ds = open_dataset(p)
-        except Exception:  # the data layer may not take single files; read it ourselves
-            ds = SingleImage(p, classes)
-    else:
-        ds = open_dataset(p)
-    labels = ds.labels() if hasattr(ds, "labels") else np.array([ds[i][1] for i in range(len(ds))])
-    labels = np.asarray([(-1 if v is None else int(v)) for v in labels], dtype=np.int64)
-    if not getattr(ds, "classes", None) and classes:
-        ds.classes = list(classes)
-    return ds, labels
+    ds = open_dataset(Path(path), class_names=tuple(classes) if classes else None)
+    return ds, np.asarray(ds.labels(), dtype=np.int64)
 
 
 def download_dir() -> Path:

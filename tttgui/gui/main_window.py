@@ -30,7 +30,6 @@ from tttgui.gui.welcome import WelcomePage
 from tttgui.gui.worker import WorkerController
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm"}
 REDRAW_MS = 33   # at most ~30 redraws a second
 
 
