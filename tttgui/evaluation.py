@@ -330,11 +330,12 @@ def _write_csv(path: Path, columns, rows) -> None:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for r in rows:
-            w.writerow({k: _fmt(r[k]) for k in columns})
+            w.writerow({k: csv_cell(r[k]) for k in columns})
     os.replace(tmp, path)
 
 
-def _fmt(v):
+def csv_cell(v):
+    """One CSV value: empty for None, 6 significant digits for floats (shared with the GUI's export)."""
     if v is None:
         return ""
     if isinstance(v, float):

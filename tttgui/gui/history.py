@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from tttgui.evaluation import csv_cell
+
 # The documented CSV columns, in order (README "History CSV").
 COLUMNS = ("row", "image", "index", "label", "corruption", "severity", "method", "protocol", "steps_config",
            "lr", "optimizer", "views", "params", "seed", "pred_before", "conf_before", "pred_after",
@@ -76,16 +78,8 @@ def csv_text(rows) -> str:
     writer.writerow(COLUMNS)
     for r in rows:
         d = asdict(r)
-        writer.writerow([_cell(d[c]) for c in COLUMNS])
+        writer.writerow([csv_cell(d[c]) for c in COLUMNS])
     return buf.getvalue()
-
-
-def _cell(v):
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return v
 
 
 def sidecar(rows, *, classes, checkpoint: str, device: str, config: dict | None, extra: dict | None = None) -> dict:
