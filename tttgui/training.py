@@ -55,11 +55,10 @@ def load_images(path: str, limit: int | None, cache_dir: str | None):
     from tttgui.data import open_dataset
 
     ds = open_dataset(path)
-    n = len(ds) if limit is None else min(limit, len(ds))
-    if limit is not None and limit < len(ds):
-        idx = np.random.default_rng(0).permutation(len(ds))[:n]
-        images, labels = ds.arrays(np.sort(idx))
-        return images, labels, ds.classes
+    if limit is not None and limit < len(ds):   # the data layer's seeded subset, as everywhere else
+        sub = open_dataset(path, limit=limit, seed=0)
+        images, labels = sub.arrays()
+        return images, labels, sub.classes
     cache = None
     if cache_dir:
         key = hashlib.sha1(f"{Path(path).resolve()}|{len(ds)}|{os.path.getmtime(path)}".encode()).hexdigest()[:16]
