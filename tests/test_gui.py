@@ -92,6 +92,30 @@ def test_window_opens_with_model_and_data(window):
     assert not window.pause_action.isEnabled()
 
 
+def test_window_opens_with_the_shipped_checkpoint(qtbot, assets, tmp_path, app_threads):
+    from tttgui.gui.app import build_window, parse
+    from tttgui.models import default_checkpoint_path
+
+    opts = parse(["--data", assets["data"], "--settings", str(tmp_path / "settings.ini")])
+    assert opts.checkpoint is None
+    win, _ = build_window(opts)
+    win.options = type(win.options)(**{**win.options.__dict__, "interactive": False})
+    qtbot.addWidget(win)
+    win.method_panel.load({"method": "ttt", "views": 4, "steps": 0, "lr": "", "protocol": "episodic"})
+    with qtbot.waitSignal(win.image_ready, timeout=30000):
+        win.show()
+        win.start()
+    try:
+        assert win.model_info is not None, "the shipped checkpoint did not load"
+        assert os.path.samefile(win.model_info["path"], default_checkpoint_path())
+        assert win.model_info["classes"] == CLASSES and len(win.dataset) == 6
+        with qtbot.waitSignal(win.run_done, timeout=30000):
+            win.step()
+        _wait_plots(qtbot, win, 2)
+    finally:
+        win.close()
+
+
 def test_step_and_run_add_points(qtbot, window):
     _wait_plots(qtbot, window, 1)
     assert window.plots.point_counts()["loss"] == 0          # step 0 has no loss yet
