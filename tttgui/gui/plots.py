@@ -84,7 +84,7 @@ class LivePlots(QWidget):
         self.entropy_curve = self.conf_plot.plot([], [], pen=pg.mkPen(ACCENT, width=2), name="entropy")
         self.conf_curve = self.conf_plot.plot([], [], pen=pg.mkPen(GREEN, width=2), name="confidence")
 
-        self.cos_plot = self._add(1, 1, title="Gradient alignment cos(∇ssl, ∇cls) — uses the label")
+        self.cos_plot = self._add(1, 1, title="Gradient cosine (uses the label)")
         self.cos_plot.setLabel("bottom", "step")
         self.cos_plot.setYRange(-1, 1, padding=0.05)
         self.cos_plot.addLine(y=0, pen=pg.mkPen(BEFORE, style=pg.QtCore.Qt.PenStyle.DashLine))
