@@ -59,11 +59,19 @@ def app_threads():
 def window(qtbot, assets, tmp_path, app_threads):
     import pyqtgraph as pg
 
-    from tttgui.gui.app import build_window, parse
+    from tttgui.gui.app import parse
 
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
-    opts = parse(["--checkpoint", assets["checkpoint"], "--data", assets["data"],
-                  "--settings", str(tmp_path / "settings.ini")])
+    win = open_window(qtbot, parse(["--checkpoint", assets["checkpoint"], "--data", assets["data"],
+                                    "--settings", str(tmp_path / "settings.ini")]))
+    yield win
+    win.close()
+
+
+def open_window(qtbot, opts):
+    """The real window with 4 TTT views, shown and started; returns once its first image is ready."""
+    from tttgui.gui.app import build_window
+
     win, _ = build_window(opts)
     win.options = type(win.options)(**{**win.options.__dict__, "interactive": False})  # no modal dialogs
     qtbot.addWidget(win)
@@ -71,8 +79,7 @@ def window(qtbot, assets, tmp_path, app_threads):
     with qtbot.waitSignal(win.image_ready, timeout=30000):
         win.show()
         win.start()
-    yield win
-    win.close()
+    return win
 
 
 def _episode_records(win):
@@ -93,18 +100,12 @@ def test_window_opens_with_model_and_data(window):
 
 
 def test_window_opens_with_the_shipped_checkpoint(qtbot, assets, tmp_path, app_threads):
-    from tttgui.gui.app import build_window, parse
+    from tttgui.gui.app import parse
     from tttgui.models import default_checkpoint_path
 
     opts = parse(["--data", assets["data"], "--settings", str(tmp_path / "settings.ini")])
     assert opts.checkpoint is None
-    win, _ = build_window(opts)
-    win.options = type(win.options)(**{**win.options.__dict__, "interactive": False})
-    qtbot.addWidget(win)
-    win.method_panel.load({"method": "ttt", "views": 4, "steps": 0, "lr": "", "protocol": "episodic"})
-    with qtbot.waitSignal(win.image_ready, timeout=30000):
-        win.show()
-        win.start()
+    win = open_window(qtbot, opts)
     try:
         assert win.model_info is not None, "the shipped checkpoint did not load"
         assert os.path.samefile(win.model_info["path"], default_checkpoint_path())
