@@ -1,7 +1,6 @@
 """The shipped model in resources/: present, small, loadable, and as accurate as its model card says."""
 import re
 
-import numpy as np
 import torch
 
 from tttgui.data import open_dataset
@@ -29,7 +28,6 @@ def test_shipped_checkpoint_matches_its_model_card(cifar_test_dir):
     ds = open_dataset(cifar_test_dir, limit=1000, seed=0)
     assert list(ds.classes) == payload["classes"]
     images, labels = ds.arrays()
-    torch.set_num_threads(2)
     measured = evaluate_clean(model, images, labels, torch.device("cpu"))
     assert abs(measured["clean_error"] - stated) <= 1.5, (measured, stated)
-    assert np.isfinite(measured["rotation_accuracy"]) and measured["rotation_accuracy"] > 50
+    assert measured["rotation_accuracy"] > 50

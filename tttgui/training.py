@@ -53,12 +53,12 @@ class TrainConfig:
 def load_images(path: str, limit: int | None, cache_dir: str | None):
     """Decode a data set once into uint8 arrays; ImageFolder decodes are cached as .npz keyed by path+mtime."""
     from tttgui.data import open_dataset
+    from tttgui.data.subset import random_subset
 
     ds = open_dataset(path)
     if limit is not None and limit < len(ds):   # the data layer's seeded subset, as everywhere else
-        sub = open_dataset(path, limit=limit, seed=0)
-        images, labels = sub.arrays()
-        return images, labels, sub.classes
+        images, labels = random_subset(ds, limit, seed=0).arrays()
+        return images, labels, ds.classes
     cache = None
     if cache_dir:
         key = hashlib.sha1(f"{Path(path).resolve()}|{len(ds)}|{os.path.getmtime(path)}".encode()).hexdigest()[:16]
