@@ -9,6 +9,7 @@ from tttgui.augment import rotate, to_float
 from tttgui.cli import main
 from tttgui.data import ArrayDataset
 from tttgui.models import load_checkpoint
+from tttgui.stats import statistics_sample
 from tttgui.training import TrainConfig, Trainer, stratified_fraction
 
 
@@ -76,14 +77,47 @@ def test_source_statistics_match_a_direct_computation(tiny_run):
     out, *_ = tiny_run
     model, payload = load_checkpoint(out)
     from tttgui.training import load_images
-    from tttgui.stats import capture_norm_outputs, channel_moments
+    from tttgui.stats import capture_norm_outputs, channel_moments, statistics_sample
     x, _, _ = load_images(payload["meta"]["config"]["data"], None, None)
+    sample = statistics_sample(torch.from_numpy(x), 64, payload["meta"]["source_stats"]["seed"])
     with torch.no_grad(), capture_norm_outputs(model) as outs:
-        model(to_float(torch.from_numpy(x[:64])))
+        model(to_float(sample))
     name = model.norm_layers()[5][0]
     mean, var = channel_moments(outs[name])
     assert torch.allclose(mean, payload["source_stats"]["norm"][name]["mean"], atol=1e-4)
     assert torch.allclose(var, payload["source_stats"]["norm"][name]["var"], rtol=1e-3, atol=1e-4)
+
+
+def test_statistics_are_drawn_from_every_class_of_a_sorted_folder():
+    # An image folder lists its classes one after another: its first k images would be one or two classes
+    # (the first shipped model's statistics were airplanes and automobiles only, and ActMAD diverged on them).
+    x = torch.zeros(400, 8, 8, 3, dtype=torch.uint8)
+    for c in range(4):
+        x[100 * c:100 * (c + 1)] = 60 * (c + 1)
+    sample = statistics_sample(x, 100, seed=0, augment=False)
+    counts = torch.bincount(sample[:, 4, 4, 0].long() // 60 - 1, minlength=4)
+    assert counts.min() >= 15, counts
+    assert torch.equal(sample, statistics_sample(x, 100, seed=0, augment=False))   # seeded
+    aug = statistics_sample(x, 100, seed=0)
+    assert (aug == 0).any() and aug.shape == sample.shape                         # crops show the zero padding
+
+
+def test_stats_command_rewrites_the_statistics(tiny_run, tmp_path, capsys):
+    out, *_ = tiny_run
+    data = load_checkpoint(out)[1]["meta"]["config"]["data"]
+    target = tmp_path / "s.pt"
+    assert main(["stats", "--checkpoint", str(out), "--data", data, "--images", "40", "--seed", "3",
+                 "--out", str(target), "--device", "cpu"]) == 0
+    model, payload = load_checkpoint(target)
+    old = load_checkpoint(out)[1]
+    assert payload["source_stats"]["images"] == 40 and payload["meta"]["source_stats"]["seed"] == 3
+    name = model.norm_layers()[0][0]
+    new_mean, old_mean = (p["source_stats"]["norm"][name]["loc_mean"] for p in (payload, old))
+    assert not torch.equal(new_mean, old_mean)
+    for k, v in old["state_dict"].items():
+        assert torch.equal(v, payload["state_dict"][k])
+    assert main(["stats", "--checkpoint", str(tmp_path / "none.pt"), "--data", data]) == 2
+    assert "none.pt not found" in capsys.readouterr().err
 
 
 def test_resume_continues_from_the_state_file(tmp_path, cifar_test_dir):

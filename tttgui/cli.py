@@ -12,6 +12,7 @@ COMMANDS = {
     "corrupt": "Write CIFAR-10-C style corrupted copies of a data set (release format).",
     "train": "Self-supervised pretraining and fine-tuning of a model.",
     "eval": "Error with and without test-time adaptation, per corruption and severity.",
+    "stats": "Recompute a checkpoint's source statistics on images of its training data.",
 }
 
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import torch
 
-from tttgui.augment import to_float
+from tttgui.augment import crop_flip, to_float
 
 
 @contextmanager
@@ -36,9 +36,23 @@ def channel_moments(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return out.mean(0), out.var(0, unbiased=False)
 
 
+def statistics_sample(images_u8: torch.Tensor, k: int, seed: int, augment: bool = True) -> torch.Tensor:
+    """The images source statistics are taken on: k drawn at random (seeded) from the whole set, because a data
+    folder is sorted by class and its first k would be one or two classes; with the training augmentation
+    (4-px zero-padded crop + flip), as ActMAD takes its clean statistics, since the test views the methods align
+    are augmented the same way. uint8 NHWC in and out."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images_u8), generator=g)[:k].sort().values
+    x = images_u8[idx]
+    if augment:
+        x = crop_flip(x.permute(0, 3, 1, 2), g).permute(0, 2, 3, 1).contiguous()
+    return x
+
+
 @torch.no_grad()
 def source_statistics(model, images_u8: torch.Tensor, device, batch: int = 500) -> dict:
-    """Statistics of the source (training) distribution, model in eval mode, no augmentation."""
+    """Statistics of the source (training) distribution over the given images (see statistics_sample), model in
+    eval mode."""
     model.eval()
     sums: dict[str, list] = {}
     feat_sum = feat_outer = proj_sum = proj_outer = None

@@ -20,7 +20,7 @@ from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to
 from tttgui.errors import UserError
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
 from tttgui.progress import Progress
-from tttgui.stats import source_statistics
+from tttgui.stats import source_statistics, statistics_sample
 
 
 @dataclass(frozen=True)
@@ -259,8 +259,9 @@ class Trainer:
             result.update(evaluate_clean(model, xt, yt, self.device))
             result["test_images"] = len(xt)
         k = min(cfg.stats_images, len(self.x_unl))
-        stats = source_statistics(model, self.x_unl[:k], self.device)
+        stats = source_statistics(model, statistics_sample(self.x_unl, k, cfg.seed), self.device)
         meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
+                "source_stats": stats_provenance(cfg.unlabeled or cfg.data, k, cfg.seed),
                 "torch": str(torch.__version__), "python": platform.python_version(), **result}
         save_checkpoint(cfg.out, model.to(memory_format=torch.contiguous_format), self.classes, stats, meta)
         write_model_card(Path(cfg.out).with_suffix(".md"), cfg, meta, model)
@@ -312,6 +313,12 @@ def _config_dict(cfg: TrainConfig) -> dict:
     return d
 
 
+def stats_provenance(data: str, images: int, seed: int) -> dict:
+    """What the checkpoint's source statistics were computed on, for its meta and model card."""
+    return {"data": str(data), "images": int(images), "seed": int(seed), "augment": "crop4+flip",
+            "how": f"{images} images drawn at random (seed {seed}) from `{data}`, with 4-px crop + flip"}
+
+
 def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) -> None:
     lines = [f"# Model card: {Path(cfg.out).name}", "",
              f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(model.spec.heads)}",
@@ -330,6 +337,8 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
         lines.append(f"- **Clean error: {meta['clean_error']:.2f}%** on {meta['test_images']} test images")
     if "rotation_accuracy" in meta:
         lines.append(f"- Rotation accuracy (4 rotations of every test image): {meta['rotation_accuracy']:.2f}%")
+    if "source_stats" in meta:
+        lines.append(f"- Source statistics: {meta['source_stats']['how']}")
     lines += ["", "| epoch | phase | train CE | train acc % | rot loss | rot acc % | seconds |",
               "|---|---|---|---|---|---|---|"]
     for s in meta["history"]:
