@@ -349,7 +349,9 @@ def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
     L += ["- Every row sees the same corrupted images (generated once per corruption with `tttgui.corruptions`, "
           f"seed {ctx['seed']}); episodic rows use a nested subset of the online rows' images. Results are "
           "last-iterate: no label selects a step or stops early.",
-          f"- Frost textures: {ctx['frost_dir'] or 'none found: generated frost textures'}."]
+          f"- Frost textures: {ctx['frost_dir'] or 'none found: generated frost textures'}.",
+          "- Source statistics that ActMAD and TTT++ align to: "
+          + ((ctx["meta"].get("source_stats") or {}).get("how") or "not recorded by the checkpoint") + "."]
     if ctx["steps"] is not None:
         L.append(f"- **Steps overridden to {ctx['steps']} for every method** (not the paper defaults).")
     L += ["", "## Run", "",
