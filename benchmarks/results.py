@@ -239,6 +239,9 @@ def compute(args, ctx: dict, work: Path) -> None:
     shifted_cache: dict[str, np.ndarray] = {}
     t_start = time.perf_counter()
     for k, (row, c) in enumerate(pending, 1):
+        if load_cell(cell_path(work, row, c), fps[row.key]) is not None:   # another process finished it
+            print(f"[{k}/{len(pending)}] {row.key} {c}: done meanwhile by another run", flush=True)
+            continue
         if c not in shifted_cache:   # one corruption of the big set serves every row (keeps cells paired)
             shifted_cache[c] = images if c == "clean" else corrupt(images, c, SEVERITY, seed=ctx["seed"],
                                                                     frost_dir=ctx["frost_dir"],
