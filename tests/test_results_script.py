@@ -86,3 +86,32 @@ def test_changed_recipe_recomputes_and_typos_fail(setup):
     first = (setup / "work" / "source__fog.json").read_text()
     assert results.main(argv(setup, "--only", "source,fog", "--seed", "1")) == 0   # other images: a new cell
     assert (setup / "work" / "source__fog.json").read_text() != first
+
+
+def _cell(row, corruption, index, label, before, after):
+    return {"row": row, "corruption": corruption, "images": {
+        "index": list(index), "label": list(label), "prediction_before": list(before),
+        "prediction_after": list(after), "status": ["done"] * len(index)}}
+
+
+def test_verdict_compares_the_protocols_on_the_same_images():
+    results = load_script()
+    idx, label = list(range(10)), [0] * 10
+    sub = [1, 4, 7]                                  # the episodic subset, nested in the online stream
+    cells = {k: {} for k in results.ROW_KEYS}
+    for c in results.CORRUPTIONS:
+        wrong = [1] * 5 + [0] * 5                    # source: 50 % on all ten, 2 of 3 wrong on the subset
+        cells["source"][c] = _cell("source", c, idx, label, wrong, wrong)
+        cells["ttt-episodic"][c] = _cell("ttt-episodic", c, sub, [0] * 3, [wrong[i] for i in sub], [0, 1, 0])
+        online = [0] * 10                            # online right everywhere except image 7
+        online[7] = 1
+        cells["ttt-online"][c] = _cell("ttt-online", c, idx, label, wrong, online)
+    means = {k: results.mean15(results.row_errors(cells[k])) for k in results.ROW_KEYS}
+    text = results.verdict(cells, means)
+    # On the subset: source 66.7 % -> episodic 33.3 % -> online 33.3 % (image 7 wrong in both): not "further".
+    assert "source 66.7 % → episodic TTT 33.3 %" in text and "TTT-Online 33.3 %" in text
+    assert "does not lower it further" in text and "**does not hold**" in text
+    assert "On all 10 images: source 50.0 % → TTT-Online 10.0 %" in text
+    for c in results.CORRUPTIONS:
+        cells["ttt-online"][c]["images"]["prediction_after"][7] = 0
+    assert "**holds**" in results.verdict(cells, means)
