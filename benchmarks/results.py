@@ -352,18 +352,21 @@ def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
     L += ["- Every row sees the same corrupted images (generated once per corruption with `tttgui.corruptions`, "
           f"seed {ctx['seed']}); episodic rows use a nested subset of the online rows' images. Results are "
           "last-iterate: no label selects a step or stops early.",
-          f"- Frost textures: {ctx['frost_dir'] or 'none found: generated frost textures'}.",
+          f"- Frost textures: {shown(ctx['frost_dir']) if ctx['frost_dir'] else 'none found: generated ones'}.",
           "- Source statistics that ActMAD and TTT++ align to: "
           + ((ctx["meta"].get("source_stats") or {}).get("how") or "not recorded by the checkpoint") + "."]
     if ctx["steps"] is not None:
         L.append(f"- **Steps overridden to {ctx['steps']} for every method** (not the paper defaults).")
     L += ["", "## Run", "",
-          f"- Command: `{ctx['command']}`",
+          f"- Page written by: `{ctx['command']}`. The cells are computed by `python benchmarks/results.py` with "
+          "these image counts (several processes with `--threads 1 --only ROWS` can share the work; a cell "
+          "finished by one is skipped by the others); each cell's JSON under benchmarks/results_work records its "
+          "seconds, device and finishing time.",
           f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}",
           f"- Device: {ctx['device']} ({ctx['device_words']}), torch threads {ctx['threads']}",
-          f"- Checkpoint: `{ctx['checkpoint']}` (sha256 {ctx['sha'][:16]}…)",
+          f"- Checkpoint: `{shown(ctx['checkpoint'])}` (sha256 {ctx['sha'][:16]}…)",
           f"- Images per corruption: episodic rows {len(ctx['sets'][1])}, online rows and source "
-          f"{len(ctx['sets'][0])}, drawn with seed {ctx['seed']} from `{ctx['data']}`",
+          f"{len(ctx['sets'][0])}, drawn with seed {ctx['seed']} from `{shown(ctx['data'])}`",
           f"- Compute time of the finished cells: {cell_seconds(cells) / 3600:.2f} h",
           "- Versions: " + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items() if v), ""]
     return "\n".join(L)
@@ -482,6 +485,14 @@ def context(args) -> dict:
             "frost_dir": args.frost_dir, "data": args.data, "sets": (big, small),
             "indices_sha": {"online": digest(big), "episodic": digest(big[small])},
             "versions": library_versions(), "command": ctx_command()}
+
+
+def shown(path) -> str:
+    """A path as the page shows it: relative to the repository when it is under its parent (../shared/...)."""
+    try:
+        return os.path.relpath(Path(path).resolve(), ROOT)
+    except ValueError:
+        return str(path)
 
 
 def ctx_command() -> str:
