@@ -383,6 +383,7 @@ def verdict(cells: dict, means: dict) -> str:
     shared = {(r.corruption, r.index) for r in ep_rows}
     on_rows = [r for r in pooled(cells["ttt-online"]) if (r.corruption, r.index) in shared]
     n_img = len(ep_rows) // len(CORRUPTIONS)
+    n_all = len(pooled(cells["ttt-online"])) // len(CORRUPTIONS)
     sub_src = float(np.mean([error(cells["ttt-episodic"][c], before=True) for c in CORRUPTIONS]))
     sub_on = 100.0 * float(np.mean([r.prediction_after != r.label for r in on_rows]))
     d_ep = vs_source(cells["ttt-episodic"])
@@ -395,7 +396,7 @@ def verdict(cells: dict, means: dict) -> str:
     return (f"On the {n_img} images per corruption that both protocols see (mean-15): source {sub_src:.1f} % → "
             f"episodic TTT {ep:.1f} % (paired {d_ep[0]:+.2f} pp [{d_ep[1]:+.2f}, {d_ep[2]:+.2f}], {sure(d_ep)}) → "
             f"TTT-Online {sub_on:.1f} % (paired vs episodic TTT {d_on[0]:+.2f} pp [{d_on[1]:+.2f}, "
-            f"{d_on[2]:+.2f}], {sure(d_on)}). On all {len(next(iter(cells['source'].values()))['images']['index'])} "
+            f"{d_on[2]:+.2f}], {sure(d_on)}). On all {n_all} "
             f"images: source {src:.1f} % → TTT-Online {on:.1f} %. Episodic TTT "
             f"{'lowers' if first else 'does not lower'} the mean error below no adaptation and TTT-Online "
             f"{'lowers it further' if second else 'does not lower it further'}: the paper's ordering "

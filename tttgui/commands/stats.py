@@ -29,7 +29,7 @@ def run(args) -> int:
     from tttgui.device import resolve_device
     from tttgui.errors import UserError
     from tttgui.models import default_checkpoint_path, load_checkpoint
-    from tttgui.models.checkpoint import save_checkpoint
+    from tttgui.models.checkpoint import CORE_KEYS, save_checkpoint
     from tttgui.stats import source_statistics, statistics_sample
     from tttgui.training import stats_provenance
 
@@ -52,8 +52,7 @@ def run(args) -> int:
     meta = dict(payload.get("meta") or {})
     meta["source_stats"] = {**stats_provenance(args.data, k, args.seed), "command": _command()}
     out = Path(args.out or checkpoint)
-    extra = {key: v for key, v in payload.items()
-             if key not in ("format", "version", "spec", "state_dict", "classes", "source_stats", "meta")}
+    extra = {key: v for key, v in payload.items() if key not in CORE_KEYS}
     save_checkpoint(out, model, payload["classes"], stats, meta, extra)
     _update_card(out.with_suffix(".md"), meta["source_stats"]["how"])
     print(f"wrote {out}: source statistics of {k} images of {args.data} ({time.perf_counter() - t0:.0f} s)")

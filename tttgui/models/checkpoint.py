@@ -18,6 +18,7 @@ FORMAT = "tttgui-checkpoint"
 VERSION = 1
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 DEFAULT_NAME = "resnet26_gn_cifar10.pt"
+CORE_KEYS = ("format", "version", "spec", "state_dict", "classes", "source_stats", "meta")  # save_checkpoint's
 
 
 def default_checkpoint_path() -> Path:
