@@ -319,6 +319,11 @@ def stats_provenance(data: str, images: int, seed: int) -> dict:
             "how": f"{images} images drawn at random (seed {seed}) from `{data}`, with 4-px crop + flip"}
 
 
+def stats_card_line(info: dict) -> str:
+    """The model card's line on the source statistics (tttgui stats rewrites just this line)."""
+    return f"- Source statistics: {info['how']}"
+
+
 def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) -> None:
     lines = [f"# Model card: {Path(cfg.out).name}", "",
              f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(model.spec.heads)}",
@@ -338,7 +343,7 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
     if "rotation_accuracy" in meta:
         lines.append(f"- Rotation accuracy (4 rotations of every test image): {meta['rotation_accuracy']:.2f}%")
     if "source_stats" in meta:
-        lines.append(f"- Source statistics: {meta['source_stats']['how']}")
+        lines.append(stats_card_line(meta["source_stats"]))
     lines += ["", "| epoch | phase | train CE | train acc % | rot loss | rot acc % | seconds |",
               "|---|---|---|---|---|---|---|"]
     for s in meta["history"]:

@@ -31,7 +31,7 @@ def run(args) -> int:
     from tttgui.models import default_checkpoint_path, load_checkpoint
     from tttgui.models.checkpoint import CORE_KEYS, save_checkpoint
     from tttgui.stats import source_statistics, statistics_sample
-    from tttgui.training import stats_provenance
+    from tttgui.training import stats_card_line, stats_provenance
 
     if args.images < 1:
         raise UserError(f"--images {args.images} is invalid; expected 1 or more")
@@ -54,7 +54,7 @@ def run(args) -> int:
     out = Path(args.out or checkpoint)
     extra = {key: v for key, v in payload.items() if key not in CORE_KEYS}
     save_checkpoint(out, model, payload["classes"], stats, meta, extra)
-    _update_card(out.with_suffix(".md"), meta["source_stats"]["how"])
+    _update_card(out.with_suffix(".md"), stats_card_line(meta["source_stats"]))
     print(f"wrote {out}: source statistics of {k} images of {args.data} ({time.perf_counter() - t0:.0f} s)")
     return 0
 
@@ -65,11 +65,10 @@ def _command() -> str:
     return "tttgui stats (called from Python)"
 
 
-def _update_card(card: Path, how: str) -> None:
+def _update_card(card: Path, line: str) -> None:
     """Replace (or add) the card's source-statistics line, when the checkpoint has a card beside it."""
     if not card.is_file():
         return
-    line = f"- Source statistics: {how}"
     text = card.read_text()
     if re.search(r"^- Source statistics: .*$", text, flags=re.M):
         text = re.sub(r"^- Source statistics: .*$", lambda _: line, text, count=1, flags=re.M)
