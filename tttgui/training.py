@@ -107,7 +107,7 @@ class Trainer:
         spec = ModelSpec(arch=cfg.arch, num_classes=len(classes), heads=tuple(cfg.heads),
                          arch_args={"depth": 26, "width": 1, "norm": cfg.norm}, input_size=labeled.shape[1],
                          **cfg.spec_overrides)
-        self.model: TTTModel = build_model(spec).to(self.device).to(memory_format=torch.channels_last)
+        self.model: TTTModel = build_model(spec).to(self.device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                                    weight_decay=cfg.weight_decay)
         self.epoch = 0          # epochs finished, phase 1 then phase 2
@@ -140,7 +140,7 @@ class Trainer:
 
     def contrastive_loss(self, x):
         v = torch.cat([simclr_views(x, self.gen), simclr_views(x, self.gen)])
-        z = self.model.project(self.model.features(v.contiguous(memory_format=torch.channels_last)))
+        z = self.model.project(self.model.features(v))
         return nt_xent(z, self.cfg.temperature)
 
     def run_epoch(self, phase: int, epoch_in_phase: int, phase_epochs: int) -> dict:
@@ -160,7 +160,7 @@ class Trainer:
                 for g in self.opt.param_groups:
                     g["lr"] = lr
                 idx = perm[it * bs:(it + 1) * bs]
-                x = to_float(data[idx]).to(self.device).contiguous(memory_format=torch.channels_last)
+                x = to_float(data[idx]).to(self.device)
                 if phase == 1:
                     loss = self.ssl_loss(x, stats)
                 else:
@@ -263,7 +263,7 @@ class Trainer:
         meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
                 "source_stats": stats_provenance(cfg.unlabeled or cfg.data, k, cfg.seed),
                 "torch": str(torch.__version__), "python": platform.python_version(), **result}
-        save_checkpoint(cfg.out, model.to(memory_format=torch.contiguous_format), self.classes, stats, meta)
+        save_checkpoint(cfg.out, model, self.classes, stats, meta)
         write_model_card(Path(cfg.out).with_suffix(".md"), cfg, meta, model)
         return meta
 
