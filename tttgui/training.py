@@ -111,17 +111,23 @@ class Trainer:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                                    weight_decay=cfg.weight_decay)
         self.epoch = 0          # epochs finished, phase 1 then phase 2
+        self.restarts: list[int] = []   # phase-2 epochs where a resume with a larger --epochs restarted the cosine
         self.history: list[dict] = []
         self.wall = 0.0
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
     # -- schedule: per phase, linear warm-up (1 epoch's worth, capped) then cosine to 0 -----------------------
-    def lr_at(self, phase_epochs: int, it: int, iters: int) -> float:
+    def lr_at(self, phase_epochs: int, it: int, iters: int, restart: int | None = None) -> float:
         total = phase_epochs * iters
         warm = min(iters, total // 10 + 1)
         if it < warm:
             return self.cfg.lr * (it + 1) / warm
-        return 0.5 * self.cfg.lr * (1 + math.cos(math.pi * (it - warm) / max(total - warm, 1)))
+        lr = 0.5 * self.cfg.lr * (1 + math.cos(math.pi * (it - warm) / max(total - warm, 1)))
+        # A warm restart ramps up over one epoch too: jumping from ~0 to the cosine's value blew up the
+        # shipped model (GroupNorm's scale-invariant weights have shrunk, so the effective step is large).
+        if restart is not None and restart * iters <= it < (restart + 1) * iters:
+            lr *= (it - restart * iters + 1) / iters
+        return lr
 
     def ssl_loss(self, x: torch.Tensor, stats: dict) -> torch.Tensor:
         loss = x.new_zeros(())
@@ -156,7 +162,8 @@ class Trainer:
         desc = f"{'pretrain' if phase == 1 else 'finetune'} {epoch_in_phase + 1}/{phase_epochs}"
         with Progress(iters, desc, enabled=cfg.progress) as bar:
             for it in range(iters):
-                lr = self.lr_at(phase_epochs, epoch_in_phase * iters + it, iters)
+                lr = self.lr_at(phase_epochs, epoch_in_phase * iters + it, iters,
+                                self.restarts[-1] if phase == 2 and self.restarts else None)
                 for g in self.opt.param_groups:
                     g["lr"] = lr
                 idx = perm[it * bs:(it + 1) * bs]
@@ -212,7 +219,8 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
-                    "history": self.history, "wall": self.wall, "gen": self.gen.get_state(),
+                    "history": self.history, "restarts": self.restarts, "wall": self.wall,
+                    "gen": self.gen.get_state(),
                     "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
         os.replace(tmp, path)
 
@@ -228,6 +236,10 @@ class Trainer:
             raise UserError(f"cannot resume from {path} ({str(exc).splitlines()[0][:100]}); expected a state "
                             "file of the same architecture, or delete it to start afresh") from None
         self.epoch, self.history, self.wall = st["epoch"], list(st["history"]), float(st["wall"])
+        self.restarts = [int(r) for r in st.get("restarts", [])]
+        done = self.epoch - self.cfg.ssl_epochs
+        if 0 < done < self.cfg.epochs and st["config"]["epochs"] != self.cfg.epochs and done not in self.restarts:
+            self.restarts.append(done)      # a larger --epochs: the cosine restarts from its value here
         self.gen.set_state(st["gen"])
         torch.set_rng_state(st["torch_rng"])
         return True
@@ -235,7 +247,9 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
         if resume and self.load_state():
-            self.log(f"resumed from {self.state_path()} after epoch {self.epoch}")
+            self.log(f"resumed from {self.state_path()} after epoch {self.epoch}"
+                     + (f"; warm restart of the cosine at joint epoch {self.restarts[-1]}" if self.restarts
+                        and self.restarts[-1] == self.epoch - cfg.ssl_epochs else ""))
         total = cfg.ssl_epochs + cfg.epochs
         while self.epoch < total:
             phase = 1 if self.epoch < cfg.ssl_epochs else 2
@@ -261,6 +275,7 @@ class Trainer:
         k = min(cfg.stats_images, len(self.x_unl))
         stats = source_statistics(model, statistics_sample(self.x_unl, k, cfg.seed), self.device)
         meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
+                "restarts": self.restarts,
                 "source_stats": stats_provenance(cfg.unlabeled or cfg.data, k, cfg.seed),
                 "torch": str(torch.__version__), "python": platform.python_version(), **result}
         save_checkpoint(cfg.out, model, self.classes, stats, meta)
@@ -334,7 +349,9 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
              f"- Labeled data (phase 2): `{cfg.data}`, label fraction {cfg.label_fraction}",
              f"- Test data: `{cfg.test}`",
              f"- Epochs: {cfg.ssl_epochs} self-supervised + {cfg.epochs} joint fine-tuning, batch {cfg.batch_size},"
-             f" SGD lr {cfg.lr} (cosine), momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}",
+             f" SGD lr {cfg.lr} (cosine), momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}"
+             + (f"; warm restarts after joint epochs {', '.join(map(str, meta['restarts']))} (one-epoch ramp)"
+                if meta.get("restarts") else ""),
              f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device} "
              f"({torch.get_num_threads()} threads), torch {torch.__version__}",
              ]
