@@ -240,6 +240,8 @@ class Trainer:
         done = self.epoch - self.cfg.ssl_epochs
         if 0 < done < self.cfg.epochs and st["config"]["epochs"] != self.cfg.epochs and done not in self.restarts:
             self.restarts.append(done)      # a larger --epochs: the cosine restarts from its value here
+            self.log(f"--epochs {st['config']['epochs']} -> {self.cfg.epochs}: warm restart of the cosine after "
+                     f"joint epoch {done}, its lr ramped up over one epoch")
         self.gen.set_state(st["gen"])
         torch.set_rng_state(st["torch_rng"])
         return True
@@ -247,9 +249,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict:
         cfg = self.cfg
         if resume and self.load_state():
-            self.log(f"resumed from {self.state_path()} after epoch {self.epoch}"
-                     + (f"; warm restart of the cosine at joint epoch {self.restarts[-1]}" if self.restarts
-                        and self.restarts[-1] == self.epoch - cfg.ssl_epochs else ""))
+            self.log(f"resumed from {self.state_path()} after epoch {self.epoch}")
         total = cfg.ssl_epochs + cfg.epochs
         while self.epoch < total:
             phase = 1 if self.epoch < cfg.ssl_epochs else 2
