@@ -110,6 +110,8 @@ def test_window_opens_with_the_shipped_checkpoint(qtbot, assets, tmp_path, app_t
         assert win.model_info is not None, "the shipped checkpoint did not load"
         assert os.path.samefile(win.model_info["path"], default_checkpoint_path())
         assert win.model_info["classes"] == CLASSES and len(win.dataset) == 6
+        err = win.model_info["meta"]["clean_error"]
+        assert f"clean error {err:.2f} %" in win.model_panel.status.text()
         with qtbot.waitSignal(win.run_done, timeout=30000):
             win.step()
         _wait_plots(qtbot, win, 2)
@@ -255,10 +257,11 @@ def test_png_export_is_written(window, tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def _run_cli(args, tmp_path, timeout=240):
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYQTGRAPH_QT_LIB": "PySide6"}
-    return subprocess.run([sys.executable, "-m", "tttgui", *args, "--settings", str(tmp_path / "s.ini"),
-                           "--threads", "1"], capture_output=True, text=True, timeout=timeout, env=env)
+def _run_cli(args, tmp_path, timeout=240, settings=True, env=None):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PYQTGRAPH_QT_LIB": "PySide6", **(env or {})}
+    extra = ["--settings", str(tmp_path / "s.ini")] if settings else []
+    return subprocess.run([sys.executable, "-m", "tttgui", *args, *extra, "--threads", "1"],
+                          capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def test_tttgui_starts_and_quits_without_model(tmp_path):
@@ -268,12 +271,18 @@ def test_tttgui_starts_and_quits_without_model(tmp_path):
 
 
 def test_scripted_run_writes_screenshot_and_csv(assets, tmp_path):
-    shot, out = tmp_path / "shot.png", tmp_path / "h.csv"
+    # Without --settings a scripted run neither reads nor writes the user's settings: the screenshot has the
+    # default 1500x950 layout whatever window the user left last time.
+    shot, out, home = tmp_path / "shot.png", tmp_path / "h.csv", tmp_path / "home"
     r = _run_cli(["--checkpoint", assets["checkpoint"], "--data", assets["data"], "--image", "4",
                   "--corruption", "gaussian_noise", "--severity", "3", "--method", "ttt", "--steps", "3",
-                  "--screenshot", str(shot), "--export", str(out)], tmp_path)
+                  "--screenshot", str(shot), "--export", str(out)], tmp_path, settings=False,
+                 env={"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config")})
     assert r.returncode == 0, r.stderr
-    assert shot.read_bytes()[:4] == b"\x89PNG"
+    png = shot.read_bytes()
+    assert png[:4] == b"\x89PNG"
+    assert (int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")) == (1500, 950)
+    assert not list(home.rglob("*.ini")), "the scripted run wrote the user's settings"
     rows = list(csv.DictReader(out.open(newline="")))
     assert len(rows) == 1 and rows[0]["index"] == "4" and rows[0]["steps"] == "3"
     assert rows[0]["corruption"] == "gaussian_noise" and rows[0]["severity"] == "3"

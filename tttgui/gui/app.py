@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--severity", type=int, choices=range(1, 6), metavar="1-5")
     p.add_argument("--method", help="adaptation method")
     p.add_argument("--steps", type=int, help="steps to run (scripted run) and the method's steps")
-    p.add_argument("--screenshot", help="scripted run: run the steps, save the window as PNG, exit")
+    p.add_argument("--screenshot", help="scripted run: run the steps, save the window as PNG, exit (default layout; the "
+                   "user's settings are neither read nor written unless --settings names a file)")
     p.add_argument("--export", help="scripted run: also export the history CSV (+ JSON sidecar)")
     p.add_argument("--quit-after", type=int, metavar="MS", help="quit after MS milliseconds (smoke tests)")
     return p
@@ -96,8 +98,8 @@ def build_window(opts: AppOptions, session_factory=None):
     from tttgui.gui.main_window import MainWindow, WindowOptions
     from tttgui.gui.settings import Settings
 
-    settings = Settings(opts.settings)
     scripted = opts.screenshot is not None
+    settings = Settings(opts.settings or (_scratch_settings() if scripted else None))
     window = MainWindow(WindowOptions(checkpoint=opts.checkpoint, data=opts.data, device=opts.device,
                                       interactive=not scripted), settings, session_factory)
     window.apply_theme()
@@ -110,3 +112,15 @@ def build_window(opts: AppOptions, session_factory=None):
 
         script = ScriptedRun(window, opts)
     return window, script
+
+
+def _scratch_settings() -> Path:
+    """A scripted run starts from the default layout (the same screenshot on every machine) and leaves the
+    user's settings alone: its own ini file in a temporary folder, removed at exit."""
+    import atexit
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="tttgui-scripted-")
+    atexit.register(shutil.rmtree, folder, True)
+    return Path(folder) / "tttgui.ini"

@@ -248,7 +248,8 @@ def _device_text(dev) -> str:
 
     if dev.type == "cuda":
         return f"CUDA · {torch.cuda.get_device_name(dev)}"
-    return f"CPU · {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"CPU · {n} thread{'s' if n != 1 else ''}"
 
 
 def _numpy_norm(source_stats: dict) -> dict:

@@ -70,8 +70,8 @@ class ModelPanel(QGroupBox):
 
     def show_model(self, info: dict) -> None:
         meta = info.get("meta") or {}
-        acc = meta.get("clean_accuracy") or meta.get("test_accuracy")
-        extra = f", clean accuracy {acc:.1%}" if isinstance(acc, float) else ""
+        err = meta.get("clean_error")  # percent, as `tttgui train` records it
+        extra = f", clean error {err:.2f} %" if isinstance(err, (int, float)) else ""
         self.status.setText(f"<b>{Path(info['path']).name}</b><br>{info.get('arch', '')}, "
                             f"{len(info['classes'])} classes{extra}<br>{info['device']}")
         self.status.setToolTip(info["path"])
