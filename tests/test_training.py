@@ -1,4 +1,5 @@
 """`tttgui train`: two phases, three explicit data sets, resumable, writes checkpoint + model card."""
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,6 +12,7 @@ from tttgui.augment import rotate, to_float
 from tttgui.cli import main
 from tttgui.data import ArrayDataset
 from tttgui.models import load_checkpoint
+from tttgui.errors import UserError
 from tttgui.stats import statistics_sample
 from tttgui.training import TrainConfig, Trainer, stratified_fraction
 
@@ -172,3 +174,66 @@ def test_array_dataset_round_trip():
     ds = ArrayDataset(np.zeros((3, 4, 4, 3), np.uint8), [0, 1, 2], ["a", "b", "c"])
     image, label, index = ds[-1]
     assert image.shape == (4, 4, 3) and label == 2 and index == 2
+
+
+class _Recording(Trainer):
+    """Records the weights after every SWA epoch; with stop_after=k it dies once epoch k is saved."""
+    def __init__(self, cfg, stop_after=None):
+        super().__init__(cfg, log=lambda s: None)
+        self.ends, self.stop_after = [], stop_after
+
+    def swa_update(self):
+        self.ends.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        super().swa_update()
+
+    def save_state(self):
+        super().save_state()
+        if self.epoch == self.stop_after:
+            raise KeyboardInterrupt
+
+
+def _swa_config(tmp_path, name, **kw):
+    data = tmp_path / "data"
+    if not data.is_dir():
+        synthetic_folder(data, per_class=24)
+    return TrainConfig(data=str(data), test=str(data), out=str(tmp_path / name), ssl_epochs=0, epochs=1,
+                       swa_epochs=2, swa_lr=0.02, batch_size=32, lr=0.05, stats_images=32, progress=False,
+                       seed=2, **kw)
+
+
+def test_swa_checkpoint_is_the_mean_of_the_epoch_end_weights_and_resumes(tmp_path):
+    full = _Recording(_swa_config(tmp_path, "a.pt"))
+    meta = full.fit()
+    assert [h["phase"] for h in meta["history"]] == [2, 3, 3] and len(full.ends) == 2
+    model, payload = load_checkpoint(tmp_path / "a.pt")
+    sd = model.state_dict()
+    for k, v in sd.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (full.ends[0][k] + full.ends[1][k]) / 2, atol=1e-6), k
+    assert not torch.equal(full.ends[0]["fc.weight"], full.ends[1]["fc.weight"])
+    swa = payload["meta"]["swa"]
+    assert swa["epochs"] == 2 and swa["lr"] == 0.02 and "clean_error" in swa["last_iterate"]
+    card = (tmp_path / "a.md").read_text()
+    assert "2 epochs of weight averaging (SWA) at constant lr 0.02" in card and "| 3 | swa |" in card
+    assert "the last SGD iterate alone" in card
+    # killed after the first SWA epoch, then resumed: the same average as the uninterrupted run
+    with pytest.raises(KeyboardInterrupt):
+        _Recording(_swa_config(tmp_path, "b.pt"), stop_after=2).fit()
+    assert torch.load(tmp_path / "b.state.pt", weights_only=True)["swa_n"] == 1
+    _Recording(_swa_config(tmp_path, "b.pt")).fit(resume=True)
+    resumed = load_checkpoint(tmp_path / "b.pt")[0].state_dict()
+    for k, v in sd.items():
+        assert torch.allclose(v, resumed[k], atol=1e-5), k
+    # a resume may not change the joint epochs under a running average
+    with pytest.raises(UserError, match="weight-averaging phase"):
+        Trainer(replace(_swa_config(tmp_path, "b.pt"), epochs=3), log=lambda s: None).load_state()
+
+
+def test_swa_with_batchnorm_recomputes_its_statistics(tmp_path):
+    trainer = Trainer(_swa_config(tmp_path, "bn.pt", norm="bn"), log=lambda s: None)
+    trainer.fit()
+    model, _ = load_checkpoint(tmp_path / "bn.pt")
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    # reset, then one pass of the upright and one of the rotated training images through the trunk
+    assert int(first.num_batches_tracked) == 2 * -(-len(trainer.x_lab) // 32)
+    assert torch.isfinite(model(to_float(trainer.x_lab[:64]))).all()

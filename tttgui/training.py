@@ -1,5 +1,7 @@
 """Two-phase training: self-supervised pretraining on unlabeled images, then supervised fine-tuning with the
-self-supervised head(s) trained jointly (as TTT requires). Resumable: a state file is written every epoch.
+self-supervised head(s) trained jointly (as TTT requires), optionally followed by stochastic weight averaging
+(SWA, Izmailov et al. 2018: the same joint loss at a constant lr, the checkpoint the mean of the epoch-end
+weights). Resumable: a state file is written every epoch.
 """
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ class TrainConfig:
     label_fraction: float = 1.0
     ssl_epochs: int = 2
     epochs: int = 25
+    swa_epochs: int = 0                      # phase 3: constant lr, the weights averaged over its epochs (SWA)
+    swa_lr: float = 0.01
     batch_size: int = 128
     lr: float = 0.1
     weight_decay: float = 5e-4
@@ -113,6 +117,8 @@ class Trainer:
         self.epoch = 0          # epochs finished, phase 1 then phase 2
         self.restarts: list[int] = []   # phase-2 epochs where a resume with a larger --epochs restarted the cosine
         self.history: list[dict] = []
+        self.swa: dict[str, torch.Tensor] | None = None   # running mean of the phase-3 epoch-end weights
+        self.swa_n = 0
         self.wall = 0.0
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -159,11 +165,14 @@ class Trainer:
         perm = torch.randperm(n, generator=self.gen)
         stats: dict = {"n": 0}
         t0 = time.perf_counter()
-        desc = f"{'pretrain' if phase == 1 else 'finetune'} {epoch_in_phase + 1}/{phase_epochs}"
+        desc = f"{PHASES[phase]} {epoch_in_phase + 1}/{phase_epochs}"
         with Progress(iters, desc, enabled=cfg.progress) as bar:
             for it in range(iters):
-                lr = self.lr_at(phase_epochs, epoch_in_phase * iters + it, iters,
-                                self.restarts[-1] if phase == 2 and self.restarts else None)
+                if phase == 3:      # constant, ramped up over its first epoch (the cosine ended near 0)
+                    lr = cfg.swa_lr * min(1.0, (epoch_in_phase * iters + it + 1) / iters)
+                else:
+                    lr = self.lr_at(phase_epochs, epoch_in_phase * iters + it, iters,
+                                    self.restarts[-1] if phase == 2 and self.restarts else None)
                 for g in self.opt.param_groups:
                     g["lr"] = lr
                 idx = perm[it * bs:(it + 1) * bs]
@@ -220,6 +229,7 @@ class Trainer:
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
                     "history": self.history, "restarts": self.restarts, "wall": self.wall,
+                    "swa": self.swa, "swa_n": self.swa_n,
                     "gen": self.gen.get_state(),
                     "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
         os.replace(tmp, path)
@@ -237,6 +247,10 @@ class Trainer:
                             "file of the same architecture, or delete it to start afresh") from None
         self.epoch, self.history, self.wall = st["epoch"], list(st["history"]), float(st["wall"])
         self.restarts = [int(r) for r in st.get("restarts", [])]
+        self.swa, self.swa_n = st.get("swa"), int(st.get("swa_n", 0))
+        if self.swa_n and st["config"]["epochs"] != self.cfg.epochs:
+            raise UserError(f"{path} is in the weight-averaging phase after {st['config']['epochs']} joint epochs; "
+                            f"expected the same --epochs, not {self.cfg.epochs}")
         done = self.epoch - self.cfg.ssl_epochs
         if 0 < done < self.cfg.epochs and st["config"]["epochs"] != self.cfg.epochs and done not in self.restarts:
             self.restarts.append(done)      # a larger --epochs: the cosine restarts from its value here
@@ -250,12 +264,16 @@ class Trainer:
         cfg = self.cfg
         if resume and self.load_state():
             self.log(f"resumed from {self.state_path()} after epoch {self.epoch}")
-        total = cfg.ssl_epochs + cfg.epochs
+        sizes = (cfg.ssl_epochs, cfg.epochs, cfg.swa_epochs)
+        total = sum(sizes)
         while self.epoch < total:
-            phase = 1 if self.epoch < cfg.ssl_epochs else 2
-            e = self.epoch if phase == 1 else self.epoch - cfg.ssl_epochs
-            pe = cfg.ssl_epochs if phase == 1 else cfg.epochs
-            stats = self.run_epoch(phase, e, pe)
+            phase, e = 1, self.epoch
+            while e >= sizes[phase - 1]:
+                e -= sizes[phase - 1]
+                phase += 1
+            stats = self.run_epoch(phase, e, sizes[phase - 1])
+            if phase == 3:
+                self.swa_update()
             self.epoch += 1
             self.wall += stats["seconds"]
             stats.update(epoch=self.epoch, phase=phase)
@@ -264,12 +282,35 @@ class Trainer:
             self.save_state()
         return self.finish()
 
+    @torch.no_grad()
+    def swa_update(self) -> None:
+        current = self.model.state_dict()
+        if self.swa is None:
+            self.swa = {k: v.detach().clone() for k, v in current.items()}
+        else:
+            for k, v in current.items():
+                if v.is_floating_point():
+                    self.swa[k] += (v - self.swa[k]) / (self.swa_n + 1)
+                else:
+                    self.swa[k] = v.detach().clone()
+        self.swa_n += 1
+
     def finish(self) -> dict:
         cfg, model = self.cfg, self.model
         model.eval()
         result = {"train_seconds": round(self.wall, 1)}
+        xt = yt = None
         if cfg.test:
             xt, yt, _ = load_images(cfg.test, cfg.limit, cfg.cache_dir)
+        if self.swa_n:
+            result["swa"] = {"epochs": self.swa_n, "lr": cfg.swa_lr}
+            if xt is not None:   # the last SGD iterate, for comparison on the card
+                result["swa"]["last_iterate"] = evaluate_clean(model, xt, yt, self.device)
+            model.load_state_dict(self.swa)
+            if cfg.norm == "bn":     # averaged weights need their own batch statistics
+                refresh_batchnorm(model, self.x_lab, cfg.batch_size, self.device)
+            model.eval()
+        if xt is not None:
             result.update(evaluate_clean(model, xt, yt, self.device))
             result["test_images"] = len(xt)
         k = min(cfg.stats_images, len(self.x_unl))
@@ -281,6 +322,26 @@ class Trainer:
         save_checkpoint(cfg.out, model, self.classes, stats, meta)
         write_model_card(Path(cfg.out).with_suffix(".md"), cfg, meta, model)
         return meta
+
+
+@torch.no_grad()
+def refresh_batchnorm(model: TTTModel, images: torch.Tensor, batch: int, device) -> None:
+    """Recompute every BatchNorm's running statistics as the plain mean over the training images (both
+    branches: the classifier on upright images, the rotation head on rotated ones)."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None        # cumulative average
+    model.train()
+    for i in range(0, len(images), batch):
+        x = to_float(images[i:i + batch]).to(device)
+        model(x)
+        if model.rot_fc is not None:
+            model.rotation_logits(rotate(x, torch.arange(len(x), device=device) % 4))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
 
 
 def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -312,7 +373,7 @@ def evaluate_clean(model: TTTModel, images: np.ndarray, labels: np.ndarray, devi
 
 
 def _epoch_line(s: dict, total: int) -> str:
-    parts = [f"epoch {s['epoch']}/{total} ({'pretrain' if s['phase'] == 1 else 'finetune'})"]
+    parts = [f"epoch {s['epoch']}/{total} ({PHASES[s['phase']]})"]
     for key, name in (("cls_loss", "ce"), ("cls_correct", "train acc"), ("rot_loss", "rot loss"),
                       ("rot_correct", "rot acc"), ("con_loss", "contrastive")):
         if key in s:
@@ -320,6 +381,9 @@ def _epoch_line(s: dict, total: int) -> str:
             parts.append(f"{name} {v:.3f}" if not key.endswith("correct") else f"{name} {v:.1f}%")
     parts.append(f"{s['seconds']:.0f}s")
     return " | ".join(parts)
+
+
+PHASES = {1: "pretrain", 2: "finetune", 3: "swa"}
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
@@ -351,7 +415,9 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
              f"- Epochs: {cfg.ssl_epochs} self-supervised + {cfg.epochs} joint fine-tuning, batch {cfg.batch_size},"
              f" SGD lr {cfg.lr} (cosine), momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}"
              + (f"; warm restarts after joint epochs {', '.join(map(str, meta['restarts']))} (one-epoch ramp)"
-                if meta.get("restarts") else ""),
+                if meta.get("restarts") else "")
+             + (f"; then {cfg.swa_epochs} epochs of weight averaging (SWA) at constant lr {cfg.swa_lr}"
+                if cfg.swa_epochs else ""),
              f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device} "
              f"({torch.get_num_threads()} threads), torch {torch.__version__}",
              ]
@@ -359,6 +425,10 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
         lines.append(f"- **Clean error: {meta['clean_error']:.2f}%** on {meta['test_images']} test images")
     if "rotation_accuracy" in meta:
         lines.append(f"- Rotation accuracy (4 rotations of every test image): {meta['rotation_accuracy']:.2f}%")
+    if "swa" in meta:
+        swa, last = meta["swa"], meta["swa"].get("last_iterate")
+        lines.append(f"- Weights: the mean of the weights after each of the {swa['epochs']} SWA epochs"
+                     + (f" (the last SGD iterate alone: {last['clean_error']:.2f}% clean error)" if last else ""))
     if "source_stats" in meta:
         lines.append(stats_card_line(meta["source_stats"]))
     lines += ["", "| epoch | phase | train CE | train acc % | rot loss | rot acc % | seconds |",
@@ -366,7 +436,7 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
     for s in meta["history"]:
         def f(k, scale=1.0, fmt="{:.3f}"):
             return fmt.format(s[k] * scale) if k in s else ""
-        lines.append(f"| {s['epoch']} | {'ssl' if s['phase'] == 1 else 'joint'} | {f('cls_loss')} | "
+        lines.append(f"| {s['epoch']} | {('ssl', 'joint', 'swa')[s['phase'] - 1]} | {f('cls_loss')} | "
                      f"{f('cls_correct', 100, '{:.1f}')} | {f('rot_loss')} | {f('rot_correct', 100, '{:.1f}')} | "
                      f"{s['seconds']:.0f} |")
     tmp = path.with_suffix(".tmp")

@@ -16,6 +16,10 @@ def add_arguments(p) -> None:
     p.add_argument("--label-fraction", type=float, default=1.0, help="fine-tune on this fraction of the labels")
     p.add_argument("--ssl-epochs", type=int, default=2, help="phase-1 epochs (default 2)")
     p.add_argument("--epochs", type=int, default=25, help="phase-2 epochs (default 25)")
+    p.add_argument("--swa-epochs", type=int, default=0,
+                   help="after the joint epochs, this many more at a constant lr; the checkpoint is the mean of "
+                   "their epoch-end weights (stochastic weight averaging; default 0: off)")
+    p.add_argument("--swa-lr", type=float, default=0.01, help="the constant lr of the SWA epochs (default 0.01)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=5e-4)
@@ -43,11 +47,14 @@ def run(args) -> int:
     bad = [h for h in heads if h not in HEADS]
     if bad:
         raise UserError(f"unknown head(s) {bad}; expected a comma list of {', '.join(HEADS)}")
-    if args.epochs < 0 or args.ssl_epochs < 0:
-        raise UserError("--epochs and --ssl-epochs must be >= 0")
+    if min(args.epochs, args.ssl_epochs, args.swa_epochs) < 0:
+        raise UserError("--epochs, --ssl-epochs and --swa-epochs must be >= 0")
+    if not args.swa_lr > 0:
+        raise UserError(f"--swa-lr {args.swa_lr} is out of range; expected a positive learning rate")
     cfg = TrainConfig(
         data=args.data, out=args.out, unlabeled=args.unlabeled, test=args.test,
         label_fraction=args.label_fraction, ssl_epochs=args.ssl_epochs, epochs=args.epochs,
+        swa_epochs=args.swa_epochs, swa_lr=args.swa_lr,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, heads=heads, norm=args.norm,
         seed=args.seed, device=str(resolve_device(args.device)), limit=args.limit, cache_dir=args.cache_dir,
         command="tttgui train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"]
