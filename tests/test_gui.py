@@ -148,6 +148,18 @@ def test_stop_ends_long_run_within_a_second(qtbot, window):
     assert not window.running and window.step_action.isEnabled()
 
 
+def test_a_started_episode_cancels_a_pending_restart(qtbot, window):
+    # An edit queues a debounced restart; if an episode starts first (the model finished loading), the late
+    # restart must not fire and stop the run the user launches next.
+    window.method_panel.steps.setValue(window.method_panel.steps.value() + 1)
+    assert window._restart.isActive()
+    window._start_episode()
+    assert not window._restart.isActive()
+    with qtbot.waitSignal(window.run_done, timeout=30000) as blocker:
+        window.step()
+    assert blocker.args == ["done"] and len(_episode_records(window)) == 2
+
+
 def test_pause_then_resume_finishes_the_requested_steps(qtbot, window):
     window.run_steps.setValue(6)
     window.run()

@@ -416,6 +416,9 @@ class MainWindow(QMainWindow):
         """Send the current (shifted) image and method to the worker as a new episode."""
         if self.model_info is None or self.shifted is None:
             return
+        # This episode already has the latest edits: a debounced restart still pending would stop a run the user
+        # starts next (a model that loads within the debounce did exactly that).
+        self._restart.stop()
         try:
             config = self.method_panel.config()
         except Exception as exc:  # noqa: BLE001
