@@ -11,8 +11,8 @@ from PIL import Image
 from tttgui.augment import rotate, to_float
 from tttgui.cli import main
 from tttgui.data import ArrayDataset
-from tttgui.models import load_checkpoint
 from tttgui.errors import UserError
+from tttgui.models import load_checkpoint
 from tttgui.stats import statistics_sample
 from tttgui.training import TrainConfig, Trainer, stratified_fraction
 

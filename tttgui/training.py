@@ -114,7 +114,7 @@ class Trainer:
         self.model: TTTModel = build_model(spec).to(self.device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                                    weight_decay=cfg.weight_decay)
-        self.epoch = 0          # epochs finished, phase 1 then phase 2
+        self.epoch = 0          # epochs finished, over the phases in order (1 ssl, 2 joint, 3 swa)
         self.restarts: list[int] = []   # phase-2 epochs where a resume with a larger --epochs restarted the cosine
         self.history: list[dict] = []
         self.swa: dict[str, torch.Tensor] | None = None   # running mean of the phase-3 epoch-end weights
