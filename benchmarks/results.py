@@ -299,7 +299,7 @@ def write_report(args, ctx: dict, work: Path) -> Path:
     cells = gather(ctx, work)
     png = draw_chart(cells, docs / "results.png")
     text = render(args, ctx, cells, png)
-    tmp = docs / "results.md.tmp"
+    tmp = docs / f"results.md.{os.getpid()}.tmp"   # per process: two can share a page
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, docs / "results.md")
     return docs / "results.md"
@@ -450,7 +450,7 @@ def draw_chart(cells: dict, path: Path) -> Path | None:
     plot.setXRange(-0.3, len(CORRUPTIONS) - 0.7, padding=0)
     exporter = ImageExporter(plot)
     exporter.parameters()["width"] = 1400
-    tmp = path.with_name(path.stem + ".tmp.png")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.png")
     exporter.export(str(tmp))
     os.replace(tmp, path)
     w.close()
