@@ -40,7 +40,6 @@ class ScriptedRun(QObject):
             return self._fail(f"image index {o.image} out of range; the data set has {len(w.dataset)} images")
         self.phase = "image"
         w.data_panel.select_index(o.image)
-        w._restart.stop()            # the edits above queued a restart; start exactly one episode now
         w.select_image(o.image)
 
     @Slot()
