@@ -13,6 +13,7 @@ BEFORE = (150, 150, 150)
 NOW = (31, 119, 180)
 ACCENT = (214, 39, 40)
 GREEN = (44, 160, 44)
+LEGEND_BRUSH = (255, 255, 255, 210)   # legends sit over curves: keep their text readable
 
 
 class LivePlots(QWidget):
@@ -80,7 +81,7 @@ class LivePlots(QWidget):
 
         self.conf_plot = self._add(1, 0, title="Entropy and confidence")
         self.conf_plot.setLabel("bottom", "step")
-        self.conf_plot.addLegend(offset=(-5, 5))
+        self.conf_plot.addLegend(offset=(-5, 5), brush=LEGEND_BRUSH)
         self.entropy_curve = self.conf_plot.plot([], [], pen=pg.mkPen(ACCENT, width=2), name="entropy")
         self.conf_curve = self.conf_plot.plot([], [], pen=pg.mkPen(GREEN, width=2), name="confidence")
 
@@ -96,7 +97,7 @@ class LivePlots(QWidget):
 
         self.layer_plot = self._add(2, 0, title="Distance to source statistics per layer")
         self.layer_plot.setLabel("bottom", "norm layer (input → output)")
-        self.layer_plot.addLegend(offset=(5, 5))
+        self.layer_plot.addLegend(offset=(5, 5), brush=LEGEND_BRUSH, colCount=2)
         dash = pg.QtCore.Qt.PenStyle.DashLine
         self.mean_before = self.layer_plot.plot([], [], pen=pg.mkPen(NOW, width=1, style=dash), name="mean, before")
         self.mean_now = self.layer_plot.plot([], [], pen=pg.mkPen(NOW, width=2), name="mean, now")
@@ -105,7 +106,7 @@ class LivePlots(QWidget):
 
         self.chan_plot = self._add(2, 1, title="Per-channel statistics")
         self.chan_plot.setLabel("bottom", "channel")
-        self.chan_plot.addLegend(offset=(5, 5))
+        self.chan_plot.addLegend(offset=(5, 5), brush=LEGEND_BRUSH, colCount=3)
         self.chan_source = self.chan_plot.plot([], [], pen=pg.mkPen(BEFORE, width=2), name="source")
         self.chan_before = self.chan_plot.plot([], [], pen=pg.mkPen(NOW, width=1, style=dash), name="before")
         self.chan_now = self.chan_plot.plot([], [], pen=pg.mkPen(NOW, width=2), name="now")
