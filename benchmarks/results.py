@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tttgui.atomic import atomic_path, write_text  # noqa: E402
 from tttgui.evaluation import (CLEAN, EvalConfig, ImageRow, evaluate, library_versions,  # noqa: E402
                                paired_difference)
 from tttgui.methods import get_method  # noqa: E402
@@ -173,9 +174,7 @@ def load_cell(path: Path, fp: dict | None = None) -> dict | None:
 
 
 def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, separators=(",", ":")) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, separators=(",", ":")) + "\n")
 
 
 def run_cell(row: Row, corruption: str, shifted: np.ndarray, labels, indices, ctx: dict) -> dict:
@@ -299,10 +298,7 @@ def write_report(args, ctx: dict, work: Path) -> Path:
     cells = gather(ctx, work)
     png = draw_chart(cells, docs / "results.png")
     text = render(args, ctx, cells, png)
-    tmp = docs / f"results.md.{os.getpid()}.tmp"   # per process: two can share a page
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, docs / "results.md")
-    return docs / "results.md"
+    return write_text(docs / "results.md", text)
 
 
 def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
@@ -450,9 +446,8 @@ def draw_chart(cells: dict, path: Path) -> Path | None:
     plot.setXRange(-0.3, len(CORRUPTIONS) - 0.7, padding=0)
     exporter = ImageExporter(plot)
     exporter.parameters()["width"] = 1400
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.png")
-    exporter.export(str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        exporter.export(str(tmp))
     w.close()
     w.deleteLater()
     return path

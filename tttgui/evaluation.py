@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -21,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from tttgui.atomic import atomic_path, write_text
 from tttgui.augment import to_float
 from tttgui.errors import UserError
 from tttgui.methods import Adapter, MethodConfig, PROTOCOLS, get_method, image_seed
@@ -320,18 +320,16 @@ def write_outputs(out_dir, result: EvalResult, run_info: dict) -> Path:
     _write_csv(out / "images.csv", IMAGE_COLUMNS, [asdict(r) for r in result.images])
     info = {**run_info, "recipes": result.recipes, "cancelled": result.cancelled,
             "seconds": round(result.seconds, 3), "versions": library_versions()}
-    _atomic_text(out / "run.json", json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    write_text(out / "run.json", json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
     return out
 
 
 def _write_csv(path: Path, columns, rows) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for r in rows:
             w.writerow({k: csv_cell(r[k]) for k in columns})
-    os.replace(tmp, path)
 
 
 def csv_cell(v):
@@ -341,12 +339,6 @@ def csv_cell(v):
     if isinstance(v, float):
         return f"{v:.6g}"
     return v
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def library_versions() -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tttgui.atomic import atomic_path, write_text
 from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to_float
 from tttgui.errors import UserError
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
@@ -73,9 +74,8 @@ def load_images(path: str, limit: int | None, cache_dir: str | None):
     images, labels = ds.arrays()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, images=images, labels=labels)
-        os.replace(tmp, cache)
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, images=images, labels=labels)
     return images, labels, ds.classes
 
 
@@ -224,15 +224,11 @@ class Trainer:
         return Path(self.cfg.out).with_suffix(".state.pt")
 
     def save_state(self) -> None:
-        path = self.state_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
-                    "history": self.history, "restarts": self.restarts, "wall": self.wall,
-                    "swa": self.swa, "swa_n": self.swa_n,
-                    "gen": self.gen.get_state(),
-                    "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(self.state_path()) as tmp:
+            torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
+                        "history": self.history, "restarts": self.restarts, "wall": self.wall,
+                        "swa": self.swa, "swa_n": self.swa_n, "gen": self.gen.get_state(),
+                        "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
 
     def load_state(self) -> bool:
         path = self.state_path()
@@ -439,9 +435,7 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
         lines.append(f"| {s['epoch']} | {('ssl', 'joint', 'swa')[s['phase'] - 1]} | {f('cls_loss')} | "
                      f"{f('cls_correct', 100, '{:.1f}')} | {f('rot_loss')} | {f('rot_correct', 100, '{:.1f}')} | "
                      f"{s['seconds']:.0f} |")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tttgui.atomic import atomic_path, write_text
 from tttgui.errors import UserError
 
 
@@ -53,21 +52,8 @@ def parse_severities(text: str) -> tuple[int, ...]:
 
 
 def save_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the release is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.save(tmp, array)
 
 
 def run(args) -> int:
@@ -120,6 +106,6 @@ def run(args) -> int:
                      "torch": torch.__version__, "pillow": __import__("PIL").__version__,
                      "python": platform.python_version()},
     }
-    write_json_atomic(out / "corrupt.json", meta)
+    write_text(out / "corrupt.json", json.dumps(meta, indent=2) + "\n")
     print(f"wrote {len(names)} corruption file(s) × {len(severities)} severities × {n} images to {out}")
     return 0

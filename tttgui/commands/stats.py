@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from tttgui.atomic import write_text
+
 
 def add_arguments(p) -> None:
     p.add_argument("--checkpoint", help="tttgui checkpoint (.pt); default: the shipped model")
@@ -77,6 +79,4 @@ def _update_card(card: Path, line: str) -> None:
         last = max((i for i, s in enumerate(lines) if s.startswith("- ")), default=len(lines) - 1)
         lines.insert(last + 1, line)
         text = "\n".join(lines)
-    tmp = card.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(card)
+    write_text(card, text)

@@ -8,12 +8,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from tttgui.atomic import write_bytes
 from tttgui.evaluation import csv_cell
 
 # The documented CSV columns, in order (README "History CSV").
@@ -105,28 +104,13 @@ def sidecar(rows, *, classes, checkpoint: str, device: str, config: dict | None,
             "versions": versions, "platform": platform.platform(), **(extra or {})}
 
 
-def write_atomic(path, data: bytes) -> Path:
-    """Temp file in the target folder, then rename: a crash never leaves a half-written export."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def export(path, rows, **meta) -> tuple[Path, Path]:
     """Write FILE.csv and FILE.json (sidecar) atomically; returns both paths."""
     path = Path(path)
     if path.suffix.lower() != ".csv":
         path = path.with_suffix(".csv")
-    csv_path = write_atomic(path, csv_text(rows).encode("utf-8"))
-    json_path = write_atomic(path.with_suffix(".json"),
+    csv_path = write_bytes(path, csv_text(rows).encode("utf-8"))
+    json_path = write_bytes(path.with_suffix(".json"),
                              (json.dumps(sidecar(rows, **meta), indent=2, default=str) + "\n").encode("utf-8"))
     return csv_path, json_path
 

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
 
 from tttgui.gui import engine
 from tttgui.gui.errors import one_line
-from tttgui.gui.history import build_row, export, write_atomic
+from tttgui.atomic import write_bytes
+from tttgui.gui.history import build_row, export
 from tttgui.gui.history_view import HistoryTableModel
 from tttgui.gui.panels.data_panel import DataPanel
 from tttgui.gui.panels.method_panel import MethodPanel
@@ -605,7 +606,7 @@ class MainWindow(QMainWindow):
             if not widget.grab().save(buf, "PNG"):
                 raise OSError("could not encode the PNG")
             buf.close()
-            write_atomic(path, bytes(data.data()))
+            write_bytes(path, bytes(data.data()))
         except Exception as exc:  # noqa: BLE001
             self.report(one_line(exc, f"cannot save {path}"))
             return False

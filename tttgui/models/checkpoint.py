@@ -6,11 +6,11 @@ clean accuracy, ...). Architecture, normalisation and heads are therefore always
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from tttgui.atomic import atomic_path
 from tttgui.errors import UserError
 from tttgui.models.model import ModelSpec, TTTModel
 
@@ -33,8 +33,6 @@ def save_checkpoint(path: str | os.PathLike, model: TTTModel, classes: list[str]
                     source_stats: dict | None = None, meta: dict | None = None,
                     extra: dict | None = None) -> Path:
     """Write atomically (temp file + rename) so an interrupted save never leaves a broken checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT, "version": VERSION, "spec": model.spec.to_dict(),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -42,14 +40,8 @@ def save_checkpoint(path: str | os.PathLike, model: TTTModel, classes: list[str]
         "meta": _plain(dict(meta or {})),
     }
     payload.update(extra or {})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 
