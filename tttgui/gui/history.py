@@ -111,7 +111,7 @@ def export(path, rows, **meta) -> tuple[Path, Path]:
         path = path.with_suffix(".csv")
     csv_path = write_bytes(path, csv_text(rows).encode("utf-8"))
     json_path = write_bytes(path.with_suffix(".json"),
-                             (json.dumps(sidecar(rows, **meta), indent=2, default=str) + "\n").encode("utf-8"))
+                            (json.dumps(sidecar(rows, **meta), indent=2, default=str) + "\n").encode("utf-8"))
     return csv_path, json_path
 
 
