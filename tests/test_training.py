@@ -135,6 +135,7 @@ def test_resume_continues_from_the_state_file(tmp_path, cifar_test_dir):
     assert [h["epoch"] for h in payload["meta"]["history"]] == [1, 2]
     assert payload["meta"]["restarts"] == [1]          # --epochs 1 -> 2: the cosine restarted after epoch 1
     assert "warm restarts after joint epochs 1" in (tmp_path / "r.md").read_text()
+    assert "Changed on resume: after epoch 1: epochs 1 -> 2" in (tmp_path / "r.md").read_text()
 
 
 def test_a_warm_restart_ramps_the_lr_up_over_one_epoch():
@@ -221,12 +222,23 @@ def test_swa_checkpoint_is_the_mean_of_the_epoch_end_weights_and_resumes(tmp_pat
         _Recording(_swa_config(tmp_path, "b.pt"), stop_after=2).fit()
     assert torch.load(tmp_path / "b.state.pt", weights_only=True)["swa_n"] == 1
     _Recording(_swa_config(tmp_path, "b.pt")).fit(resume=True)
-    resumed = load_checkpoint(tmp_path / "b.pt")[0].state_dict()
+    resumed, payload = load_checkpoint(tmp_path / "b.pt")
     for k, v in sd.items():
-        assert torch.allclose(v, resumed[k], atol=1e-5), k
-    # a resume may not change the joint epochs under a running average
+        assert torch.allclose(v, resumed.state_dict()[k], atol=1e-5), k
+    assert payload["meta"]["changes"] == [] and "Changed on resume" not in (tmp_path / "b.md").read_text()
+    # a resume may not change the joint epochs, the lr or the length already averaged under a running average
+    b = _swa_config(tmp_path, "b.pt")
     with pytest.raises(UserError, match="weight-averaging phase"):
-        Trainer(replace(_swa_config(tmp_path, "b.pt"), epochs=3), log=lambda s: None).load_state()
+        Trainer(replace(b, epochs=3), log=lambda s: None).load_state()
+    with pytest.raises(UserError, match="--swa-lr 0.02; expected the same --swa-lr, not 0.01"):
+        Trainer(replace(b, swa_lr=0.01), log=lambda s: None).load_state()
+    with pytest.raises(UserError, match="averaged 2 SWA epochs already; expected --swa-epochs 2 or more, not 1"):
+        Trainer(replace(b, swa_epochs=1), log=lambda s: None).load_state()
+    # a larger --swa-epochs continues the same average, and the card says what the resume changed
+    meta = Trainer(replace(b, swa_epochs=3), log=lambda s: None).fit(resume=True)
+    assert meta["swa"]["epochs"] == 3 and [h["epoch"] for h in meta["history"]] == [1, 2, 3, 4]
+    assert meta["changes"] == [{"after_epoch": 3, "changed": {"swa_epochs": [2, 3]}}]
+    assert "- Changed on resume: after epoch 3: swa_epochs 2 -> 3" in (tmp_path / "b.md").read_text()
 
 
 def test_swa_with_batchnorm_recomputes_its_statistics(tmp_path):

@@ -116,6 +116,7 @@ class Trainer:
                                    weight_decay=cfg.weight_decay)
         self.epoch = 0          # epochs finished, over the phases in order (1 ssl, 2 joint, 3 swa)
         self.restarts: list[int] = []   # phase-2 epochs where a resume with a larger --epochs restarted the cosine
+        self.changes: list[dict] = []   # options a resume changed: {"after_epoch": n, "changed": {key: [old, new]}}
         self.history: list[dict] = []
         self.swa: dict[str, torch.Tensor] | None = None   # running mean of the phase-3 epoch-end weights
         self.swa_n = 0
@@ -226,7 +227,8 @@ class Trainer:
     def save_state(self) -> None:
         with atomic_path(self.state_path()) as tmp:
             torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
-                        "history": self.history, "restarts": self.restarts, "wall": self.wall,
+                        "history": self.history, "restarts": self.restarts, "changes": self.changes,
+                        "wall": self.wall,
                         "swa": self.swa, "swa_n": self.swa_n, "gen": self.gen.get_state(),
                         "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
 
@@ -244,9 +246,21 @@ class Trainer:
         self.epoch, self.history, self.wall = st["epoch"], list(st["history"]), float(st["wall"])
         self.restarts = [int(r) for r in st.get("restarts", [])]
         self.swa, self.swa_n = st.get("swa"), int(st.get("swa_n", 0))
-        if self.swa_n and st["config"]["epochs"] != self.cfg.epochs:
-            raise UserError(f"{path} is in the weight-averaging phase after {st['config']['epochs']} joint epochs; "
+        self.changes = list(st.get("changes", []))
+        old = st["config"]
+        if self.swa_n and old["epochs"] != self.cfg.epochs:
+            raise UserError(f"{path} is in the weight-averaging phase after {old['epochs']} joint epochs; "
                             f"expected the same --epochs, not {self.cfg.epochs}")
+        if self.swa_n and old.get("swa_lr", self.cfg.swa_lr) != self.cfg.swa_lr:
+            raise UserError(f"{path} averages weights taken at --swa-lr {old['swa_lr']}; expected the same "
+                            f"--swa-lr, not {self.cfg.swa_lr} (a new lr needs a new average)")
+        if self.swa_n > self.cfg.swa_epochs:
+            raise UserError(f"{path} has averaged {self.swa_n} SWA epochs already; expected --swa-epochs "
+                            f"{self.swa_n} or more, not {self.cfg.swa_epochs}")
+        new = _config_dict(self.cfg)
+        changed = {k: [old[k], new[k]] for k in new if k in old and k not in UNRECORDED and old[k] != new[k]}
+        if changed:     # on the card, so a resumed run's schedule can be read back
+            self.changes.append({"after_epoch": self.epoch, "changed": changed})
         done = self.epoch - self.cfg.ssl_epochs
         if 0 < done < self.cfg.epochs and st["config"]["epochs"] != self.cfg.epochs and done not in self.restarts:
             self.restarts.append(done)      # a larger --epochs: the cosine restarts from its value here
@@ -312,7 +326,7 @@ class Trainer:
         k = min(cfg.stats_images, len(self.x_unl))
         stats = source_statistics(model, statistics_sample(self.x_unl, k, cfg.seed), self.device)
         meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
-                "restarts": self.restarts,
+                "restarts": self.restarts, "changes": self.changes,
                 "source_stats": stats_provenance(cfg.unlabeled or cfg.data, k, cfg.seed),
                 "torch": str(torch.__version__), "python": platform.python_version(), **result}
         save_checkpoint(cfg.out, model, self.classes, stats, meta)
@@ -380,6 +394,8 @@ def _epoch_line(s: dict, total: int) -> str:
 
 
 PHASES = {1: "pretrain", 2: "finetune", 3: "swa"}
+# options that do not change what is trained, left out of the record of what a resume changed
+UNRECORDED = {"command", "progress", "cache_dir", "out", "device", "test", "stats_images"}
 
 
 def _config_dict(cfg: TrainConfig) -> dict:
@@ -399,6 +415,13 @@ def stats_card_line(info: dict) -> str:
     return f"- Source statistics: {info['how']}"
 
 
+def changes_text(changes: list[dict]) -> str:
+    """'after epoch 94: swa_epochs 20 -> 60; after epoch 120: ...' for the model card."""
+    return "; ".join(f"after epoch {c['after_epoch']}: "
+                     + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in c["changed"].items())
+                     for c in changes)
+
+
 def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) -> None:
     lines = [f"# Model card: {Path(cfg.out).name}", "",
              f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(model.spec.heads)}",
@@ -414,6 +437,7 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
                 if meta.get("restarts") else "")
              + (f"; then {cfg.swa_epochs} epochs of weight averaging (SWA) at constant lr {cfg.swa_lr}"
                 if cfg.swa_epochs else ""),
+             *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
              f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device} "
              f"({torch.get_num_threads()} threads), torch {torch.__version__}",
              ]

@@ -30,7 +30,9 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--cache-dir", default=None, help="where decoded image arrays are cached")
-    p.add_argument("--resume", action="store_true", help="continue from <out>.state.pt if present")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from <out>.state.pt if present; a larger --epochs restarts the cosine, a larger "
+                   "--swa-epochs extends the average, and the model card lists what each resume changed")
     p.add_argument("--no-progress", action="store_true")
 
 
