@@ -73,7 +73,6 @@ def load_images(path: str, limit: int | None, cache_dir: str | None):
             return z["images"], z["labels"], ds.classes
     images, labels = ds.arrays()
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp:
             np.savez(tmp, images=images, labels=labels)
     return images, labels, ds.classes
@@ -228,8 +227,7 @@ class Trainer:
         with atomic_path(self.state_path()) as tmp:
             torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
                         "history": self.history, "restarts": self.restarts, "changes": self.changes,
-                        "wall": self.wall,
-                        "swa": self.swa, "swa_n": self.swa_n, "gen": self.gen.get_state(),
+                        "wall": self.wall, "swa": self.swa, "swa_n": self.swa_n, "gen": self.gen.get_state(),
                         "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
 
     def load_state(self) -> bool:
