@@ -345,3 +345,32 @@ def test_download_runs_off_the_gui_thread_and_reports_one_line(qtbot, window, mo
         window.download_cifar()
     assert seen["thread"] is False
     qtbot.waitUntil(lambda: window.last_error is not None and "no network" in window.last_error, timeout=5000)
+
+
+def test_legends_keep_off_the_curves(qtbot):
+    """The entropy/confidence legend used to sit in the top right corner, over the curves' latest steps."""
+    from types import SimpleNamespace
+
+    from PySide6.QtCore import QPointF
+
+    from tttgui.gui.plots import LivePlots
+
+    plots = LivePlots()
+    qtbot.addWidget(plots)
+    plots.resize(1000, 620)
+    plots.show()
+    qtbot.waitExposed(plots)
+    entropy = np.array([1.02, 1.01, 0.99, 0.97, 0.95, 0.93, 0.92, 0.91, 0.90, 0.89, 0.87])   # docs/window.png
+    conf = np.array([0.60, 0.61, 0.62, 0.64, 0.66, 0.68, 0.69, 0.70, 0.70, 0.71, 0.71])
+    recs = [SimpleNamespace(step=i, loss=None if i == 0 else 0.1, prediction=0, confidence=float(conf[i]),
+                            entropy=float(entropy[i]), probs=[0.5, 0.5], grad_cosine=None, layers=())
+            for i in range(11)]
+    plots.set_context(["a", "b"], None)
+    plots.show_records(recs)
+    qtbot.wait(50)
+    plot, vb = plots.conf_plot, plots.conf_plot.getViewBox()
+    legend = plot.legend.mapRectToScene(plot.legend.boundingRect())
+    t = np.linspace(0, 10, 500)
+    for y in (entropy, conf):
+        for x, yy in zip(t, np.interp(t, np.arange(11), y)):
+            assert not legend.contains(vb.mapViewToScene(QPointF(x, yy))), (x, yy)

@@ -13,7 +13,10 @@ BEFORE = (150, 150, 150)
 NOW = (31, 119, 180)
 ACCENT = (214, 39, 40)
 GREEN = (44, 160, 44)
-LEGEND_BRUSH = (255, 255, 255, 210)   # legends sit over curves: keep their text readable
+LEGEND_BRUSH = (255, 255, 255, 210)   # a legend may still touch a curve: keep its text readable
+# Where a legend may sit, in order of preference: its anchor on the plot's edge (x, y from the top left; the
+# legend's own anchor is the same point), corners first, then the middles of the edges.
+PLACES = ((1, 0), (0, 0), (1, 1), (0, 1), (1, .5), (0, .5), (.5, 0), (.5, 1))
 
 
 class LivePlots(QWidget):
@@ -24,6 +27,7 @@ class LivePlots(QWidget):
         self.source_norm: dict = {}
         self._records: tuple = ()
         self._layer_names: list[str] = []
+        self._place: dict[int, int] = {}     # id(plot) -> index into PLACES of its legend
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Channels of layer:"))
@@ -169,6 +173,7 @@ class LivePlots(QWidget):
         steps = np.array([r.step for r in recs], dtype=float)
         self.entropy_curve.setData(steps, [float(r.entropy) for r in recs])
         self.conf_curve.setData(steps, [float(r.confidence) for r in recs])
+        self._place_legend(self.conf_plot, (self.entropy_curve, self.conf_curve))
         return self.widgets[2]
 
     def _draw_cos(self):
@@ -220,6 +225,7 @@ class LivePlots(QWidget):
         self.var_before.setData(x, [float(s.var_dist) for s in first])
         self.mean_now.setData(x[:len(last)], [float(s.mean_dist) for s in last])
         self.var_now.setData(x[:len(last)], [float(s.var_dist) for s in last])
+        self._place_legend(self.layer_plot, (self.mean_before, self.mean_now, self.var_before, self.var_now))
         names = [s.name for s in first]
         if names != self._layer_names:
             self._layer_names = names
@@ -252,7 +258,18 @@ class LivePlots(QWidget):
         else:
             self.chan_source.setData([], [])
         self.chan_plot.setTitle(f"Per-channel {'variance' if var else 'mean'}: {before.name}")
+        self._place_legend(self.chan_plot, (self.chan_source, self.chan_before, self.chan_now))
         return self.widgets[5]
+
+    def _place_legend(self, plot, curves) -> None:
+        """Keep the legend off the curves (their right end is the latest step, which it used to hide)."""
+        current = self._place.get(id(plot))
+        best = _legend_place(plot, curves, current)
+        if best is not None and best != current:
+            ax, ay = PLACES[best]
+            offset = (5 * (1 - 2 * ax) if ax != .5 else 0, 5 * (1 - 2 * ay) if ay != .5 else 0)
+            plot.legend.anchor(itemPos=(ax, ay), parentPos=(ax, ay), offset=offset)
+            self._place[id(plot)] = best
 
     # -- appearance -----------------------------------------------------------------------------------
     def set_dark(self, dark: bool) -> None:
@@ -265,6 +282,36 @@ class LivePlots(QWidget):
                 ax.setPen(pg.mkPen(fg))
                 ax.setTextPen(pg.mkPen(fg))
             p.titleLabel.setText(p.titleLabel.text, color=pg.mkColor(fg))
+            if p.legend is not None:
+                p.legend.setBrush(pg.mkBrush(*bg, 210))
+                p.legend.setLabelTextColor(pg.mkColor(fg))
+
+
+def _legend_place(plot, curves, current: int | None) -> int | None:
+    """Where (an index into PLACES) the plot's legend covers the fewest points of its curves, the current place
+    on a tie; None when the plot has no size or data yet."""
+    legend, vb = plot.legend, plot.getViewBox()
+    vb.updateAutoRange()                      # the range the new data will be shown in, before the paint
+    (x0, x1), (y0, y1) = vb.viewRange()
+    box, view = legend.boundingRect(), vb.boundingRect()
+    if view.width() < 1 or view.height() < 1 or x1 <= x0 or y1 <= y0:
+        return None
+    fw, fh = (box.width() + 5) / view.width(), (box.height() + 5) / view.height()
+    pts = []
+    for c in curves:
+        x, y = c.getData()
+        if x is None or len(x) == 0:
+            continue
+        t = np.linspace(0, len(x) - 1, 20 * len(x))     # points along the segments, not just the samples
+        pts.append(np.stack([np.interp(t, np.arange(len(x)), x), np.interp(t, np.arange(len(y)), y)]))
+    if not pts:
+        return None
+    u, v = np.concatenate(pts, axis=1)
+    u, v = (u - x0) / (x1 - x0), (v - y0) / (y1 - y0)        # 0..1 across the view, v up
+    v = 1 - v                                                 # down, like the anchors
+    hits = [int(np.count_nonzero((np.abs(u - (ax + (.5 - ax) * fw)) <= fw / 2)
+                                 & (np.abs(v - (ay + (.5 - ay) * fh)) <= fh / 2))) for ax, ay in PLACES]
+    return min(range(len(PLACES)), key=lambda i: (hits[i], i != current, i))
 
 
 def _short(name: str, n: int = 6) -> str:
