@@ -307,8 +307,7 @@ def _legend_place(plot, curves, current: int | None) -> int | None:
     if not pts:
         return None
     u, v = np.concatenate(pts, axis=1)
-    u, v = (u - x0) / (x1 - x0), (v - y0) / (y1 - y0)        # 0..1 across the view, v up
-    v = 1 - v                                                 # down, like the anchors
+    u, v = (u - x0) / (x1 - x0), (y1 - v) / (y1 - y0)        # 0..1 across the view, v down like the anchors
     hits = [int(np.count_nonzero((np.abs(u - (ax + (.5 - ax) * fw)) <= fw / 2)
                                  & (np.abs(v - (ay + (.5 - ay) * fh)) <= fh / 2))) for ax, ay in PLACES]
     return min(range(len(PLACES)), key=lambda i: (hits[i], i != current, i))
