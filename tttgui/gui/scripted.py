@@ -57,8 +57,12 @@ class ScriptedRun(QObject):
         QTimer.singleShot(150, self._finish)  # let the redraw timer and the views preview land first
 
     def _finish(self) -> None:
+        self.window._pull()
+        # the pull re-ranges the plots; their axes re-centre the labels on the layout pass that follows
+        QTimer.singleShot(50, self._save)
+
+    def _save(self) -> None:
         w, o = self.window, self.opts
-        w._pull()
         ok = w.save_png(o.screenshot)
         if ok and o.export:
             ok = w.export_statistics(o.export)
