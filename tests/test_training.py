@@ -120,7 +120,8 @@ def test_stats_command_rewrites_the_statistics(tiny_run, tmp_path, capsys):
     assert not torch.equal(new_mean, old_mean)
     for k, v in old["state_dict"].items():
         assert torch.equal(v, payload["state_dict"][k])
-    assert main(["stats", "--checkpoint", str(tmp_path / "none.pt"), "--data", data]) == 2
+    assert main(["stats", "--checkpoint", str(tmp_path / "none.pt"), "--data", data, "--out",
+                 str(tmp_path / "n.pt")]) == 2
     assert "none.pt not found" in capsys.readouterr().err
 
 

@@ -4,6 +4,8 @@ Images are float NCHW in [0, 1]. Every function takes an explicit torch.Generato
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -40,60 +42,89 @@ def random_rotations(n: int, gen: torch.Generator, device) -> torch.Tensor:
 
 
 def simclr_views(x: torch.Tensor, gen: torch.Generator, scale=(0.2, 1.0)) -> torch.Tensor:
-    """SimCLR view (TTT++): RandomResizedCrop(scale 0.2–1), flip, ColorJitter(.4,.4,.4,.1) p=.8, gray p=.2."""
+    """One SimCLR view of every image (its CIFAR recipe, as torchvision composes it): RandomResizedCrop(scale
+    0.2-1, ratio 3/4-4/3, 10 tries then the whole image), horizontal flip p 0.5, ColorJitter(0.4, 0.4, 0.4, 0.1)
+    with p 0.8 (the four ops in a random order per image, each clamped to [0, 1], hue shifted in HSV), greyscale
+    p 0.2. Differs from torchvision only in skipping the uint8 rounding between PIL ops."""
     n, c, h, w = x.shape
     dev = x.device
     u = lambda *s: torch.rand(*s, generator=gen, device=gen.device).to(dev)  # noqa: E731
-    area = scale[0] + (scale[1] - scale[0]) * u(n)
-    logr = torch.log(torch.tensor(3 / 4)) + (torch.log(torch.tensor(4 / 3)) - torch.log(torch.tensor(3 / 4))) * u(n)
-    ratio = torch.exp(logr.to(dev))
-    cw = torch.sqrt(area * ratio).clamp(max=1.0)
-    ch = torch.sqrt(area / ratio).clamp(max=1.0)
-    cx = (u(n) * (1 - cw)) * 2 - 1 + cw
-    cy = (u(n) * (1 - ch)) * 2 - 1 + ch
+    tries = 10
+    area = (scale[0] + (scale[1] - scale[0]) * u(n, tries)) * (h * w)
+    lo, hi = math.log(3 / 4), math.log(4 / 3)
+    ratio = torch.exp(lo + (hi - lo) * u(n, tries))
+    cw = torch.sqrt(area * ratio).round()
+    ch = torch.sqrt(area / ratio).round()
+    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1, device=dev))
+    pick = first.clamp_min(0)[:, None]
+    cw = torch.where(first >= 0, cw.gather(1, pick)[:, 0], torch.full((n,), float(w), device=dev))
+    ch = torch.where(first >= 0, ch.gather(1, pick)[:, 0], torch.full((n,), float(h), device=dev))
+    # torchvision: i = randint(0, h - ch + 1), j = randint(0, w - cw + 1)
+    top = (u(n) * (h - ch + 1)).floor().clamp(max=h - ch)
+    left = (u(n) * (w - cw + 1)).floor().clamp(max=w - cw)
     sign = torch.where(u(n) < 0.5, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3, device=dev)
-    theta[:, 0, 0] = cw * sign
-    theta[:, 0, 2] = cx
-    theta[:, 1, 1] = ch
-    theta[:, 1, 2] = cy
+    theta[:, 0, 0] = cw / w * sign                   # a flip mirrors the crop about its own centre
+    theta[:, 0, 2] = -1 + (2 * left + cw) / w
+    theta[:, 1, 1] = ch / h
+    theta[:, 1, 2] = -1 + (2 * top + ch) / h
     grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
-    v = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    jitter = u(n) < 0.8
-    b = 1 + (u(n) * 0.8 - 0.4)
-    ct = 1 + (u(n) * 0.8 - 0.4)
-    s = 1 + (u(n) * 0.8 - 0.4)
-    hue = u(n) * 0.2 - 0.1
-    jittered = _hue_shift(_saturation(_contrast(v * b[:, None, None, None], ct), s), hue).clamp(0, 1)
-    v = torch.where(jitter[:, None, None, None], jittered, v)
+    v = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    apply = u(n) < 0.8
+    factors = torch.stack([1 + (u(n) * 0.8 - 0.4), 1 + (u(n) * 0.8 - 0.4), 1 + (u(n) * 0.8 - 0.4),
+                           u(n) * 0.2 - 0.1], 1)
+    order = torch.argsort(u(n, 4), dim=1)            # a random permutation of the 4 ops per image
+    jittered = v.clone()
+    ops = (_brightness, _contrast, _saturation, _hue_shift)
+    for slot in range(4):                            # each op on just the images that drew it in this slot
+        for k, op in enumerate(ops):
+            sel = (apply & (order[:, slot] == k)).nonzero().flatten()
+            if len(sel):
+                jittered[sel] = op(jittered[sel], factors[sel, k])
+    v = jittered
     gray = (u(n) < 0.2)[:, None, None, None]
     return torch.where(gray, _gray(v).expand_as(v), v)
 
 
 def _gray(v):
-    return (0.299 * v[:, 0:1] + 0.587 * v[:, 1:2] + 0.114 * v[:, 2:3])
+    return (0.2989 * v[:, 0:1] + 0.587 * v[:, 1:2] + 0.114 * v[:, 2:3])
+
+
+def _brightness(v, f):
+    return (v * f[:, None, None, None]).clamp(0, 1)
 
 
 def _contrast(v, f):
     m = _gray(v).mean(dim=(1, 2, 3), keepdim=True)
-    return (v - m) * f[:, None, None, None] + m
+    return ((v - m) * f[:, None, None, None] + m).clamp(0, 1)
 
 
 def _saturation(v, f):
     g = _gray(v)
-    return (v - g) * f[:, None, None, None] + g
+    return ((v - g) * f[:, None, None, None] + g).clamp(0, 1)
 
 
 def _hue_shift(v, shift):
-    # Rotate chroma in YIQ space: a cheap, differentiable stand-in for an HSV hue shift.
-    ang = shift * 2 * torch.pi
-    cos, sin = torch.cos(ang)[:, None, None], torch.sin(ang)[:, None, None]
+    """torchvision's adjust_hue: to HSV, h = (h + shift) mod 1, back to RGB."""
     r, g, b = v[:, 0], v[:, 1], v[:, 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    i = 0.596 * r - 0.274 * g - 0.322 * b
-    q = 0.211 * r - 0.523 * g + 0.312 * b
-    i, q = i * cos - q * sin, i * sin + q * cos
-    return torch.stack([y + 0.956 * i + 0.621 * q, y - 0.272 * i - 0.647 * q, y - 1.106 * i + 1.703 * q], 1)
+    maxc, _ = v.max(1)
+    minc, _ = v.min(1)
+    delta = maxc - minc
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    hue = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    hue = torch.where(delta > 0, (hue / 6.0) % 1.0, torch.zeros_like(hue))
+    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    hue = (hue + shift[:, None, None]) % 1.0
+    i = torch.floor(hue * 6.0)
+    f = hue * 6.0 - i
+    p, q, t = maxc * (1 - sat), maxc * (1 - sat * f), maxc * (1 - sat * (1 - f))
+    i = i.long() % 6
+    vals = torch.stack([maxc, q, p, p, t, maxc,      # r for i = 0..5
+                        t, maxc, maxc, q, p, p,      # g
+                        p, p, t, maxc, maxc, q], 1).view(len(v), 3, 6, *maxc.shape[1:])
+    return vals.gather(2, i[:, None, None].expand(-1, 3, 1, -1, -1)).squeeze(2)
 
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:

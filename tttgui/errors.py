@@ -8,3 +8,8 @@ class UserError(Exception):
 def expect(condition: bool, message: str) -> None:
     if not condition:
         raise UserError(message)
+
+
+def shown(text: str) -> str:
+    """Text safe to print or write as UTF-8: undecodable bytes of a path (surrogate escapes) become \\xNN."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

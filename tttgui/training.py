@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from tttgui.atomic import atomic_path, write_text
 from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to_float
-from tttgui.errors import UserError
+from tttgui.errors import UserError, shown
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
 from tttgui.progress import Progress
 from tttgui.stats import source_statistics, statistics_sample
@@ -33,6 +33,10 @@ class TrainConfig:
     unlabeled: str | None = None             # phase-1 images (labels never read); default: data
     test: str | None = None                  # clean test images for the model card
     label_fraction: float = 1.0
+    ssl: str = "rotation"                    # phase-1 task(s): rotation, simclr or rotation+simclr
+    finetune: str = "joint"                  # phase 2: joint (TTT paper) or none (keep the self-supervised model)
+    ssl_lr: float | None = None              # phase-1 lr and batch size (default: --lr, --batch-size)
+    ssl_batch_size: int | None = None
     ssl_epochs: int = 2
     epochs: int = 25
     swa_epochs: int = 0                      # phase 3: constant lr, the weights averaged over its epochs (SWA)
@@ -61,12 +65,13 @@ def load_images(path: str, limit: int | None, cache_dir: str | None):
     from tttgui.data.subset import random_subset
 
     ds = open_dataset(path)
+    check_size(ds, path, limit)
     if limit is not None and limit < len(ds):   # the data layer's seeded subset, as everywhere else
         images, labels = random_subset(ds, limit, seed=0).arrays()
         return images, labels, ds.classes
     cache = None
     if cache_dir:
-        key = hashlib.sha1(f"{Path(path).resolve()}|{len(ds)}|{os.path.getmtime(path)}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(os.fsencode(f"{Path(path).resolve()}|{len(ds)}|{os.path.getmtime(path)}")).hexdigest()[:16]
         cache = Path(cache_dir) / f"arrays-{key}.npz"
         if cache.is_file():
             z = np.load(cache)
@@ -76,6 +81,22 @@ def load_images(path: str, limit: int | None, cache_dir: str | None):
         with atomic_path(cache) as tmp:
             np.savez(tmp, images=images, labels=labels)
     return images, labels, ds.classes
+
+
+MAX_SIDE = 512                 # larger images are not what these CIFAR-sized networks train on
+MAX_BYTES = 8 * 2 ** 30        # decoded uint8 arrays above this would not fit beside training in memory
+
+
+def check_size(ds, path: str, limit: int | None) -> None:
+    """Refuse, before decoding everything, images too large to train on (one line instead of the OOM killer)."""
+    if len(ds) == 0:
+        raise UserError(f"data {path} holds no images; expected a folder of <class>/<image> files")
+    h, w = ds[0][0].shape[:2]
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if max(h, w) > MAX_SIDE or n * h * w * 3 > MAX_BYTES:
+        raise UserError(f"images of {path} are {w}x{h} ({n} of them, {n * h * w * 3 / 2 ** 30:.1f} GiB decoded); "
+                        f"expected at most {MAX_SIDE}x{MAX_SIDE} and {MAX_BYTES // 2 ** 30} GiB in all: resize "
+                        "them first (tttgui trains CIFAR-sized networks)")
 
 
 def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -98,6 +119,9 @@ class Trainer:
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
         labeled, labels, classes = load_images(cfg.data, cfg.limit, cfg.cache_dir)
+        if cfg.finetune != "none" and (len(labels) == 0 or labels.min() < 0 or not classes):
+            raise UserError(f"--labeled {cfg.data} has no class labels; expected a folder of <class>/<image> "
+                            "(or a labeled release) for fine-tuning")
         keep = stratified_fraction(labels, cfg.label_fraction, cfg.seed)
         self.x_lab = torch.from_numpy(labeled[keep])
         self.y_lab = torch.from_numpy(labels[keep])
@@ -107,7 +131,7 @@ class Trainer:
         else:
             self.x_unl = torch.from_numpy(labeled)
         self.classes = list(classes)
-        spec = ModelSpec(arch=cfg.arch, num_classes=len(classes), heads=tuple(cfg.heads),
+        spec = ModelSpec(arch=cfg.arch, num_classes=len(classes), heads=kept_heads(cfg),
                          arch_args={"depth": 26, "width": 1, "norm": cfg.norm}, input_size=labeled.shape[1],
                          **cfg.spec_overrides)
         self.model: TTTModel = build_model(spec).to(self.device)
@@ -123,12 +147,14 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
     # -- schedule: per phase, linear warm-up (1 epoch's worth, capped) then cosine to 0 -----------------------
-    def lr_at(self, phase_epochs: int, it: int, iters: int, restart: int | None = None) -> float:
+    def lr_at(self, phase_epochs: int, it: int, iters: int, restart: int | None = None,
+              base: float | None = None) -> float:
+        base = self.cfg.lr if base is None else base
         total = phase_epochs * iters
         warm = min(iters, total // 10 + 1)
         if it < warm:
-            return self.cfg.lr * (it + 1) / warm
-        lr = 0.5 * self.cfg.lr * (1 + math.cos(math.pi * (it - warm) / max(total - warm, 1)))
+            return base * (it + 1) / warm
+        lr = 0.5 * base * (1 + math.cos(math.pi * (it - warm) / max(total - warm, 1)))
         # A warm restart ramps up over one epoch too: jumping from ~0 to the cosine's value blew up the
         # shipped model (GroupNorm's scale-invariant weights have shrunk, so the effective step is large).
         if restart is not None and restart * iters <= it < (restart + 1) * iters:
@@ -137,14 +163,15 @@ class Trainer:
 
     def ssl_loss(self, x: torch.Tensor, stats: dict) -> torch.Tensor:
         loss = x.new_zeros(())
-        if "rotation" in self.model.spec.heads:
+        tasks = ssl_tasks(self.cfg.ssl)
+        if "rotation" in tasks:
             r = random_rotations(len(x), self.gen, x.device)
             logits = self.model.rotation_logits(rotate(crop_flip(x, self.gen), r))
             lr = F.cross_entropy(logits, r)
             stats["rot_loss"] = stats.get("rot_loss", 0) + lr.item() * len(x)
             stats["rot_correct"] = stats.get("rot_correct", 0) + (logits.argmax(1) == r).sum().item()
             loss = loss + lr
-        if "contrastive" in self.model.spec.heads:
+        if "simclr" in tasks:
             lc = self.contrastive_loss(x)
             stats["con_loss"] = stats.get("con_loss", 0) + lc.item() * len(x)
             loss = loss + lc
@@ -160,7 +187,7 @@ class Trainer:
         model.train()
         data = self.x_unl if phase == 1 else self.x_lab
         n = len(data)
-        bs = min(cfg.batch_size, n)
+        bs = min(cfg.ssl_batch_size or cfg.batch_size if phase == 1 else cfg.batch_size, n)
         iters = n // bs
         perm = torch.randperm(n, generator=self.gen)
         stats: dict = {"n": 0}
@@ -172,7 +199,8 @@ class Trainer:
                     lr = cfg.swa_lr * min(1.0, (epoch_in_phase * iters + it + 1) / iters)
                 else:
                     lr = self.lr_at(phase_epochs, epoch_in_phase * iters + it, iters,
-                                    self.restarts[-1] if phase == 2 and self.restarts else None)
+                                    self.restarts[-1] if phase == 2 and self.restarts else None,
+                                    cfg.ssl_lr if phase == 1 else None)
                 for g in self.opt.param_groups:
                     g["lr"] = lr
                 idx = perm[it * bs:(it + 1) * bs]
@@ -272,7 +300,7 @@ class Trainer:
         cfg = self.cfg
         if resume and self.load_state():
             self.log(f"resumed from {self.state_path()} after epoch {self.epoch}")
-        sizes = (cfg.ssl_epochs, cfg.epochs, cfg.swa_epochs)
+        sizes = (cfg.ssl_epochs, cfg.epochs, cfg.swa_epochs) if cfg.finetune != "none" else (cfg.ssl_epochs, 0, 0)
         total = sum(sizes)
         while self.epoch < total:
             phase, e = 1, self.epoch
@@ -321,6 +349,9 @@ class Trainer:
         if xt is not None:
             result.update(evaluate_clean(model, xt, yt, self.device))
             result["test_images"] = len(xt)
+            if cfg.finetune == "none":      # the classifier was never trained: no error to state
+                result.pop("clean_error")
+        result["finetune"] = cfg.finetune
         k = min(cfg.stats_images, len(self.x_unl))
         stats = source_statistics(model, statistics_sample(self.x_unl, k, cfg.seed), self.device)
         meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
@@ -350,6 +381,29 @@ def refresh_batchnorm(model: TTTModel, images: torch.Tensor, batch: int, device)
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.eval()
+
+
+SSL_TASKS = ("rotation", "simclr")
+FINETUNE = ("joint", "none")
+
+
+def ssl_tasks(name: str) -> tuple[str, ...]:
+    """'rotation+simclr' -> ('rotation', 'simclr'); raises a one-line error for an unknown task."""
+    tasks = tuple(t.strip() for t in name.split("+") if t.strip())
+    bad = [t for t in tasks if t not in SSL_TASKS]
+    if bad or not tasks:
+        raise UserError(f"--ssl {name!r} is not a known self-supervised task; expected rotation, simclr or "
+                        "rotation+simclr")
+    return tasks
+
+
+def kept_heads(cfg: TrainConfig) -> tuple[str, ...]:
+    """The checkpoint keeps every head it was trained with: --heads plus those of the --ssl tasks."""
+    heads = list(cfg.heads)
+    for task, head in (("rotation", "rotation"), ("simclr", "contrastive")):
+        if cfg.ssl_epochs and task in ssl_tasks(cfg.ssl) and head not in heads:
+            heads.append(head)
+    return tuple(h for h in ("rotation", "contrastive") if h in heads)
 
 
 def nt_xent(z: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -457,7 +511,8 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
         lines.append(f"| {s['epoch']} | {('ssl', 'joint', 'swa')[s['phase'] - 1]} | {f('cls_loss')} | "
                      f"{f('cls_correct', 100, '{:.1f}')} | {f('rot_loss')} | {f('rot_correct', 100, '{:.1f}')} | "
                      f"{s['seconds']:.0f} |")
-    write_text(path, "\n".join(lines) + "\n")
+    # a path with undecodable bytes (surrogate escapes) is written as \xNN rather than failing
+    write_text(path, shown("\n".join(lines) + "\n"))
 
 
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:

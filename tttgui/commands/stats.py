@@ -19,7 +19,9 @@ def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="source (training) images, e.g. ../shared/data/cifar10/train")
     p.add_argument("--images", type=int, default=10000, help="images drawn at random from --data (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw and of the crop/flip augmentation")
-    p.add_argument("--out", help="where to write the updated checkpoint (default: replace --checkpoint)")
+    p.add_argument("--out", help="where to write the updated checkpoint (.pt; its card goes beside it)")
+    p.add_argument("--in-place", action="store_true",
+                   help="write the statistics into --checkpoint itself (needed to change a shipped model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
@@ -35,10 +37,21 @@ def run(args) -> int:
     from tttgui.stats import source_statistics, statistics_sample
     from tttgui.training import stats_card_line, stats_provenance
 
-    if args.images < 1:
-        raise UserError(f"--images {args.images} is invalid; expected 1 or more")
-    device = resolve_device(args.device)
+    from tttgui.commands import checks
+
+    checks.at_least("--images", args.images, 1)
+    checks.seed(args.seed)
     checkpoint = Path(args.checkpoint or default_checkpoint_path())
+    if args.in_place == bool(args.out):
+        raise UserError("expected exactly one of --out FILE.pt (a new checkpoint) or --in-place (rewrite "
+                        f"{checkpoint} itself)")
+    out = checkpoint if args.in_place else checks.checkpoint_out("--out", args.out)
+    if not args.in_place and out.resolve() == checkpoint.resolve():
+        raise UserError(f"--out {args.out} is the input checkpoint; expected another file, or --in-place")
+    checks.input_path("--data", args.data)
+    if args.in_place:
+        checks.writable_folder("--in-place", checkpoint.parent)
+    device = resolve_device(args.device)
     model, payload = load_checkpoint(checkpoint, device)
     ds = open_dataset(args.data)
     n = len(ds)
@@ -53,7 +66,6 @@ def run(args) -> int:
     stats = source_statistics(model, statistics_sample(torch.from_numpy(images), k, args.seed), device)
     meta = dict(payload.get("meta") or {})
     meta["source_stats"] = {**stats_provenance(args.data, k, args.seed), "command": _command()}
-    out = Path(args.out or checkpoint)
     extra = {key: v for key, v in payload.items() if key not in CORE_KEYS}
     save_checkpoint(out, model, payload["classes"], stats, meta, extra)
     _update_card(out.with_suffix(".md"), stats_card_line(meta["source_stats"]))

@@ -8,13 +8,21 @@ from tttgui.models import HEADS
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="labeled images for fine-tuning (phase 2)")
+    p.add_argument("--labeled", "--data", dest="data", required=True,
+                   help="labeled images for fine-tuning (phase 2; --data is the old name)")
     p.add_argument("--unlabeled", help="images for self-supervised pretraining (phase 1, labels never read); "
                    "default: the --data images")
     p.add_argument("--test", help="clean test images: error and rotation accuracy go into the model card")
     p.add_argument("--out", required=True, help="checkpoint to write (.pt); a .md model card goes beside it")
     p.add_argument("--label-fraction", type=float, default=1.0, help="fine-tune on this fraction of the labels")
+    p.add_argument("--ssl", default="rotation",
+                   help="phase-1 self-supervised task: rotation, simclr or rotation+simclr (default rotation)")
+    p.add_argument("--finetune", choices=["joint", "none"], default="joint",
+                   help="phase 2: joint (classifier + self-supervised heads, the TTT paper's training) or none "
+                   "(keep the self-supervised model)")
     p.add_argument("--ssl-epochs", type=int, default=2, help="phase-1 epochs (default 2)")
+    p.add_argument("--ssl-lr", type=float, help="phase-1 peak lr (default: --lr)")
+    p.add_argument("--ssl-batch-size", type=int, help="phase-1 batch size (default: --batch-size)")
     p.add_argument("--epochs", type=int, default=25, help="phase-2 epochs (default 25)")
     p.add_argument("--swa-epochs", type=int, default=0,
                    help="after the joint epochs, this many more at a constant lr; the checkpoint is the mean of "
@@ -40,30 +48,69 @@ def run(args) -> int:
     import torch
 
     from tttgui.device import resolve_device
-    from tttgui.errors import UserError
+    from tttgui.errors import shown
     from tttgui.training import TrainConfig, train
 
+    check_arguments(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     heads = tuple(h.strip() for h in args.heads.split(",") if h.strip())
-    bad = [h for h in heads if h not in HEADS]
-    if bad:
-        raise UserError(f"unknown head(s) {bad}; expected a comma list of {', '.join(HEADS)}")
-    if min(args.epochs, args.ssl_epochs, args.swa_epochs) < 0:
-        raise UserError("--epochs, --ssl-epochs and --swa-epochs must be >= 0")
-    if not args.swa_lr > 0:
-        raise UserError(f"--swa-lr {args.swa_lr} is out of range; expected a positive learning rate")
     cfg = TrainConfig(
         data=args.data, out=args.out, unlabeled=args.unlabeled, test=args.test,
-        label_fraction=args.label_fraction, ssl_epochs=args.ssl_epochs, epochs=args.epochs,
+        label_fraction=args.label_fraction, ssl=args.ssl, finetune=args.finetune, ssl_lr=args.ssl_lr,
+        ssl_batch_size=args.ssl_batch_size, ssl_epochs=args.ssl_epochs, epochs=args.epochs,
         swa_epochs=args.swa_epochs, swa_lr=args.swa_lr,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, heads=heads, norm=args.norm,
         seed=args.seed, device=str(resolve_device(args.device)), limit=args.limit, cache_dir=args.cache_dir,
-        command="tttgui train " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["train"]
+        command=shown("tttgui train " + " ".join(shlex.quote(a) for a in sys.argv[2:])) if sys.argv[1:2] == ["train"]
         else "tttgui train (called from Python)",
         progress=not args.no_progress)
     meta = train(cfg, resume=args.resume, log=lambda s: print(s, flush=True))
     summary = ", ".join(f"{k} {meta[k]}" for k in ("clean_error", "rotation_accuracy", "train_seconds")
                         if k in meta)
-    print(f"wrote {args.out} ({summary})")
+    print(shown(f"wrote {args.out} ({summary})"))
     return 0
+
+
+def check_arguments(args) -> None:
+    """Every value that can be judged before the data is read: one line each, before any work."""
+    from pathlib import Path
+
+    from tttgui.commands import checks
+    from tttgui.errors import UserError
+    from tttgui.training import FINETUNE, ssl_tasks
+
+    checks.threads(args.threads)
+    checks.seed(args.seed)
+    for option, value in (("--epochs", args.epochs), ("--ssl-epochs", args.ssl_epochs),
+                          ("--swa-epochs", args.swa_epochs)):
+        checks.at_least(option, value, 0)
+    for option, value in (("--batch-size", args.batch_size), ("--ssl-batch-size", args.ssl_batch_size),
+                          ("--limit", args.limit), ("--stats-images", getattr(args, "stats_images", None))):
+        checks.at_least(option, value, 1)
+    for option, value in (("--lr", args.lr), ("--ssl-lr", args.ssl_lr), ("--swa-lr", args.swa_lr)):
+        checks.positive(option, value)
+    checks.non_negative("--weight-decay", args.weight_decay)
+    heads = [h.strip() for h in args.heads.split(",") if h.strip()]    # "" keeps only the --ssl heads
+    bad = [h for h in heads if h not in HEADS]
+    if bad:
+        raise UserError(f"--heads {args.heads!r} names unknown head(s) {bad}; expected a comma list of "
+                        f"{', '.join(HEADS)}")
+    ssl_tasks(args.ssl)
+    if args.finetune not in FINETUNE:
+        raise UserError(f"--finetune {args.finetune!r} is unknown; expected one of {', '.join(FINETUNE)}")
+    if not 0 < args.label_fraction <= 1:
+        raise UserError(f"--label-fraction {args.label_fraction} is out of range; expected 0 < f <= 1")
+    for option, path in (("--labeled", args.data), ("--unlabeled", args.unlabeled), ("--test", args.test)):
+        checks.input_path(option, path)
+    checks.cache_dir(args.cache_dir)
+    out = checks.checkpoint_out("--out", args.out)
+    if checks.shipped(out):
+        raise UserError(f"--out {args.out} is a model shipped with tttgui; expected another file name")
+    state = out.with_suffix(".state.pt")
+    if state.exists() and not args.resume:
+        raise UserError(f"{state} holds a resumable training state; expected --resume to continue it, or "
+                        "another --out (or delete the state) to start afresh")
+    for option, path in (("--labeled", args.data), ("--unlabeled", args.unlabeled), ("--test", args.test)):
+        if path and Path(path).resolve() in (out.resolve(), out.with_suffix(".md").resolve()):
+            raise UserError(f"--out {args.out} would write over {option} {path}; expected another file name")
