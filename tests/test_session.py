@@ -126,8 +126,8 @@ def test_nan_stops_the_run_and_keeps_the_model(tiny):
     before = {k: v.clone() for k, v in s.model.state_dict().items()}
     s.adapter.method.loss = lambda m, b: m.rotation_logits(b["views"]).sum() * float("inf") * 0
     records = list(s.run(5))
-    assert len(records) == 1 and records[0].status == "nan"
-    assert s.result().status == "nan"
+    assert len(records) == 1 and records[0].status == "diverged"
+    assert s.result().status == "diverged"
     for k, v in s.model.state_dict().items():
         assert torch.equal(v, before[k])
 

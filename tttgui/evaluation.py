@@ -23,10 +23,11 @@ import torch
 from tttgui.atomic import atomic_path, write_text
 from tttgui.augment import to_float
 from tttgui.errors import UserError
-from tttgui.methods import Adapter, MethodConfig, PROTOCOLS, get_method, image_seed
+from tttgui.methods import DIVERGED, Adapter, MethodConfig, PROTOCOLS, decide, get_method, image_seed
 
 CLEAN = "none"
-SUMMARY_COLUMNS = ["corruption", "severity", "method", "protocol", "n", "error_before", "error_after"]
+SUMMARY_COLUMNS = ["corruption", "severity", "method", "protocol", "n", "error_before", "error_after",
+                   "diverged"]
 IMAGE_COLUMNS = ["corruption", "severity", "method", "protocol", "index", "label", "prediction_before",
                  "confidence_before", "prediction_after", "confidence_after", "loss_first", "loss_last", "steps",
                  "seconds", "status"]
@@ -81,6 +82,7 @@ class SummaryRow:
     n: int
     error_before: float               # percent, source model
     error_after: float                # percent, after adaptation (last iterate)
+    diverged: int = 0                 # images whose adaptation diverged (counted as errors in error_after)
 
 
 @dataclass
@@ -205,13 +207,12 @@ def corrupt_images(images, corruption, severity, cfg, device):
 
 @torch.no_grad()
 def predict_all(model, x_all: torch.Tensor, device, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """Source-model predictions and confidences of every image."""
+    """Source-model predictions and confidences of every image (-1 and nan where the logits are not finite)."""
     preds, confs = [], []
     for i in range(0, len(x_all), batch):
-        p = model(x_all[i:i + batch].to(device)).softmax(-1)
-        c, k = p.max(-1)
-        preds.append(k.cpu().numpy())
-        confs.append(c.cpu().numpy())
+        k, c, _ = decide(model(x_all[i:i + batch].to(device)))
+        preds.append(k)
+        confs.append(c)
     return np.concatenate(preds), np.concatenate(confs)
 
 
@@ -233,10 +234,12 @@ def _run_episodic(ad, x_all, labels, indices, order, before, cfg, device, progre
                 if up.status != "ok":
                     status = up.status
                     break
-            p = ad.predict(x).softmax(-1)[0]
-            pred, conf = int(p.argmax()), float(p.max())
+            preds, confs, finite = ad.outcome(x)
+            pred, conf = int(preds[0]), float(confs[0])
+            status = status if finite[0] else DIVERGED
         else:
             pred, conf = int(before[0][i]), float(before[1][i])
+            status = "ok" if pred >= 0 else DIVERGED   # -1: the source model's logits are not finite
         rows.append(_row(ad, corruption, severity, indices[i], labels[i], before, i, pred, conf, losses,
                          time.perf_counter() - t0, status))
         if progress:
@@ -263,20 +266,21 @@ def _run_online(ad, x_all, labels, indices, order, before, cfg, device, progress
                 if up.status != "ok":   # the adapter restored the source weights; the stream goes on
                     status = up.status
                     break
-            p = ad.predict(x).softmax(-1)
-            preds, confs = p.argmax(-1).cpu().numpy(), p.max(-1).values.cpu().numpy()
+            preds, confs, finite = ad.outcome(x)
         else:
-            preds, confs = before[0][idx], before[1][idx]
+            preds, confs, finite = before[0][idx], before[1][idx], before[0][idx] >= 0   # -1: not finite
         seconds = (time.perf_counter() - t0) / len(idx)
         for j, i in enumerate(idx):
             rows.append(_row(ad, corruption, severity, indices[i], labels[i], before, i, int(preds[j]),
-                             float(confs[j]), losses, seconds, status))
+                             float(confs[j]), losses, seconds, status if finite[j] else DIVERGED))
         if progress:
             progress(len(idx), f"{corruption}-{severity} {ad.recipe.method}")
     return rows
 
 
 def _row(ad, corruption, severity, index, label, before, i, pred, conf, losses, seconds, status) -> ImageRow:
+    if status == DIVERGED:   # the restored weights' prediction is not this method's: no class, never a hit
+        pred, conf = -1, float("nan")
     return ImageRow(corruption=corruption, severity=int(severity), method=ad.recipe.method,
                     protocol=ad.recipe.protocol, index=int(index), label=int(label),
                     prediction_before=int(before[0][i]), confidence_before=float(before[1][i]),
@@ -288,10 +292,11 @@ def _row(ad, corruption, severity, index, label, before, i, pred, conf, losses, 
 def summarise(rows: list[ImageRow]) -> SummaryRow:
     n = len(rows)
     wrong_before = sum(r.prediction_before != r.label for r in rows)
-    wrong_after = sum(r.prediction_after != r.label for r in rows)
+    diverged = sum(r.status == DIVERGED for r in rows)
+    wrong_after = sum(r.status == DIVERGED or r.prediction_after != r.label for r in rows)
     r = rows[0]
     return SummaryRow(r.corruption, r.severity, r.method, r.protocol, n, round(100.0 * wrong_before / n, 4),
-                      round(100.0 * wrong_after / n, 4))
+                      round(100.0 * wrong_after / n, 4), diverged)
 
 
 def paired_difference(rows_a: list[ImageRow], rows_b: list[ImageRow]) -> tuple[float, float, float, int]:
@@ -355,7 +360,8 @@ def library_versions() -> dict:
 
 
 def table(result: EvalResult) -> str:
-    """Error % per shift: the source model ("no adapt") and each adapting method, then the mean row."""
+    """Error % per shift: the source model ("no adapt") and each adapting method, then the mean row and how
+    many images diverged per method (all shifts; they count as errors)."""
     methods = list(dict.fromkeys(r.method for r in result.summary))
     keys = list(dict.fromkeys((r.corruption, r.severity) for r in result.summary))
     by = {(r.corruption, r.severity, r.method): r for r in result.summary}
@@ -373,6 +379,9 @@ def table(result: EvalResult) -> str:
     if len(keys) > 1:
         lines.append(f"{'mean':<24}" + "".join(f"{np.mean(sums[k]):>10.2f}" if sums[k] else f"{'':>10}"
                                                for k in cols))
+    div = {m: sum(r.diverged for r in result.summary if r.method == m) for m in methods}
+    lines.append(f"{'diverged (images)':<24}" + f"{div.get('source', ''):>10}"
+                 + "".join(f"{div[m]:>10}" for m in cols[1:]))
     return "\n".join(lines)
 
 

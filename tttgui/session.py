@@ -61,7 +61,7 @@ class StepRecord:
     seconds: float                   # wall time of this step (update + diagnostics)
     grad_cosine: float | None        # cos(self-supervised grad, classification grad) on the trunk; label only
     uses_label: bool                 # True when grad_cosine was computed from the true label
-    status: str                      # "ok" | "nan" (non-finite loss/gradient/weights: run stopped, model restored)
+    status: str                      # "ok" | "diverged" (non-finite loss/gradient/weights: run stopped, restored)
     label: int | None = None         # diagnostics only; never used by the update itself
     correct: bool | None = None
 

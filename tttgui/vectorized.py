@@ -23,7 +23,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from tttgui.errors import UserError
-from tttgui.methods.adapter import image_seed, make_optimizer
+from tttgui.methods.adapter import DIVERGED, decide, image_seed, make_optimizer
 from tttgui.methods.base import MethodConfig
 from tttgui.methods.registry import get_method
 
@@ -42,7 +42,7 @@ class EpisodeResult:
 
     probs: np.ndarray                  # class probabilities after adaptation (last iterate)
     losses: tuple[float, ...]          # loss of every step taken
-    status: str                        # "ok" | "nan" (as tttgui.methods.adapter.Update)
+    status: str                        # "ok" | DIVERGED (as tttgui.methods.adapter.Update)
 
 
 def supports(model, config: MethodConfig) -> bool:
@@ -161,16 +161,19 @@ class VectorizedEpisodic:
                     if active[i]:
                         losses[i].append(float(values[i]))
                         if stopped[i]:
-                            status[i] = "nan"
+                            status[i] = DIVERGED
                 active &= ~stopped
                 if not active.any():
                     break
-        probs = self._probs(stacked, x)
-        return [EpisodeResult(probs[i], tuple(losses[i]), status[i]) for i in range(n)]
+        logits = self._logits(stacked, x)
+        finite = decide(logits)[2]
+        probs = logits.softmax(-1).cpu().numpy()
+        return [EpisodeResult(probs[i], tuple(losses[i]), status[i] if finite[i] else DIVERGED) for i in range(n)]
 
     def _step(self, stacked: dict, opt, batch: dict, consts: dict, active: torch.Tensor):
-        """One update of every active copy; inactive copies (stopped on a non-finite value) stay as they are.
-        Returns the per-image losses (CPU) and which active images stop now (as Adapter.update's "nan")."""
+        """One update of every active copy. A copy whose loss, gradient or updated weights are not finite goes
+        back to the source weights and stops (as Adapter.update's DIVERGED); stopped copies stay there.
+        Returns the per-image losses (CPU) and which active images stop now."""
         params = list(stacked.values())
         with torch.enable_grad():
             loss_one = lambda p, b: functional_call(self._loss, p, ({**b, **consts},))  # noqa: E731
@@ -185,32 +188,26 @@ class VectorizedEpisodic:
             if g is not None:
                 gnorm += g.detach().flatten(1).pow(2).sum(1)
         ok &= torch.isfinite(gnorm).cpu()
-        keep = ~ok
-        frozen = [p.detach()[keep.to(p.device)].clone() for p in params] if keep.any() else None
         for p, g in zip(params, grads):
             p.grad = torch.zeros_like(p) if g is None else torch.where(_mask(ok, p), g, 0.0)
         opt.step()
         for p in params:
             p.grad = None
         with torch.no_grad():
-            if frozen is not None:
-                for p, f in zip(params, frozen):
-                    p[keep.to(p.device)] = f
             finite = torch.stack([torch.isfinite(p.detach().flatten(1)).all(1) for p in params]).all(0).cpu()
-            bad = ok & ~finite
-            if bad.any():   # as Adapter.update: weights gone non-finite -> restore the source weights
+            ok &= finite
+            if not ok.all():   # also the copies stopped before: weight decay or momentum would move them
                 for (_, src), p in zip(self.named, params):
-                    p[bad.to(p.device)] = src.detach()
+                    p[~ok.to(p.device)] = src.detach()
         # the sequential loop records the loss, then stops after a non-finite loss, gradient or weight
-        return values.cpu(), (~ok | bad) & active
+        return values.cpu(), ~ok & active
 
     @torch.no_grad()
-    def _probs(self, stacked: dict, x: torch.Tensor) -> np.ndarray:
+    def _logits(self, stacked: dict, x: torch.Tensor) -> torch.Tensor:
         if not stacked:
-            return self.model(x).softmax(-1).cpu().numpy()
+            return self.model(x)
         detached = {k: v.detach() for k, v in stacked.items()}
-        logits = vmap(lambda p, xi: functional_call(self._predict, p, (xi[None],))[0])(detached, x)
-        return logits.softmax(-1).cpu().numpy()
+        return vmap(lambda p, xi: functional_call(self._predict, p, (xi[None],))[0])(detached, x)
 
 
 def _mask(ok: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

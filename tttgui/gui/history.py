@@ -8,12 +8,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import platform
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from tttgui.atomic import write_bytes
 from tttgui.evaluation import csv_cell
+from tttgui.methods import DIVERGED
 
 # The documented CSV columns, in order (README "History CSV").
 COLUMNS = ("row", "image", "index", "label", "corruption", "severity", "method", "protocol", "steps_config",
@@ -48,7 +50,7 @@ class HistoryRow:
     loss_last: float | None
     steps: int
     seconds: float
-    status: str
+    status: str           # "done" | "stopped" | "paused" | "diverged" (no prediction after, never correct)
 
 
 def build_row(row: int, records, classes, *, image: str, index: int, label: int | None, corruption: str,
@@ -56,19 +58,30 @@ def build_row(row: int, records, classes, *, image: str, index: int, label: int 
     """Summarise an episode's records (step 0 first) as one history row."""
     first, last = records[0], records[-1]
     losses = [r.loss for r in records if r.loss is not None]
-    name = lambda i: classes[i] if classes and 0 <= i < len(classes) else str(i)  # noqa: E731
+    if status == DIVERGED or last.status == DIVERGED or not math.isfinite(last.confidence):
+        status = DIVERGED
+    name = lambda i: "" if i is None else classes[i] if classes and 0 <= i < len(classes) else str(i)  # noqa: E731
     correct = lambda p: "" if label is None else ("yes" if p == label else "no")  # noqa: E731
+    before, after = _prediction(first, False), _prediction(last, status == DIVERGED)
     default = lambda v: "default" if v is None else str(v)  # noqa: E731
     return HistoryRow(
         row=row, image=image, index=int(index), label="" if label is None else name(int(label)),
         corruption=corruption, severity=int(severity) if corruption != "none" else 0,
         method=config.method, protocol=config.protocol, steps_config=default(config.steps), lr=default(config.lr),
         optimizer=default(config.optimizer), views=default(config.views), params=default(config.params),
-        seed=int(config.seed), pred_before=name(int(first.prediction)), conf_before=float(first.confidence),
-        pred_after=name(int(last.prediction)), conf_after=float(last.confidence),
-        correct_before=correct(int(first.prediction)), correct_after=correct(int(last.prediction)),
+        seed=int(config.seed), pred_before=name(before[0]), conf_before=before[1],
+        pred_after=name(after[0]), conf_after=after[1], correct_before=correct(before[0]),
+        correct_after=correct(after[0]),
         loss_first=float(losses[0]) if losses else None, loss_last=float(losses[-1]) if losses else None,
         steps=int(last.step), seconds=float(sum(r.seconds for r in records[1:])), status=status)
+
+
+def _prediction(record, diverged: bool) -> tuple[int | None, float]:
+    """(class, confidence) of a record; none after a divergence or from non-finite probabilities, so that an
+    argmax over NaN (class 0) is never shown or scored."""
+    if diverged or not math.isfinite(record.confidence):
+        return None, float("nan")
+    return int(record.prediction), float(record.confidence)
 
 
 def csv_text(rows) -> str:

@@ -7,6 +7,7 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QColor
 
 from tttgui.gui.history import COLUMNS, HistoryRow, field_names
+from tttgui.methods import DIVERGED
 
 _POS = {name: i for i, name in enumerate(field_names())}
 
@@ -52,4 +53,6 @@ class HistoryTableModel(QAbstractTableModel):
             return str(value)
         if role == Qt.ItemDataRole.BackgroundRole and col in ("correct_before", "correct_after") and value:
             return QColor(60, 170, 80, 80) if value == "yes" else QColor(210, 60, 50, 80)
+        if role == Qt.ItemDataRole.BackgroundRole and col == "status" and value == DIVERGED:
+            return QColor(210, 60, 50, 80)
         return None

@@ -4,7 +4,8 @@
 """
 from tttgui.methods.base import MethodConfig, Recipe, Method, PARAM_CHOICES, PROTOCOLS, OPTIMIZERS
 from tttgui.methods.registry import METHODS, method_names, get_method, method_defaults, describe
-from tttgui.methods.adapter import Adapter, Update, image_seed
+from tttgui.methods.adapter import DIVERGED, Adapter, Update, decide, image_seed
 
 __all__ = ["MethodConfig", "Recipe", "Method", "METHODS", "method_names", "get_method", "method_defaults",
-           "describe", "Adapter", "Update", "image_seed", "PARAM_CHOICES", "PROTOCOLS", "OPTIMIZERS"]
+           "describe", "Adapter", "Update", "DIVERGED", "decide", "image_seed", "PARAM_CHOICES", "PROTOCOLS",
+           "OPTIMIZERS"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,7 +23,11 @@ class Update:
     loss: float | None
     grad_norm: float | None
     grad_cosine: float | None
-    status: str                      # "ok" | "nan" (loss, gradient or weights not finite: model restored)
+    status: str                      # "ok" | DIVERGED
+
+
+# A non-finite loss, gradient, weight or logit: the source weights are restored and the image counts as wrong.
+DIVERGED = "diverged"
 
 
 def image_seed(seed: int, index: int) -> int:
@@ -66,6 +71,14 @@ class Adapter:
         """Logits in eval mode on the un-augmented images (how every method predicts)."""
         return self.model(images)
 
+    def outcome(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`decide` on the predicted logits; non-finite ones also restore the source weights (a model that
+        overflows must not carry on to the next images)."""
+        pred, conf, ok = decide(self.predict(images))
+        if not ok.all():
+            self.reset()
+        return pred, conf, ok
+
     def update(self, images: torch.Tensor, labels: torch.Tensor | None = None, batch: dict | None = None) -> Update:
         """One optimizer step on views drawn from `images` (or on a given drawn `batch`); with labels, also the
         gradient-alignment cosine (a diagnostic: labels never enter the update)."""
@@ -78,7 +91,7 @@ class Adapter:
                 loss = self.method.loss(self.model, batch)
             value = float(loss.detach())
             if not math.isfinite(value):
-                return Update(value, None, None, "nan")
+                return self._diverged(value)
             wanted = self.params + (self._extra if labels is not None else [])
             grads = torch.autograd.grad(loss, wanted, allow_unused=True)
             cosine = self._cosine(images, labels, dict(zip(map(id, wanted), grads))) if labels is not None else None
@@ -86,19 +99,24 @@ class Adapter:
         present = [g for g in grads if g is not None]
         gnorm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in present]))) if present else 0.0
         if not math.isfinite(gnorm):
-            return Update(value, gnorm, cosine, "nan")
+            return self._diverged(value, gnorm, cosine)
         for p, g in zip(self.params, grads):
             p.grad = g
         self.optimizer.step()
         for p in self.params:
             p.grad = None
         with torch.no_grad():
-            finite = math.isfinite(float(torch.stack(torch._foreach_norm(self.params)).sum()))
+            # element-wise, as the vectorised path checks (a norm of huge finite weights overflows)
+            finite = bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all())
         if not finite:
-            self.reset()
-            return Update(value, gnorm, cosine, "nan")
+            return self._diverged(value, gnorm, cosine)
         self.method.commit()
         return Update(value, gnorm, cosine, "ok")
+
+    def _diverged(self, value, gnorm=None, cosine=None) -> Update:
+        # Restore on every non-finite path, so no later step or image starts from a half-diverged model.
+        self.reset()
+        return Update(value, gnorm, cosine, DIVERGED)
 
     def _cosine(self, images, labels, ssl_grads: dict) -> float | None:
         """TTT paper diagnostic: cosine of the self-supervised and classification gradients on the trunk."""
@@ -115,6 +133,17 @@ class Adapter:
         a, b = torch.cat(a), torch.cat(b)
         denom = float(a.norm() * b.norm())
         return float(a @ b) / denom if denom > 0 else None
+
+
+@torch.no_grad()
+def decide(logits: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of logits: (class, confidence, finite). A row with a non-finite logit predicts -1 with
+    confidence nan: argmax would silently say class 0."""
+    ok = torch.isfinite(logits).all(-1)
+    conf, pred = logits.softmax(-1).max(-1)
+    pred = torch.where(ok, pred, torch.full_like(pred, -1))
+    conf = torch.where(ok, conf, torch.full_like(conf, float("nan")))
+    return pred.cpu().numpy(), conf.cpu().numpy(), ok.cpu().numpy()
 
 
 def make_optimizer(params, recipe):

@@ -6,6 +6,8 @@ clean accuracy, ...). Architecture, normalisation and heads are therefore always
 from __future__ import annotations
 
 import os
+import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -53,9 +55,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"checkpoint {path} is unreadable or truncated ({reason[:120]}); "
-                        "expected a file written by tttgui train") from None
+        raise UserError(f"checkpoint {path} {load_failure(path, exc)}; expected a file written by tttgui "
+                        "train") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise UserError(f"checkpoint {path} is not a tttgui checkpoint; expected a file written by tttgui "
                         "train (a dict with format='tttgui-checkpoint')")
@@ -86,6 +87,31 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
     return model.to(device).eval(), payload
 
 
+def load_failure(path: Path, exc: Exception) -> str:
+    """Why torch.load failed, in plain words judged from the file itself (torch's own text is long and
+    generic: "failed finding central directory", a bare KeyError, a paragraph on weights_only)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return f"cannot be read ({err.strerror})"
+    if not head:
+        return "is empty (0 bytes)"
+    banned = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+    if banned:
+        return (f"contains non-tensor objects that are not allowed ({banned.group(1)}: only tensors and plain "
+                "containers load safely)")
+    if head.startswith(b"PK"):   # torch.save's zip format
+        if not zipfile.is_zipfile(path):
+            return "is truncated (its zip archive has no end record)"
+        return "is a damaged zip archive or one torch.save did not write"
+    if head[:1] != b"\x80":      # pickles from protocol 2 on (torch's legacy format too) start so
+        return f"is not a zip/pickle file (it starts with {head!r})"
+    if isinstance(exc, EOFError):
+        return "is truncated (its pickle data ends early)"
+    return "is a pickle that torch.save did not write"
+
+
 def load_state(model: TTTModel, state: dict, origin: str) -> None:
     own = model.state_dict()
     missing = [k for k in own if k not in state]
@@ -102,6 +128,11 @@ def load_state(model: TTTModel, state: dict, origin: str) -> None:
             parts.append(f"shape mismatch at {k}: file {tuple(state[k].shape)}, model {tuple(own[k].shape)}")
         raise UserError(f"checkpoint {origin} does not match architecture {model.spec.arch}: "
                         + "; ".join(parts))
+    for k, v in state.items():   # a diverged training run saves fine but predicts class 0 for everything
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise UserError(f"checkpoint {origin} has non-finite weights: {k} holds {bad} nan/inf value(s) of "
+                            f"{v.numel()}; expected finite weights (its training probably diverged)")
     model.load_state_dict(state)
 
 
