@@ -218,7 +218,14 @@ def test_release_file_path_class_names_and_short_labels(tmp_path):
     (tmp_path / "CIFAR-100-C" / "classes.txt").write_text("yes\nno\n")
     ds = open_dataset(tmp_path / "CIFAR-100-C", severity=2)   # the only corruption is chosen
     assert ds.classes == ["yes", "no"] and ds.labels().tolist() == [1, 0, 1, 0]
+    # the release's own names win over a caller's, which stand in only for a release that names none
+    assert open_dataset(tmp_path / "CIFAR-100-C", severity=1, class_names=("a", "b")).classes == ["yes", "no"]
+    os.remove(tmp_path / "CIFAR-100-C" / "classes.txt")
     assert open_dataset(tmp_path / "CIFAR-100-C", severity=1, class_names=("a", "b")).classes == ["a", "b"]
+    (tmp_path / "CIFAR-100-C" / "corrupt.json").write_text(   # what tttgui corrupt writes
+        '{"corruptions": ["fog"], "severities": [1, 2, 3, 4, 5], "images": 4, "complete": true, "labeled": true, '
+        '"classes": ["yes", "no"]}')
+    assert open_dataset(tmp_path / "CIFAR-100-C" / "fog.npy", severity=1, class_names=("a", "b")).classes != ["a", "b"]
 
 
 def test_release_errors_name_the_file_and_the_expectation(tmp_path):
@@ -265,6 +272,22 @@ def test_image_folder_labels_indices_and_threaded_arrays(tmp_path):
     assert labels.tolist() == [e[1] for e in expected] == ds.labels().tolist()
     sub_images, sub_labels = ds.arrays([299, 0, -1])
     assert np.array_equal(sub_images[0], expected[299][0]) and sub_labels.tolist() == [2, 0, 2]
+
+
+def test_linked_folders_and_files_count_each_real_image_once(tmp_path):
+    make_folder(tmp_path / "set", per_class=2, classes=("cat", "dog"))
+    os.symlink("..", tmp_path / "set" / "cat" / "loop")   # cat/loop/cat/loop/... would repeat cat's images
+    os.symlink(tmp_path / "set" / "dog", tmp_path / "set" / "cat" / "also_dog")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "set" / "dog" / "a")
+    os.symlink(tmp_path / "elsewhere", tmp_path / "set" / "dog" / "b")
+    os.symlink("000.png", tmp_path / "set" / "dog" / "copy.png")
+    save_png(tmp_path / "elsewhere" / "x.png", hwc_images(1, 8)[0])
+    ds = open_dataset(tmp_path / "set")
+    names = [os.path.relpath(f, tmp_path / "set") for f in ds.files]
+    # cat/also_dog/ is dog/ reached through a link: cat keeps it (first seen), dog's own walk is separate
+    assert names == ["cat/000.png", "cat/001.png", "cat/also_dog/000.png", "cat/also_dog/001.png",
+                     "cat/also_dog/a/x.png", "dog/000.png", "dog/001.png", "dog/a/x.png"]
+    assert ds.labels().tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
 
 
 def test_split_parent_folder_opens_the_split(tmp_path):

@@ -1,6 +1,7 @@
 """`tttgui eval` and the evaluation engine: output schemas, determinism, protocols, errors."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -154,3 +155,52 @@ def test_session_and_eval_agree_on_an_image(setup):
         assert out.prediction_after == row.prediction_after
         assert out.confidence_after == pytest.approx(row.confidence_after, abs=1e-6)
         assert out.loss_last == pytest.approx(row.loss_last, abs=1e-6)
+
+
+def no_work(monkeypatch):
+    """Make evaluate() record its calls instead of working: input checks must come before any work."""
+    import tttgui.evaluation as ev
+    calls = []
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: calls.append(1))
+    return calls
+
+
+@pytest.mark.parametrize("extra", [
+    ["--threads", "-1"], ["--threads", "0"], ["--seed", "-1", "--limit", "2"],
+    ["--seed", "-1", "--protocol", "online"], ["--seed", str(2 ** 64)],
+    ["--severities", "", "--corruptions", "fog"], ["--severities", "5,5", "--corruptions", "fog"],
+    ["--corruptions", "fog,fog"], ["--methods", "ttt,TTT"]])
+def test_bad_numbers_and_lists_are_one_line_before_any_work(setup, tmp_path, capsys, monkeypatch, extra):
+    root, _, _ = setup
+    calls = no_work(monkeypatch)
+    assert run_cli(root, tmp_path / "x", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "error" in err and "expected" in err, err
+    assert not calls and not (tmp_path / "x").exists()
+
+
+def test_unwritable_outputs_are_refused_before_any_work(setup, tmp_path, capsys, monkeypatch):
+    import os
+    root, _, _ = setup
+    calls = no_work(monkeypatch)
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "taken" / "images.csv").mkdir(parents=True)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    real_open = os.open
+
+    def open_unless_locked(path, *args, **kwargs):   # root ignores the mode bits: refuse as the kernel would
+        if locked in (Path(path), Path(path).parent):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", open_unless_locked)
+    try:
+        for out, needle in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "sub", "under the file"),
+                            (tmp_path / "taken", "images.csv"), (locked, "not writable"),
+                            (locked / "new" / "deeper", "not writable")):
+            assert run_cli(root, out) == 2 and not calls
+            err = capsys.readouterr().err.strip()
+            assert err.count("\n") == 0 and needle in err and "expected a folder" in err, err
+    finally:
+        locked.chmod(0o755)

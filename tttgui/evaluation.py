@@ -80,8 +80,8 @@ class SummaryRow:
     method: str
     protocol: str
     n: int
-    error_before: float               # percent, source model
-    error_after: float                # percent, after adaptation (last iterate)
+    error_before: float | None        # percent, source model; None: images without labels
+    error_after: float | None         # percent, after adaptation (last iterate); None likewise
     diverged: int = 0                 # images whose adaptation diverged (counted as errors in error_after)
 
 
@@ -132,6 +132,16 @@ def check_config(cfg: EvalConfig, model) -> None:
                             f"{', '.join(names)}")
 
 
+def check_labels(labels, model) -> None:
+    """Labels must index the model's classes (-1: no label); data labels are mapped by class name first
+    (tttgui.data.labels), so anything else here would score every image as wrong."""
+    n = model.spec.num_classes
+    bad = [int(k) for k in np.asarray(labels).reshape(-1) if not -1 <= k < n]
+    if bad:
+        raise UserError(f"label {bad[0]} is outside the model's {n} classes; expected 0..{n - 1}, or -1 for an "
+                        "image without a label")
+
+
 def corruption_names() -> list[str]:
     try:
         from tttgui.corruptions import CORRUPTIONS
@@ -165,6 +175,7 @@ def evaluate(model, source_stats: dict, images: np.ndarray, labels: np.ndarray, 
     called after every k images; should_stop() is checked between images (the result is then partial)."""
     device = torch.device(device)
     check_config(cfg, model)
+    check_labels(labels, model)
     model = model.to(device).eval()
     result = EvalResult()
     t0 = time.perf_counter()
@@ -295,6 +306,8 @@ def summarise(rows: list[ImageRow]) -> SummaryRow:
     diverged = sum(r.status == DIVERGED for r in rows)
     wrong_after = sum(r.status == DIVERGED or r.prediction_after != r.label for r in rows)
     r = rows[0]
+    if any(row.label < 0 for row in rows):   # unlabelled images: predictions only, never an error rate
+        return SummaryRow(r.corruption, r.severity, r.method, r.protocol, n, None, None, diverged)
     return SummaryRow(r.corruption, r.severity, r.method, r.protocol, n, round(100.0 * wrong_before / n, 4),
                       round(100.0 * wrong_after / n, 4), diverged)
 
@@ -373,9 +386,11 @@ def table(result: EvalResult) -> str:
         vals = {"no adapt": any_row.error_before}
         vals.update({m: by[(c, s, m)].error_after for m in cols[1:] if (c, s, m) in by})
         for k, v in vals.items():
-            sums[k].append(v)
+            if v is not None:
+                sums[k].append(v)
         lines.append(f"{c:<20}{s if s else '-':>4}" + "".join(
-            f"{vals[k]:>10.2f}" if k in vals else f"{'':>10}" for k in cols))
+            f"{'n/a' if vals[k] is None else format(vals[k], '.2f'):>10}" if k in vals else f"{'':>10}"
+            for k in cols))
     if len(keys) > 1:
         lines.append(f"{'mean':<24}" + "".join(f"{np.mean(sums[k]):>10.2f}" if sums[k] else f"{'':>10}"
                                                for k in cols))

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from tttgui.augment import to_float
+from tttgui.data.labels import UNLABELED
 from tttgui.errors import UserError
 from tttgui.methods import Adapter, MethodConfig, Recipe, image_seed
 from tttgui.methods.base import entropy
@@ -131,7 +132,7 @@ class Session:
     def set_image(self, image_uint8_hwc, label: int | None = None, index: int | None = None) -> StepRecord:
         """Make this the image to adapt to (episodic: after a reset); returns the step-0 record."""
         self._x = prepare_image(image_uint8_hwc, self.model.spec.input_size).to(self.device)
-        self._label = None if label is None else int(label)
+        self._label = self._check_label(label)
         self._index = index
         if self.episodic:
             self.adapter.reset()
@@ -193,6 +194,16 @@ class Session:
                            status=status, method=self.recipe.method, protocol=self.recipe.protocol)
 
     # -- internals ------------------------------------------------------------------------------------------
+    def _check_label(self, label) -> int | None:
+        # an index into the model's classes (map data labels by name first: tttgui.data.labels); -1 = none
+        if label is None or int(label) == UNLABELED:
+            return None
+        n = self.model.spec.num_classes
+        if not 0 <= int(label) < n:
+            raise UserError(f"label {label} is outside the model's {n} classes; expected 0..{n - 1}, or None "
+                            "for an image without a label")
+        return int(label)
+
     def _need_image(self) -> None:
         if self._x is None:
             raise UserError("no image set; call set_image(image) before stepping")

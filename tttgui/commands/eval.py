@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import shlex
 import sys
+import tempfile
+from pathlib import Path
+
+from tttgui.errors import UserError
 
 
 def add_arguments(p) -> None:
@@ -31,8 +35,50 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
-def _list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+OUTPUTS = ("summary.csv", "images.csv", "run.json")
+MAX_SEED = 2 ** 64 - 1   # what torch's generators take
+
+
+def _list(text: str, option: str, expected: str) -> list[str]:
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise UserError(f"{option} {text!r} is empty; expected {expected}")
+    twice = next((t for k, t in enumerate(items) if t in items[:k]), None)
+    if twice is not None:   # a repeated item would repeat its rows in summary.csv
+        raise UserError(f"{option} {text!r} names {twice} twice; expected each at most once")
+    return items
+
+
+def check_options(args) -> None:
+    """The options that need no model or data, checked before anything is loaded."""
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads {args.threads} is invalid; expected 1 or more CPU threads")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed {args.seed} is invalid; expected a whole number 0..2**64-1")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit {args.limit} is invalid; expected 1 or more")
+    check_out(Path(args.out))
+
+
+def check_out(out: Path) -> None:
+    """Refuse an output folder that cannot take the results now, not after the work (which would be lost)."""
+    expected = "expected a folder tttgui can write summary.csv, images.csv and run.json into"
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; {expected}")
+    taken = [name for name in OUTPUTS if (out / name).is_dir()]
+    if taken:
+        raise UserError(f"--out {out} holds a folder named {taken[0]}; {expected}")
+    base = out
+    while not base.exists():   # the folder is made only when the results are written
+        base = base.parent
+    if not base.is_dir():
+        raise UserError(f"--out {out} is under the file {base}; {expected}")
+    try:
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as exc:
+        raise UserError(f"--out {out} is not writable ({exc.strerror or exc.__class__.__name__} in {base}); "
+                        f"{expected}") from None
 
 
 def run(args) -> int:
@@ -40,30 +86,31 @@ def run(args) -> int:
     import torch
 
     from tttgui.data import open_dataset
+    from tttgui.data.labels import UNLABELED, model_labels
     from tttgui.device import resolve_device
-    from tttgui.errors import UserError
     from tttgui.evaluation import (EvalConfig, benchmark_corruptions, evaluate, shifts, table,
                                    write_outputs)
     from tttgui.methods import get_method, method_names
     from tttgui.models import default_checkpoint_path, load_checkpoint
     from tttgui.progress import Progress
 
+    check_options(args)
+    corruptions = _list(args.corruptions.lower(), "--corruptions", "all, none or a comma list of corruptions")
+    if corruptions == ["all"]:
+        corruptions = benchmark_corruptions()
+    elif "all" in corruptions:
+        raise UserError(f"--corruptions {args.corruptions!r} is invalid; expected all, none or a comma list")
+    try:
+        severities = tuple(int(s) for s in _list(args.severities, "--severities", "a comma list of 1-5"))
+    except ValueError:
+        raise UserError(f"--severities {args.severities!r} is invalid; expected a comma list of 1-5") from None
+    names = _list(args.methods.lower(), "--methods", "all or a comma list of methods")
+    methods = tuple(method_names()) if names == ["all"] else tuple(get_method(m).name for m in names)
+    if len(set(methods)) < len(methods):   # two spellings of one method
+        raise UserError(f"--methods {args.methods!r} names a method twice; expected each at most once")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    corruptions = _list(args.corruptions.lower())
-    if corruptions == ["all"]:
-        corruptions = benchmark_corruptions()
-    elif corruptions == [] or "all" in corruptions:
-        raise UserError(f"--corruptions {args.corruptions!r} is invalid; expected all, none or a comma list")
-    try:
-        severities = tuple(int(s) for s in _list(args.severities))
-    except ValueError:
-        raise UserError(f"--severities {args.severities!r} is invalid; expected a comma list of 1-5") from None
-    names = _list(args.methods.lower())
-    methods = tuple(method_names()) if names == ["all"] else tuple(get_method(m).name for m in names)
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit {args.limit} is invalid; expected 1 or more")
     cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods,
                      protocol=args.protocol, batch_size=args.batch_size, chunk=args.chunk, steps=args.steps, lr=args.lr,
                      optimizer=args.optimizer, views=args.views, params=args.params, seed=args.seed,
@@ -73,13 +120,16 @@ def run(args) -> int:
     model, payload = load_checkpoint(checkpoint, device)
     stats = payload.get("source_stats") or {}
 
-    ds = open_dataset(args.data)
+    # data without class names of its own (image files, releases without classes.txt) takes the model's order
+    ds = open_dataset(args.data, class_names=tuple(payload["classes"]))
+    all_labels = model_labels(ds.labels(), ds.classes, payload["classes"], f"data {args.data}")
     n = len(ds)
     if args.limit is not None and args.limit < n:
         indices = np.sort(np.random.default_rng(args.seed).permutation(n)[:args.limit])
     else:
         indices = np.arange(n)
-    images, labels = ds.arrays(indices)
+    images, _ = ds.arrays(indices)
+    labels = all_labels[indices]
     size = model.spec.input_size
     if images.shape[1:3] != (size, size):
         raise UserError(f"images of {args.data} are {images.shape[2]}×{images.shape[1]}; expected {size}×{size} "
@@ -98,8 +148,10 @@ def run(args) -> int:
                                                               ("clean_error", "command", "train_seconds")},
             "data": str(args.data), "images": int(len(images)), "limit": args.limit, "seed": args.seed,
             "device": str(device), "threads": torch.get_num_threads(),
-            "indices": [int(i) for i in indices]}
+            "data_classes": list(ds.classes), "indices": [int(i) for i in indices]}
     out = write_outputs(args.out, result, info)
     print(table(result))
+    if (labels == UNLABELED).any():
+        print(f"no labels in {args.data}: predictions only (images.csv), no error rate")
     print(f"wrote {out / 'summary.csv'}, {out / 'images.csv'}, {out / 'run.json'} ({result.seconds:.1f}s)")
     return 0

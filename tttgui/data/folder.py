@@ -22,10 +22,25 @@ def class_dirs(root: Path) -> list[str]:
 
 
 def image_files_under(folder: Path) -> list[Path]:
-    # the same walk as torchvision (sorted directories, sorted names, following links), so indices agree
-    found = []
-    for here, _, names in sorted(os.walk(folder, followlinks=True)):
-        found += [Path(here) / n for n in sorted(names) if is_image_file(Path(n))]
+    # the same order as torchvision (sorted directories, sorted names, following links), so indices agree; but
+    # each real folder and file is listed once: a link loop would repeat its images until the path is too long
+    walked, seen_dirs = [], set()
+    for here, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen_dirs:
+            dirs[:] = []
+            continue
+        seen_dirs.add(real)
+        dirs.sort()   # the first of two paths to one folder is kept, whatever order the file system lists
+        walked.append((here, real, names))
+    found, seen_files = [], set()
+    for here, real, names in sorted(walked):
+        for n in sorted(n for n in names if is_image_file(Path(n))):
+            path = os.path.join(here, n)
+            key = os.path.realpath(path) if os.path.islink(path) else os.path.join(real, n)
+            if key not in seen_files:
+                seen_files.add(key)
+                found.append(Path(path))
     return found
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tttgui.data.base import ImageDataset
 from tttgui.data.cifar import CifarDataset, find_cifar
-from tttgui.data.corrupted import LABELS_FILE, CorruptionDataset, is_release
+from tttgui.data.corrupted import CLASSES_FILE, LABELS_FILE, CorruptionDataset, is_release, read_meta
 from tttgui.data.files import ImageFilesDataset
 from tttgui.data.folder import ImageFolderDataset, class_dirs, is_image_file
 from tttgui.data.subset import class_filter, random_subset
@@ -80,7 +80,7 @@ def open_layout(path: Path, split, corruption, severity, class_names) -> ImageDa
     if cifar is not None:
         return CifarDataset(cifar[1], split or DEFAULT_SPLIT)
     if is_release(path):
-        return CorruptionDataset(path, corruption, severity, class_names)
+        return open_release(path, corruption, severity, class_names)
     subdirs = class_dirs(path)
     if subdirs and all(d.lower() in SPLIT_NAMES for d in subdirs):
         chosen = split or DEFAULT_SPLIT
@@ -103,5 +103,17 @@ def open_file(path: Path, corruption, severity, class_names) -> ImageDataset:
             raise UserError(f"file {path} holds labels only; expected a <corruption>.npy next to it")
         if corruption is not None and corruption != path.stem:
             raise UserError(f"corruption {corruption!r} does not match file {path}; expected {path.stem!r}")
-        return CorruptionDataset(path.parent, path.stem, severity, class_names)
+        return open_release(path.parent, path.stem, severity, class_names)
     return ImageFilesDataset([path], classes=class_names or (), preload=True)
+
+
+def open_release(root: Path, corruption, severity, class_names) -> ImageDataset:
+    # the caller's names stand in only for a release that names no classes: a release of cat/dog images read
+    # with a CIFAR-10 model's names would otherwise score its cats as airplanes
+    names = None if names_own_classes(root) else class_names
+    return CorruptionDataset(root, corruption, severity, names)
+
+
+def names_own_classes(root: Path) -> bool:
+    """classes.txt, or a class list in the corrupt.json that `tttgui corrupt` writes."""
+    return (root / CLASSES_FILE).is_file() or bool((read_meta(root) or {}).get("classes"))

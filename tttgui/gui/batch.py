@@ -67,6 +67,9 @@ class BatchPanel(QWidget):
             win.report("batch evaluation needs a data set with the model's classes "
                        f"({', '.join(win.model_info['classes'][:4])}, …)")
             return
+        if win.labels is not None and not (win.labels >= 0).any():
+            win.report("batch evaluation needs labelled images (it measures error); this data set has no labels")
+            return
         try:
             cfg = self.config()
         except Exception as exc:  # noqa: BLE001

@@ -444,12 +444,11 @@ class MainWindow(QMainWindow):
     def _model_label(self, label: int | None) -> int | None:
         """The data set's label as the model's class index, matched by class name (None when the model does
         not know the class): a folder of two classes must not be read as the model's first two."""
-        if label is None or self.model_info is None:
+        from tttgui.data.labels import model_label
+
+        if self.model_info is None:
             return None
-        names, model_names = list(getattr(self.dataset, "classes", []) or []), self.model_info["classes"]
-        if label >= len(names):
-            return label if label < len(model_names) else None
-        return model_names.index(names[label]) if names[label] in model_names else None
+        return model_label(label, list(getattr(self.dataset, "classes", []) or []), self.model_info["classes"])
 
     @Slot(int)
     def _image_ready(self, episode: int) -> None:
