@@ -49,3 +49,138 @@ def test_ssl_task_names_and_kept_heads():
     cfg = TrainConfig(data="", out="", ssl="simclr", heads=("rotation",))
     assert kept_heads(cfg) == ("rotation", "contrastive")
     assert kept_heads(TrainConfig(data="", out="", ssl="simclr", ssl_epochs=0, heads=())) == ()
+
+
+# -- the phases on a tiny model ----------------------------------------------------------------------------
+from types import SimpleNamespace  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from test_training import synthetic_folder  # noqa: E402
+from tttgui.cli import main  # noqa: E402
+from tttgui.models import load_checkpoint  # noqa: E402
+from tttgui.probe import extract_features, fit_linear  # noqa: E402
+from tttgui.training import Trainer, per_class  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return synthetic_folder(tmp_path_factory.mktemp("ssl") / "data", per_class=12)
+
+
+def _cfg(data, out, **kw):
+    base = dict(data=str(data), test=str(data), out=str(out), ssl="simclr", ssl_epochs=1, epochs=1,
+                batch_size=16, lr=0.05, stats_images=16, progress=False, seed=3, spec_overrides={
+                    "arch_args": {"depth": 8, "width": 1, "norm": "gn"}})
+    return TrainConfig(**{**base, **kw})
+
+
+class _Trap:
+    """Labels that raise when read: the self-supervised phase must never touch them."""
+
+    def __getitem__(self, i):
+        raise AssertionError("a label was read in the self-supervised phase")
+
+    def __len__(self):
+        return 48
+
+
+def test_ssl_phase_never_reads_a_label(data, tmp_path):
+    trainer = Trainer(_cfg(data, tmp_path / "m.pt", finetune="none"), log=lambda s: None)
+    trainer.y_lab = _Trap()
+    stats = trainer.run_epoch(1, 0, 1)
+    assert stats["con_loss"] > 0 and "cls_loss" not in stats
+
+
+def test_simclr_then_none_keeps_the_self_supervised_model(data, tmp_path):
+    meta = Trainer(_cfg(data, tmp_path / "m.pt", finetune="none"), log=lambda s: None).fit()
+    model, payload = load_checkpoint(tmp_path / "m.pt")
+    assert model.projector is not None and "contrastive" in payload["spec"]["heads"]
+    assert meta["finetune"] == "none" and "clean_error" not in meta
+    assert 0 <= meta["linear_probe"]["error"] <= 100 and meta["linear_probe"]["train_images"] == 48
+    card = (tmp_path / "m.md").read_text()
+    assert "Linear-probe error" in card and "Clean error" not in card and "none (the self-supervised" in card
+
+
+def test_linear_finetune_is_the_probe_on_frozen_features(data, tmp_path):
+    trainer = Trainer(_cfg(data, tmp_path / "m.pt", finetune="linear"), log=lambda s: None)
+    meta = trainer.fit()
+    model, _ = load_checkpoint(tmp_path / "m.pt")
+    assert [h["phase"] for h in meta["history"]] == [1]          # no supervised epoch: the trunk is frozen
+    feats = extract_features(model, trainer.x_lab, "cpu")
+    w, b = fit_linear(feats, trainer.y_lab, 4)
+    assert torch.allclose(model.fc.weight, w, atol=1e-5) and torch.allclose(model.fc.bias, b, atol=1e-5)
+    # the probe separates these colour-cast classes far better than chance
+    assert meta["clean_error"] < 50
+
+
+def test_full_finetune_trains_cross_entropy_only(data, tmp_path):
+    meta = Trainer(_cfg(data, tmp_path / "m.pt", finetune="full", heads=()), log=lambda s: None).fit()
+    assert [h["phase"] for h in meta["history"]] == [1, 2]
+    assert "cls_loss" in meta["history"][1] and "rot_loss" not in meta["history"][1]
+    assert "con_loss" not in meta["history"][1]
+
+
+def test_fit_linear_recovers_a_separable_problem():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 5, generator=g) * torch.tensor([1.0, 10, 0.1, 1, 1]) + 3
+    y = (x[:, 0] > 3).long() + 2 * (x[:, 1] > 3).long()
+    w, b = fit_linear(x, y, 4)
+    assert ((x @ w.t() + b).argmax(1) == y).float().mean() > 0.97
+
+
+def test_label_draws_are_class_balanced_and_seeded():
+    labels = np.repeat(np.arange(3), [50, 30, 40])
+    a = per_class(labels, 7, seed=1)
+    assert np.bincount(labels[a]).tolist() == [7, 7, 7]
+    assert np.array_equal(a, per_class(labels, 7, seed=1)) and not np.array_equal(a, per_class(labels, 7, seed=2))
+    with pytest.raises(UserError, match="only 30 labeled images"):
+        per_class(labels, 31, seed=0)
+
+
+def _err(capsys, argv, text):
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and text in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_bad_ssl_inputs_are_one_line(data, tmp_path, capsys):
+    base = ["train", "--labeled", str(data), "--out", str(tmp_path / "m.pt"), "--no-progress", "--device", "cpu"]
+    _err(capsys, base + ["--arch", "timm:test_resnett"], "e.g. test_resnet")
+    _err(capsys, base + ["--arch", "timm:resnet18", "--weights", str(tmp_path / "none.pth")], "not found")
+    torch.save({"conv.weight": torch.zeros(3, 3)}, tmp_path / "w.pth")
+    _err(capsys, base + ["--arch", "timm:test_resnet", "--weights", str(tmp_path / "w.pth"), "--epochs", "1",
+                         "--ssl-epochs", "0"], "does not fit this backbone")
+    other = tmp_path / "other"
+    for name in ("x", "y"):
+        (other / name).mkdir(parents=True)
+        for f in sorted((data / "c0").iterdir())[:2]:
+            (other / name / f.name).write_bytes(f.read_bytes())
+    _err(capsys, base + ["--unlabeled", str(other), "--epochs", "1"], "expected the same classes")
+    _err(capsys, base + ["--labels-per-class", "13"], "has only 12 labeled images")
+    _err(capsys, base + ["--finetune", "partial"], "--finetune 'partial' is unknown")
+
+
+def test_a_timm_model_goes_through_train_eval_and_the_window(data, tmp_path, qtbot):
+    out = tmp_path / "timm.pt"
+    assert main(["train", "--labeled", str(data), "--test", str(data), "--out", str(out), "--arch", "timm:test_vit",
+                 "--ssl-epochs", "1", "--epochs", "1", "--batch-size", "16", "--lr", "0.01", "--no-progress",
+                 "--device", "cpu", "--stats-images", "16"]) == 0
+    model, payload = load_checkpoint(out)
+    assert payload["spec"]["arch"] == "timm:test_vit" and payload["spec"]["input_size"] == 32
+    assert "rotation_accuracy" in payload["meta"]
+    assert main(["eval", "--checkpoint", str(out), "--data", str(data), "--corruptions", "gaussian_noise",
+                 "--methods", "source,ttt", "--limit", "4", "--steps", "1", "--out", str(tmp_path / "ev"),
+                 "--device", "cpu", "--no-progress"]) == 0
+    assert (tmp_path / "ev" / "summary.csv").is_file()
+    from test_gui import open_window
+    from tttgui.gui.app import parse
+    win = open_window(qtbot, parse(["--checkpoint", str(out), "--data", str(data),
+                                    "--settings", str(tmp_path / "s.ini")]))
+    try:
+        assert win.model_info["spec"]["arch"] == "timm:test_vit" if "spec" in win.model_info else True
+        assert win.model_info["classes"] == ["c0", "c1", "c2", "c3"]
+        with qtbot.waitSignal(win.run_done, timeout=60000):
+            win.step()
+    finally:
+        win.close()

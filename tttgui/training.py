@@ -22,6 +22,8 @@ from tttgui.atomic import atomic_path, write_text
 from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to_float
 from tttgui.errors import UserError, shown
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
+from tttgui.models.factory import timm_spec
+from tttgui.probe import extract_features, fit_linear, linear_probe
 from tttgui.progress import Progress
 from tttgui.stats import source_statistics, statistics_sample
 
@@ -33,8 +35,9 @@ class TrainConfig:
     unlabeled: str | None = None             # phase-1 images (labels never read); default: data
     test: str | None = None                  # clean test images for the model card
     label_fraction: float = 1.0
+    labels_per_class: int | None = None      # instead of a fraction: N labeled images of every class
     ssl: str = "rotation"                    # phase-1 task(s): rotation, simclr or rotation+simclr
-    finetune: str = "joint"                  # phase 2: joint (TTT paper) or none (keep the self-supervised model)
+    finetune: str = "joint"                  # phase 2: joint (TTT paper), full (CE only), linear (probe), none
     ssl_lr: float | None = None              # phase-1 lr and batch size (default: --lr, --batch-size)
     ssl_batch_size: int | None = None
     ssl_epochs: int = 2
@@ -46,7 +49,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     heads: tuple[str, ...] = ("rotation",)
-    arch: str = "resnet26"
+    arch: str = "resnet26"                   # or timm:<name>
+    weights: str | None = None               # timm: initial backbone weights (.safetensors / .pth state dict)
     norm: str = "gn"
     temperature: float = 0.5
     seed: int = 0
@@ -99,6 +103,30 @@ def check_size(ds, path: str, limit: int | None) -> None:
                         "them first (tttgui trains CIFAR-sized networks)")
 
 
+def per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of n images of every class, drawn by seed (class-balanced few-label fine-tuning)."""
+    if n < 1:
+        raise UserError(f"--labels-per-class {n} is invalid; expected 1 or more")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < n:
+            raise UserError(f"class {c} has only {len(idx)} labeled images; expected --labels-per-class {n} "
+                            "or fewer")
+        keep.append(rng.permutation(idx)[:n])
+    return np.sort(np.concatenate(keep))
+
+
+def model_spec(cfg: TrainConfig, num_classes: int, size: int) -> ModelSpec:
+    if cfg.arch.startswith("timm:"):
+        spec = timm_spec(cfg.arch[len("timm:"):], num_classes, kept_heads(cfg), cfg.weights, pretrained=False)
+        return replace(spec, input_size=size, **cfg.spec_overrides)   # trained at the data's own size
+    return ModelSpec(**{"arch": cfg.arch, "num_classes": num_classes, "heads": kept_heads(cfg),
+                        "arch_args": {"depth": 26, "width": 1, "norm": cfg.norm}, "input_size": size,
+                        **cfg.spec_overrides})
+
+
 def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Indices of `fraction` of the images of every class, drawn by seed."""
     if not 0 < fraction <= 1:
@@ -122,18 +150,24 @@ class Trainer:
         if cfg.finetune != "none" and (len(labels) == 0 or labels.min() < 0 or not classes):
             raise UserError(f"--labeled {cfg.data} has no class labels; expected a folder of <class>/<image> "
                             "(or a labeled release) for fine-tuning")
-        keep = stratified_fraction(labels, cfg.label_fraction, cfg.seed)
+        keep = (per_class(labels, cfg.labels_per_class, cfg.seed) if cfg.labels_per_class
+                else stratified_fraction(labels, cfg.label_fraction, cfg.seed))
         self.x_lab = torch.from_numpy(labeled[keep])
         self.y_lab = torch.from_numpy(labels[keep])
         if cfg.unlabeled and Path(cfg.unlabeled).resolve() != Path(cfg.data).resolve():
-            unl, _, _ = load_images(cfg.unlabeled, cfg.limit, cfg.cache_dir)  # labels dropped here
+            unl, _, unl_classes = load_images(cfg.unlabeled, cfg.limit, cfg.cache_dir)  # labels dropped here
+            if unl_classes and classes and set(unl_classes) != set(classes):
+                raise UserError(f"--unlabeled {cfg.unlabeled} has classes {sorted(unl_classes)} but --labeled "
+                                f"{cfg.data} has {sorted(classes)}; expected the same classes, or unlabeled "
+                                "images without class folders")
+            if unl.shape[1:] != labeled.shape[1:]:
+                raise UserError(f"--unlabeled images are {unl.shape[2]}x{unl.shape[1]} but --labeled ones "
+                                f"{labeled.shape[2]}x{labeled.shape[1]}; expected one size")
             self.x_unl = torch.from_numpy(unl)
         else:
             self.x_unl = torch.from_numpy(labeled)
         self.classes = list(classes)
-        spec = ModelSpec(arch=cfg.arch, num_classes=len(classes), heads=kept_heads(cfg),
-                         arch_args={"depth": 26, "width": 1, "norm": cfg.norm}, input_size=labeled.shape[1],
-                         **cfg.spec_overrides)
+        spec = model_spec(cfg, len(classes), labeled.shape[1])
         self.model: TTTModel = build_model(spec).to(self.device)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                                    weight_decay=cfg.weight_decay)
@@ -143,6 +177,7 @@ class Trainer:
         self.history: list[dict] = []
         self.swa: dict[str, torch.Tensor] | None = None   # running mean of the phase-3 epoch-end weights
         self.swa_n = 0
+        self.probe: dict | None = None   # linear probe of the self-supervised features, at the end of phase 1
         self.wall = 0.0
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -207,6 +242,8 @@ class Trainer:
                 x = to_float(data[idx]).to(self.device)
                 if phase == 1:
                     loss = self.ssl_loss(x, stats)
+                elif cfg.finetune == "full":
+                    loss = self.supervised_loss(x, self.y_lab[idx].to(self.device), stats)
                 else:
                     y = self.y_lab[idx].to(self.device)
                     loss = self.joint_loss(x, y, stats)
@@ -220,6 +257,14 @@ class Trainer:
                 bar.update(1, f"loss {loss.item():.3f}")
         stats["seconds"] = time.perf_counter() - t0
         return {k: (v / stats["n"] if k not in ("n", "seconds") else v) for k, v in stats.items()}
+
+    def supervised_loss(self, x, y, stats):
+        """--finetune full: cross-entropy alone, every weight of the classifier path trained."""
+        logits = self.model(crop_flip(x, self.gen))
+        loss = F.cross_entropy(logits, y)
+        stats["cls_loss"] = stats.get("cls_loss", 0) + loss.item() * len(x)
+        stats["cls_correct"] = stats.get("cls_correct", 0) + (logits.argmax(1) == y).sum().item()
+        return loss
 
     def joint_loss(self, x, y, stats):
         """CE on the classifier + the self-supervised losses; rotation shares one trunk pass with it."""
@@ -256,6 +301,7 @@ class Trainer:
             torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
                         "history": self.history, "restarts": self.restarts, "changes": self.changes,
                         "wall": self.wall, "swa": self.swa, "swa_n": self.swa_n, "gen": self.gen.get_state(),
+                        "probe": self.probe,
                         "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
 
     def load_state(self) -> bool:
@@ -273,6 +319,7 @@ class Trainer:
         self.restarts = [int(r) for r in st.get("restarts", [])]
         self.swa, self.swa_n = st.get("swa"), int(st.get("swa_n", 0))
         self.changes = list(st.get("changes", []))
+        self.probe = st.get("probe")
         old = st["config"]
         if self.swa_n and old["epochs"] != self.cfg.epochs:
             raise UserError(f"{path} is in the weight-averaging phase after {old['epochs']} joint epochs; "
@@ -300,7 +347,8 @@ class Trainer:
         cfg = self.cfg
         if resume and self.load_state():
             self.log(f"resumed from {self.state_path()} after epoch {self.epoch}")
-        sizes = (cfg.ssl_epochs, cfg.epochs, cfg.swa_epochs) if cfg.finetune != "none" else (cfg.ssl_epochs, 0, 0)
+        sizes = ((cfg.ssl_epochs, cfg.epochs, cfg.swa_epochs) if cfg.finetune in ("joint", "full")
+                 else (cfg.ssl_epochs, 0, 0))
         total = sum(sizes)
         while self.epoch < total:
             phase, e = 1, self.epoch
@@ -315,8 +363,21 @@ class Trainer:
             stats.update(epoch=self.epoch, phase=phase)
             self.history.append(stats)
             self.log(_epoch_line(stats, total))
+            if self.epoch == cfg.ssl_epochs and cfg.ssl_epochs:
+                self.probe_ssl()
             self.save_state()
+        if cfg.ssl_epochs and self.probe is None:
+            self.probe_ssl()
         return self.finish()
+
+    def probe_ssl(self) -> None:
+        """Linear-probe error of the self-supervised features (labels used only here), for the model card."""
+        if not self.cfg.test or len(self.y_lab) == 0 or self.y_lab.min() < 0:
+            return
+        xt, yt, _ = load_images(self.cfg.test, self.cfg.limit, self.cfg.cache_dir)
+        self.probe = {k: v for k, v in linear_probe(self.model, self.x_lab, self.y_lab, xt, yt,
+                                                    self.device).items() if k not in ("weight", "bias")}
+        self.log(f"linear probe of the self-supervised features: {self.probe['error']:.2f}% test error")
 
     @torch.no_grad()
     def swa_update(self) -> None:
@@ -338,6 +399,13 @@ class Trainer:
         xt = yt = None
         if cfg.test:
             xt, yt, _ = load_images(cfg.test, cfg.limit, cfg.cache_dir)
+        if cfg.finetune == "linear":     # the classifier is a probe on the frozen features
+            w, b = fit_linear(extract_features(model, self.x_lab, self.device), self.y_lab, len(self.classes))
+            with torch.no_grad():
+                model.fc.weight.copy_(w)
+                model.fc.bias.copy_(b)
+        if self.probe is not None:
+            result["linear_probe"] = self.probe
         if self.swa_n:
             result["swa"] = {"epochs": self.swa_n, "lr": cfg.swa_lr}
             if xt is not None:   # the last SGD iterate, for comparison on the card
@@ -352,6 +420,7 @@ class Trainer:
             if cfg.finetune == "none":      # the classifier was never trained: no error to state
                 result.pop("clean_error")
         result["finetune"] = cfg.finetune
+        result["labeled_images"] = len(self.y_lab)
         k = min(cfg.stats_images, len(self.x_unl))
         stats = source_statistics(model, statistics_sample(self.x_unl, k, cfg.seed), self.device)
         meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
@@ -384,7 +453,11 @@ def refresh_batchnorm(model: TTTModel, images: torch.Tensor, batch: int, device)
 
 
 SSL_TASKS = ("rotation", "simclr")
-FINETUNE = ("joint", "none")
+FINETUNE = ("joint", "full", "linear", "none")
+FINETUNE_TEXT = {"joint": "joint (cross-entropy + the self-supervised losses on a shared trunk, the TTT paper's)",
+                 "full": "full (cross-entropy alone, every weight)",
+                 "linear": "linear (a probe on the frozen self-supervised features)",
+                 "none": "none (the self-supervised model; its classifier is untrained)"}
 
 
 def ssl_tasks(name: str) -> tuple[str, ...]:
@@ -481,7 +554,13 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
              f"{model.rotation_param_count():,}",
              f"- Command: `{cfg.command}`",
              f"- Unlabeled data (phase 1, labels never read): `{cfg.unlabeled or cfg.data}`",
-             f"- Labeled data (phase 2): `{cfg.data}`, label fraction {cfg.label_fraction}",
+             f"- Labeled data (phase 2): `{cfg.data}`, "
+             + (f"{cfg.labels_per_class} labels per class" if cfg.labels_per_class
+                else f"label fraction {cfg.label_fraction}") + f" ({meta.get('labeled_images', '?')} images)",
+             f"- Self-supervised phase: {cfg.ssl}" + (f", batch {cfg.ssl_batch_size or cfg.batch_size}, peak lr "
+                                                        f"{cfg.ssl_lr or cfg.lr}" if cfg.ssl_epochs else " (none)")
+             + (f", NT-Xent temperature {cfg.temperature}" if "simclr" in cfg.ssl else ""),
+             f"- Fine-tuning: {FINETUNE_TEXT[cfg.finetune]}",
              f"- Test data: `{cfg.test}`",
              f"- Epochs: {cfg.ssl_epochs} self-supervised + {cfg.epochs} joint fine-tuning, batch {cfg.batch_size},"
              f" SGD lr {cfg.lr} (cosine), momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}"
@@ -493,6 +572,11 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
              f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device} "
              f"({torch.get_num_threads()} threads), torch {torch.__version__}",
              ]
+    if "linear_probe" in meta:
+        lp = meta["linear_probe"]
+        lines.append(f"- **Linear-probe error: {lp['error']:.2f}%** on {lp['test_images']} test images (the "
+                     f"self-supervised features after phase 1, probe fitted on {lp['train_images']} labeled images: "
+                     f"{lp['how']})")
     if "clean_error" in meta:
         lines.append(f"- **Clean error: {meta['clean_error']:.2f}%** on {meta['test_images']} test images")
     if "rotation_accuracy" in meta:

@@ -14,12 +14,15 @@ def add_arguments(p) -> None:
                    "default: the --data images")
     p.add_argument("--test", help="clean test images: error and rotation accuracy go into the model card")
     p.add_argument("--out", required=True, help="checkpoint to write (.pt); a .md model card goes beside it")
-    p.add_argument("--label-fraction", type=float, default=1.0, help="fine-tune on this fraction of the labels")
+    p.add_argument("--label-fraction", type=float, default=1.0,
+                   help="fine-tune on this fraction of the labels, drawn class-balanced by --seed")
+    p.add_argument("--labels-per-class", type=int, help="fine-tune on N labeled images of every class instead")
     p.add_argument("--ssl", default="rotation",
                    help="phase-1 self-supervised task: rotation, simclr or rotation+simclr (default rotation)")
-    p.add_argument("--finetune", choices=["joint", "none"], default="joint",
-                   help="phase 2: joint (classifier + self-supervised heads, the TTT paper's training) or none "
-                   "(keep the self-supervised model)")
+    p.add_argument("--finetune", default="joint",
+                   help="phase 2: joint (classifier + self-supervised heads, the TTT paper's training), full "
+                   "(cross-entropy alone, all weights), linear (a probe on frozen features) or none (keep the "
+                   "self-supervised model, e.g. for methods that build their own classifier)")
     p.add_argument("--ssl-epochs", type=int, default=2, help="phase-1 epochs (default 2)")
     p.add_argument("--ssl-lr", type=float, help="phase-1 peak lr (default: --lr)")
     p.add_argument("--ssl-batch-size", type=int, help="phase-1 batch size (default: --batch-size)")
@@ -33,10 +36,16 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--heads", default="rotation", help=f"comma list of {', '.join(HEADS)}")
     p.add_argument("--norm", choices=["gn", "bn"], default="gn")
+    p.add_argument("--arch", default="resnet26",
+                   help="resnet26 (the TTT paper's ResNet-26) or timm:NAME (any timm model, trained at the "
+                   "data's image size)")
+    p.add_argument("--weights", help="timm: initial backbone weights, a .safetensors or .pth state dict")
     p.add_argument("--limit", type=int, help="use only N images of each set (quick runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--stats-images", type=int, default=10000,
+                   help="training images the stored source statistics are computed on (default 10000)")
     p.add_argument("--cache-dir", default=None, help="where decoded image arrays are cached")
     p.add_argument("--resume", action="store_true",
                    help="continue from <out>.state.pt if present; a larger --epochs restarts the cosine, a larger "
@@ -57,7 +66,8 @@ def run(args) -> int:
     heads = tuple(h.strip() for h in args.heads.split(",") if h.strip())
     cfg = TrainConfig(
         data=args.data, out=args.out, unlabeled=args.unlabeled, test=args.test,
-        label_fraction=args.label_fraction, ssl=args.ssl, finetune=args.finetune, ssl_lr=args.ssl_lr,
+        label_fraction=args.label_fraction, labels_per_class=args.labels_per_class, arch=args.arch,
+        weights=args.weights, stats_images=args.stats_images, ssl=args.ssl, finetune=args.finetune, ssl_lr=args.ssl_lr,
         ssl_batch_size=args.ssl_batch_size, ssl_epochs=args.ssl_epochs, epochs=args.epochs,
         swa_epochs=args.swa_epochs, swa_lr=args.swa_lr,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, heads=heads, norm=args.norm,
@@ -86,7 +96,7 @@ def check_arguments(args) -> None:
                           ("--swa-epochs", args.swa_epochs)):
         checks.at_least(option, value, 0)
     for option, value in (("--batch-size", args.batch_size), ("--ssl-batch-size", args.ssl_batch_size),
-                          ("--limit", args.limit), ("--stats-images", getattr(args, "stats_images", None))):
+                          ("--limit", args.limit), ("--stats-images", args.stats_images)):
         checks.at_least(option, value, 1)
     for option, value in (("--lr", args.lr), ("--ssl-lr", args.ssl_lr), ("--swa-lr", args.swa_lr)):
         checks.positive(option, value)
@@ -101,6 +111,18 @@ def check_arguments(args) -> None:
         raise UserError(f"--finetune {args.finetune!r} is unknown; expected one of {', '.join(FINETUNE)}")
     if not 0 < args.label_fraction <= 1:
         raise UserError(f"--label-fraction {args.label_fraction} is out of range; expected 0 < f <= 1")
+    checks.at_least("--labels-per-class", args.labels_per_class, 1)
+    if args.labels_per_class and args.label_fraction != 1:
+        raise UserError("--labels-per-class and --label-fraction both given; expected one of them")
+    if args.arch != "resnet26":
+        if not args.arch.startswith("timm:"):
+            raise UserError(f"--arch {args.arch!r} is unknown; expected resnet26 or timm:NAME")
+        from tttgui.models.factory import check_timm_name
+        check_timm_name(args.arch[len("timm:"):])
+    if args.weights:
+        if not args.arch.startswith("timm:"):
+            raise UserError("--weights goes with --arch timm:NAME; expected no --weights for resnet26")
+        checks.input_path("--weights", args.weights)
     for option, path in (("--labeled", args.data), ("--unlabeled", args.unlabeled), ("--test", args.test)):
         checks.input_path(option, path)
     checks.cache_dir(args.cache_dir)

@@ -149,7 +149,6 @@ class MainWindow(QMainWindow):
         self.model_panel.open_requested.connect(self.open_checkpoint_dialog)
         self.model_panel.checkpoint_chosen.connect(self.load_checkpoint)
         self.model_panel.device_changed.connect(self._device_changed)
-        self.model_panel.timm_requested.connect(self._timm_requested)
         self.data_panel.open_folder.connect(self.open_folder_dialog)
         self.data_panel.open_image.connect(self.open_image_dialog)
         self.data_panel.image_selected.connect(self.select_image)
@@ -295,11 +294,6 @@ class MainWindow(QMainWindow):
     def _device_changed(self, device: str) -> None:
         if self.model_info:
             self.load_checkpoint(self.model_info["path"])
-
-    @Slot(str, str)
-    def _timm_requested(self, name: str, weights: str) -> None:
-        self.report("timm backbones are trained and saved with `tttgui train --arch timm:NAME`; open the "
-                    "resulting checkpoint here" if name else "enter a timm model name first")
 
     def open_checkpoint_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", self.settings.get("last_dir"),

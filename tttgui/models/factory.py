@@ -26,6 +26,20 @@ def build_model(spec: ModelSpec) -> TTTModel:
     raise UserError(f"unknown architecture {spec.arch!r}; expected 'resnet26' or 'timm:<model name>'")
 
 
+def check_timm_name(name: str) -> None:
+    """One line naming close matches for a name timm does not know."""
+    import difflib
+
+    import timm
+
+    known = timm.list_models()
+    if name.split(".")[0] in known:
+        return
+    close = difflib.get_close_matches(name.split(".")[0], known, n=5, cutoff=0.6)
+    raise UserError(f"unknown timm model {name!r}; expected a name from timm.list_models()"
+                    + (f", e.g. {', '.join(close)}" if close else ", e.g. resnet18 or vit_small_patch16_224"))
+
+
 def timm_spec(name: str, num_classes: int = 10, heads=("rotation",), weights: str | None = None,
               pretrained: bool = True) -> ModelSpec:
     """A spec for a timm backbone, with the input size and normalisation of its pretrained config."""
@@ -35,9 +49,8 @@ def timm_spec(name: str, num_classes: int = 10, heads=("rotation",), weights: st
         cfg = timm.get_pretrained_cfg(name)
     except Exception:  # timm raises several types for unknown names
         cfg = None
-    if cfg is None and name.split(".")[0] not in timm.list_models():
-        raise UserError(f"unknown timm model {name!r}; expected a name from timm.list_models(), "
-                        "e.g. 'vit_small_patch16_224.dino'")
+    if cfg is None:
+        check_timm_name(name)
     size = cfg.input_size[-1] if cfg is not None else 224
     mean = tuple(cfg.mean) if cfg is not None else (0.485, 0.456, 0.406)
     std = tuple(cfg.std) if cfg is not None else (0.229, 0.224, 0.225)
@@ -53,7 +66,7 @@ def _build_timm(spec: ModelSpec) -> TTTModel:
     weights = spec.arch_args.get("weights")
     pretrained = bool(spec.arch_args.get("pretrained")) and not weights
     try:
-        backbone = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        backbone = timm.create_model(name, pretrained=pretrained, num_classes=0, **_size_kwargs(name, spec))
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise UserError(f"unknown timm model {name!r}; expected a name from timm.list_models()") from None
@@ -63,9 +76,35 @@ def _build_timm(spec: ModelSpec) -> TTTModel:
         raise UserError(f"could not fetch pretrained weights for {name!r} ({_first_line(exc)}); without "
                         f"network, pass a local weights file (.safetensors or .pth state dict)") from None
     if weights:
-        backbone.load_state_dict(_read_state_dict(Path(weights)), strict=False)
+        _load_backbone(backbone, _read_state_dict(Path(weights)), weights)
     dim = backbone.num_features
     return TTTModel(spec, backbone, nn.Identity(), dim, None)
+
+
+def _size_kwargs(name: str, spec: ModelSpec) -> dict:
+    """Models with a fixed input size (ViTs) are built for the spec's size, e.g. 32 px when trained on CIFAR."""
+    import timm
+
+    try:
+        cfg = timm.get_pretrained_cfg(name)
+    except Exception:
+        cfg = None
+    if cfg is not None and cfg.fixed_input_size and cfg.input_size[-1] != spec.input_size:
+        return {"img_size": spec.input_size}
+    return {}
+
+
+def _load_backbone(backbone: nn.Module, state: dict, origin: str) -> None:
+    """Load what matches; a file that matches nothing, or whose shared tensors have other shapes, is one line."""
+    own = backbone.state_dict()
+    shared = [k for k in state if k in own]
+    wrong = [k for k in shared if tuple(state[k].shape) != tuple(own[k].shape)]
+    if not shared or wrong:
+        detail = (f"shape mismatch at {wrong[0]}: file {tuple(state[wrong[0]].shape)}, model "
+                  f"{tuple(own[wrong[0]].shape)}" if wrong else "no tensor name in common")
+        raise UserError(f"weights file {origin} does not fit this backbone ({detail}); expected weights of the "
+                        "same timm model")
+    backbone.load_state_dict({k: state[k] for k in shared}, strict=False)
 
 
 def _read_state_dict(path: Path) -> dict:

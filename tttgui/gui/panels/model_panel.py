@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
                                QVBoxLayout)
 
 
@@ -12,13 +12,14 @@ class ModelPanel(QGroupBox):
     open_requested = Signal()
     checkpoint_chosen = Signal(str)
     device_changed = Signal(str)
-    timm_requested = Signal(str, str)
 
     def __init__(self, devices: list[str], parent=None):
         super().__init__("Model", parent)
         self.status = QLabel("No model loaded.")
         self.status.setWordWrap(True)
         self.open_button = QPushButton("Open checkpoint…")
+        self.open_button.setToolTip("A checkpoint written by tttgui train: the ResNet-26 or any timm model "
+                                    "trained with --arch timm:NAME")
         self.open_button.clicked.connect(self.open_requested)
         self.recent = QComboBox()
         self.recent.setPlaceholderText("Recent checkpoints")
@@ -26,24 +27,12 @@ class ModelPanel(QGroupBox):
         self.device = QComboBox()
         self.device.addItems(devices)
         self.device.currentTextChanged.connect(self.device_changed)
-        self.timm_name = QLineEdit()
-        self.timm_name.setPlaceholderText("timm model, e.g. resnet18")
-        self.timm_weights = QLineEdit()
-        self.timm_weights.setPlaceholderText("local weights (.safetensors/.pth)")
-        self.timm_button = QPushButton("Use timm backbone")
-        self.timm_button.setToolTip("A timm backbone with fresh heads; methods needing source statistics "
-                                    "or a trained head will say so.")
-        self.timm_button.clicked.connect(
-            lambda: self.timm_requested.emit(self.timm_name.text().strip(), self.timm_weights.text().strip()))
 
         top = QHBoxLayout()
         top.addWidget(self.open_button)
         top.addWidget(self.recent, 1)
         form = QFormLayout()
         form.addRow("Device", self.device)
-        form.addRow("timm", self.timm_name)
-        form.addRow("Weights", self.timm_weights)
-        form.addRow("", self.timm_button)
         lay = QVBoxLayout(self)
         lay.addWidget(self.status)
         lay.addLayout(top)
