@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tttgui.errors import UserError
 
-SEED_MAX = 2 ** 63 - 1     # what torch.manual_seed and numpy's generators both accept
+SEED_MAX = 2 ** 64 - 1     # what torch.manual_seed takes (numpy's generators take any non-negative int)
 
 
 def threads(n: int | None) -> None:
@@ -18,7 +18,7 @@ def threads(n: int | None) -> None:
 
 def seed(value: int) -> None:
     if not 0 <= value <= SEED_MAX:
-        raise UserError(f"--seed {value} is out of range; expected an integer from 0 to 2**63-1")
+        raise UserError(f"--seed {value} is out of range; expected a whole number 0..2**64-1")
 
 
 def at_least(option: str, value, low) -> None:

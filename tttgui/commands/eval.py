@@ -6,6 +6,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from tttgui.commands import checks
 from tttgui.errors import UserError
 
 
@@ -36,7 +37,6 @@ def add_arguments(p) -> None:
 
 
 OUTPUTS = ("summary.csv", "images.csv", "run.json")
-MAX_SEED = 2 ** 64 - 1   # what torch's generators take
 
 
 def _list(text: str, option: str, expected: str) -> list[str]:
@@ -51,12 +51,9 @@ def _list(text: str, option: str, expected: str) -> list[str]:
 
 def check_options(args) -> None:
     """The options that need no model or data, checked before anything is loaded."""
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads {args.threads} is invalid; expected 1 or more CPU threads")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise UserError(f"--seed {args.seed} is invalid; expected a whole number 0..2**64-1")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit {args.limit} is invalid; expected 1 or more")
+    checks.threads(args.threads)
+    checks.seed(args.seed)
+    checks.at_least("--limit", args.limit, 1)
     check_out(Path(args.out))
 
 
