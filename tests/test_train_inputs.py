@@ -118,3 +118,31 @@ def test_stats_never_writes_over_its_input_unless_told(data, tmp_path, capsys):
     _one_line_error(capsys, ["stats", "--data", str(data), "--images", "8"], "expected exactly one of --out")
     assert default_checkpoint_path().stat().st_mtime_ns == shipped
     assert main(args + ["--in-place"]) == 0 and ckpt.read_bytes() != before
+
+
+def test_checkpoint_with_non_finite_source_statistics_is_refused(data, tmp_path, capsys):
+    import torch
+
+    from tttgui.errors import UserError
+    from tttgui.models import load_checkpoint
+    assert main(_train(data, tmp_path / "m.pt")) == 0
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    name = next(iter(payload["source_stats"]["norm"]))
+    payload["source_stats"]["norm"][name]["loc_mean"][0] = float("nan")
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(UserError, match=f"non-finite source statistics \\(source_stats.norm.{name}.loc_mean\\)"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_a_closed_pipe_ends_quietly(data, tmp_path):
+    import subprocess
+    import sys
+    ckpt = tmp_path / "m.pt"
+    assert main(_train(data, ckpt)) == 0
+    cmd = [sys.executable, "-m", "tttgui", "eval", "--checkpoint", str(ckpt), "--data", str(data), "--corruptions",
+           "none", "--methods", "source", "--out", str(tmp_path / "ev"), "--no-progress", "--device", "cpu"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()        # the reader is gone before the first line is printed (like `| head -0`)
+    err = p.stderr.read()
+    p.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from tttgui.errors import UserError
@@ -52,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"tttgui {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:     # `tttgui eval ... | head`: the reader left; say nothing more to it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _gui(argv: list[str]) -> int:

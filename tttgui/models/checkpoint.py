@@ -84,7 +84,22 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise UserError(f"checkpoint {path} names {len(payload['classes'])} classes but its classifier has "
                         f"{spec.num_classes} outputs")
     load_state(model, payload["state_dict"], str(path))
+    bad = _first_non_finite(payload.get("source_stats") or {}, "source_stats")
+    if bad:     # ActMAD/TTT++ would align to nan and every step would diverge
+        raise UserError(f"checkpoint {path} has non-finite source statistics ({bad}); expected finite ones: "
+                        "recompute them with tttgui stats --checkpoint FILE --data TRAIN --out NEW.pt")
     return model.to(device).eval(), payload
+
+
+def _first_non_finite(obj, where: str) -> str | None:
+    if torch.is_tensor(obj):
+        return where if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        bad = _first_non_finite(v, f"{where}.{k}")
+        if bad:
+            return bad
+    return None
 
 
 def load_failure(path: Path, exc: Exception) -> str:
