@@ -1,5 +1,6 @@
 """Feature statistics at the norm layers: capture during forward passes, and the source statistics a checkpoint
-stores (per-layer channel and location-wise mean/variance of norm outputs, mean/covariance of pooled features).
+stores (per-layer channel and location-wise mean/variance of norm outputs, mean/covariance of pooled features and
+of the projection head's un-normalised output, and TTT++'s source-vs-source divergence yardstick).
 """
 from __future__ import annotations
 
@@ -8,6 +9,10 @@ from contextlib import contextmanager
 import torch
 
 from tttgui.augment import crop_flip, to_float
+
+TRANSFORM = "crop+flip"   # what statistics_sample applies; TTT++ gives its test views the same
+ALIGN_BATCH = 1536        # TTT++'s queue size (cifar/scripts/run_ttt++_cifar10.sh): the batch it aligns
+ALIGN_PAIRS = 16
 
 
 @contextmanager
@@ -50,13 +55,14 @@ def statistics_sample(images_u8: torch.Tensor, k: int, seed: int, augment: bool 
 
 
 @torch.no_grad()
-def source_statistics(model, images_u8: torch.Tensor, device, batch: int = 500) -> dict:
+def source_statistics(model, images_u8: torch.Tensor, device, batch: int = 500, transform: str = TRANSFORM) -> dict:
     """Statistics of the source (training) distribution over the given images (see statistics_sample), model in
-    eval mode."""
+    eval mode. `transform` records how the images were augmented."""
     model.eval()
     sums: dict[str, list] = {}
     feat_sum = feat_outer = proj_sum = proj_outer = None
     n = 0
+    kept: dict[str, list] = {"features": [], "projection": []}   # for the batch-vs-batch yardstick
     with capture_norm_outputs(model) as outs:
         for i in range(0, len(images_u8), batch):
             x = to_float(images_u8[i:i + batch]).to(device)
@@ -74,8 +80,11 @@ def source_statistics(model, images_u8: torch.Tensor, device, batch: int = 500) 
                 s[3] = s[3] + (o * o).sum(0)
             feat_sum = f.sum(0) if feat_sum is None else feat_sum + f.sum(0)
             feat_outer = f.t() @ f if feat_outer is None else feat_outer + f.t() @ f
+            kept["features"].append(f.float().cpu())
             if model.projector is not None:
-                z = model.project(f.float()).double()
+                # TTT++ aligns head(ext(x)) before the L2 normalisation (ttt++.py: feat_ssh = head(ext(x)))
+                z = model.projector.net(f.float()).double()
+                kept["projection"].append(z.float().cpu())
                 proj_sum = z.sum(0) if proj_sum is None else proj_sum + z.sum(0)
                 proj_outer = z.t() @ z if proj_outer is None else proj_outer + z.t() @ z
             n += k
@@ -86,10 +95,44 @@ def source_statistics(model, images_u8: torch.Tensor, device, batch: int = 500) 
         lm = ls / n
         norm[name] = {"mean": cm.float(), "var": (cq / per - cm * cm).clamp_min(0).float(),
                       "loc_mean": lm.float(), "loc_var": (lq / n - lm * lm).clamp_min(0).float()}
-    out = {"images": n, "norm": norm, "features": _mean_cov(feat_sum, feat_outer, n)}
+    out = {"images": n, "transform": transform, "norm": norm,
+           "features": {**_mean_cov(feat_sum, feat_outer, n), "align": pair_divergence(torch.cat(kept["features"]))}}
     if proj_sum is not None:
-        out["projection"] = _mean_cov(proj_sum, proj_outer, n)
+        out["projection"] = {**_mean_cov(proj_sum, proj_outer, n), "space": "head",
+                             "align": pair_divergence(torch.cat(kept["projection"]))}
     return out
+
+
+def coral(cov_a: torch.Tensor, cov_b: torch.Tensor) -> torch.Tensor:
+    """TTT++'s CORAL: squared Frobenius distance of two covariances / 4d² (cifar/discrepancy.py)."""
+    return (cov_a - cov_b).pow(2).sum() / (4 * cov_a.shape[0] ** 2)
+
+
+def linear_mmd(mean_a: torch.Tensor, mean_b: torch.Tensor) -> torch.Tensor:
+    return (mean_a - mean_b).pow(2).mean()
+
+
+def covariance(x: torch.Tensor) -> torch.Tensor:
+    xc = x - x.mean(0)
+    return xc.t() @ xc / max(len(x) - 1, 1)
+
+
+def pair_divergence(feats: torch.Tensor, batch: int = ALIGN_BATCH, pairs: int = ALIGN_PAIRS, seed: int = 0) -> dict:
+    """Mean CORAL and linear MMD between two disjoint random source batches of `batch` samples: the yardstick
+    TTT++ divides each alignment term by (cifar/offline.py, batches of the queue size). With fewer than 2 x batch
+    samples the batches are half the samples; `batch` records the size measured (TTT++ rescales it)."""
+    b = min(batch, len(feats) // 2)
+    if b < 2:
+        return {}
+    g = torch.Generator().manual_seed(seed)
+    x = feats.double()
+    c = m = 0.0
+    for _ in range(pairs):
+        idx = torch.randperm(len(x), generator=g)
+        a, bb = x[idx[:b]], x[idx[b:2 * b]]
+        c += float(coral(covariance(a), covariance(bb)))
+        m += float(linear_mmd(a.mean(0), bb.mean(0)))
+    return {"batch": b, "coral": c / pairs, "mmd": m / pairs, "pairs": pairs}
 
 
 def _mean_cov(s, outer, n):

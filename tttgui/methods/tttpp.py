@@ -1,29 +1,38 @@
 """`ttt++`: contrastive TTT with online feature alignment (Liu et al., NeurIPS 2021, vita-epfl/ttt-plus-plus).
 
-From the CIFAR-10 scripts: SimCLR NT-Xent (temperature 0.5) on two SimCLR views per sample; plus alignment of
-the mean (linear MMD) and covariance (CORAL, ||ΔC||²_F / 4d²) of the encoder features and of the projection-head
-outputs to source moments stored in the checkpoint, weighted 0.05 (features) and 0.2 (projections); SGD lr 0.01,
-momentum 0.9; only the encoder adapts (projection head and classifier frozen). Online, moments are taken over
-the current samples plus a FIFO queue of past features (1536 in all), as in the paper's code.
-Differences, documented: the paper divides each alignment term by an average source-vs-source batch divergence
-measured on training batches; we divide by its Gaussian expectation for a single source sample, computed from
-the stored mean and covariance (so each term is unitless and O(1) even for the views of one image), with the
-MMD term halved. Without a contrastive head only the feature alignment runs (the
-README's "feature alignment only" variant). The paper is offline and multi-epoch with test-error early stopping;
-episodically we take 10 steps on 32 views of one image (as standard TTT), online 1 step per batch.
+As cifar/ttt++.py computes it with scripts/run_ttt++_cifar10.sh (--method both --fix_ssh):
+- contrastive: SupConLoss without labels on two SimCLR views per test image, temperature 0.5 and its default
+  base temperature 0.07, so NT-Xent(0.5) x 0.5 / 0.07, on the L2-normalised projection;
+- alignment of the encoder features (scale_ext 0.05) and of the projection head's un-normalised output
+  head(ext(x)) (scale_ssh 0.2) to source moments: CORAL + 0.5 x linear MMD, each divided by its mean between two
+  source batches of the queue size (1536), measured on source features by tttgui.stats (stored as `align`);
+- the aligned test images get the transform the source statistics were taken with (recorded as `transform`,
+  crop+flip), not SimCLR views;
+- online, a FIFO of past features joins the current batch once it is full (queue 1536 = batch + 1280 stored);
+  before that the batch is aligned alone, with the same scale;
+- SGD lr 0.01, momentum 0.9; only the encoder adapts (projection head and classifier frozen).
+Without a contrastive head only the feature alignment runs (the original's --method align). Ours, documented:
+episodically (no such mode in the original) 10 steps on 32 views of one image, each term scaled for batches of
+the views aligned. A checkpoint without a measured yardstick (statistics older than it) gets the Gaussian
+expectation from its stored covariance; `tttgui stats --checkpoint FILE --data TRAIN --in-place` measures it.
+The original's offline protocol (epochs over the whole test set) is the evaluation engine's: it is the online
+update run per batch, without resets, for a fixed number of epochs; the queue carries over between epochs.
 """
 from __future__ import annotations
 
 import torch
 
-from tttgui.augment import simclr_views
+from tttgui.augment import crop_flip, simclr_views
 from tttgui.errors import UserError
 from tttgui.methods.base import Method, view_index
+from tttgui.stats import ALIGN_BATCH, coral, covariance, linear_mmd
 from tttgui.training import nt_xent
 
-TEMPERATURE = 0.5
+TEMPERATURE, BASE_TEMPERATURE = 0.5, 0.07      # SupConLoss(temperature=0.5); base_temperature left at 0.07
 SCALE_FEATURES, SCALE_PROJECTION = 0.05, 0.2
-QUEUE = 1536
+MMD_SCALE = 0.5
+QUEUE = ALIGN_BATCH
+RECOMPUTE = "recompute them with tttgui stats --checkpoint FILE --data TRAIN --in-place"
 
 
 class TTTPlusPlus(Method):
@@ -42,60 +51,91 @@ class TTTPlusPlus(Method):
             raise UserError("method ttt++ needs the source feature mean and covariance; this checkpoint has "
                             "none (expected one written by tttgui train)")
         self.contrastive = "contrastive" in model.spec.heads and "projection" in self.stats
-        self.spaces = {"features": _moments(feats, device)}
+        if self.contrastive and self.stats["projection"].get("space") != "head":
+            raise UserError("method ttt++ aligns the projection head's un-normalised output; this checkpoint's "
+                            f"statistics are of the normalised one: {RECOMPUTE}")
+        self.transform = self.stats.get("transform", "crop+flip")   # the shipped model's were crop+flip
+        self.spaces = {"features": feats}
         if self.contrastive:
-            self.spaces["projection"] = _moments(self.stats["projection"], device)
+            self.spaces["projection"] = self.stats["projection"]
         self.queue: dict[str, torch.Tensor] = {}
         self._pending: dict[str, torch.Tensor] = {}
+        self.aligned: dict[str, int] = {}            # samples in the last alignment of each space (diagnostic)
+
+    @property
+    def carries(self) -> bool:
+        return self.recipe.protocol != "episodic"
 
     def draw(self, images, gen):
         n = len(images)
+        k = self.view_count(n)
+        align = images[view_index(n, k, images.device)]
+        if self.transform == "crop+flip":
+            align = crop_flip(align, gen)
+        if not self.contrastive:
+            return {"views": align, "align": align}
         per = max(2, -(-self.recipe.views // n))
         per += per % 2                                   # pairs: sample i and i + half are two views of one image
-        idx = view_index(n, per * n, images.device)
-        return {"views": simclr_views(images[idx], gen)}
+        return {"views": simclr_views(images[view_index(n, per * n, images.device)], gen), "align": align}
 
     def loss(self, model, batch):
-        f = model.features(batch["views"])
-        total = SCALE_FEATURES * self._align("features", f)
+        f = model.features(batch["align"])
+        total = SCALE_FEATURES * self.divergence("features", f)
         if self.contrastive:
-            z = model.project(f)
-            total = total + nt_xent(z, TEMPERATURE) + SCALE_PROJECTION * self._align("projection", z)
+            total = total + SCALE_PROJECTION * self.divergence("projection", model.projector.net(f))
+            total = total + contrastive(model.project(model.features(batch["views"])))
         return total
 
-    def _align(self, space: str, x: torch.Tensor) -> torch.Tensor:
-        if self.recipe.protocol == "online":
+    def divergence(self, space: str, x: torch.Tensor) -> torch.Tensor:
+        coral_ratio, mmd_ratio = self.terms(space, x)
+        return coral_ratio + MMD_SCALE * mmd_ratio
+
+    def terms(self, space: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(CORAL, MMD) of x (plus the queue) against the source, each in units of its source-vs-source mean:
+        about 0.5 for a source batch of the queue size (a batch against the whole source is half as far as
+        against another batch)."""
+        size = QUEUE if self.carries else len(x)
+        if self.carries:
             self._pending[space] = x.detach()
-            if space in self.queue:
-                x = torch.cat([x, self.queue[space]])
-        mean_s, cov_s, ref_mean, ref_cov = self.spaces[space]
-        mean = x.mean(0)
-        xc = x - mean
-        cov = xc.t() @ xc / max(len(x) - 1, 1)
-        d = x.shape[1]
-        coral = (cov - cov_s).pow(2).sum() / (4 * d * d)
-        mmd = (mean - mean_s).pow(2).mean()
-        return coral / ref_cov + 0.5 * mmd / ref_mean
+            need = QUEUE - len(x)
+            stored = self.queue.get(space)
+            if need > 0 and stored is not None and len(stored) >= need:   # the original's queue.get(): once full
+                x = torch.cat([x, stored[:need]])
+        self.aligned[space] = len(x)
+        s = self.spaces[space]
+        ref_coral, ref_mmd = yardstick(s, size)
+        mean_s, cov_s = s["mean"].to(x), s["cov"].to(x)
+        return coral(cov_s, covariance(x)) / ref_coral, linear_mmd(mean_s, x.mean(0)) / ref_mmd
 
     def commit(self):
-        if self.recipe.protocol != "online":
+        if not self.carries:
             return
         for space, x in self._pending.items():
             old = self.queue.get(space)
-            both = x if old is None else torch.cat([x, old])
-            self.queue[space] = both[:max(QUEUE - len(x), 0)]   # newest first; the current batch joins later
+            self.queue[space] = (x if old is None else torch.cat([x, old]))[:QUEUE]   # newest first
         self._pending = {}
 
     def reset_state(self):
-        self.queue, self._pending = {}, {}
+        self.queue, self._pending, self.aligned = {}, {}, {}
 
 
-def _moments(stats: dict, device):
-    """Source mean and covariance, and the expected CORAL / MMD between the source moments and those of one
-    sample drawn from a Gaussian with them: the source-vs-source yardstick of each term."""
-    mean = stats["mean"].to(device).float()
-    cov = stats["cov"].to(device).float()
-    d = len(mean)
-    ref_cov = float((cov.pow(2).sum() + torch.diagonal(cov).sum() ** 2) / (4 * d * d))
-    ref_mean = float(torch.diagonal(cov).sum() / d)
-    return mean, cov, max(ref_mean, 1e-12), max(ref_cov, 1e-12)
+def contrastive(z: torch.Tensor) -> torch.Tensor:
+    """SupConLoss(temperature=0.5) without labels: NT-Xent scaled by temperature / base_temperature."""
+    return TEMPERATURE / BASE_TEMPERATURE * nt_xent(z, TEMPERATURE)
+
+
+def yardstick(space: dict, size: int) -> tuple[float, float]:
+    """Mean CORAL and MMD between two source batches of `size` samples. Measured ones (stats `align`) are
+    rescaled from the batch they were measured at (both fall as 1/batch); without them, the Gaussian
+    expectation from the stored covariance: E CORAL = 2 (|C|²_F + tr(C)²) / ((size-1) 4d²), E MMD = 2 tr(C)/(size d)."""
+    cov = space["cov"].double()
+    d = cov.shape[0]
+    measured = space.get("align") or {}
+    if "coral" in measured:
+        b = measured["batch"]
+        c, m = measured["coral"] * (b - 1) / max(size - 1, 1), measured["mmd"] * b / size
+    else:
+        tr = float(torch.diagonal(cov).sum())
+        c = 2 * (float(cov.pow(2).sum()) + tr * tr) / (max(size - 1, 1) * 4 * d * d)
+        m = 2 * tr / (size * d)
+    return max(c, 1e-12), max(m, 1e-12)

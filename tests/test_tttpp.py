@@ -1,0 +1,133 @@
+"""TTT++ as vita-epfl/ttt-plus-plus computes it: scales, views, contrastive weight, queue."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tttgui.augment import crop_flip
+from tttgui.methods import Adapter, MethodConfig
+from tttgui.methods import tttpp
+from tttgui.stats import coral, covariance, linear_mmd, source_statistics, statistics_sample
+
+from test_methods import tiny_model
+
+
+def smooth_images(n, seed):
+    """uint8 NHWC 16 px images of low-frequency colour blobs (a 'source distribution')."""
+    g = torch.Generator().manual_seed(seed)
+    x = F.interpolate(torch.rand(n, 3, 4, 4, generator=g), size=16, mode="bilinear", align_corners=False)
+    return (x * 255).round().byte().permute(0, 2, 3, 1).contiguous()
+
+
+@pytest.fixture(scope="module")
+def source():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model, _ = tiny_model()
+    images = smooth_images(2 * tttpp.QUEUE + 100, 1)
+    yield model, source_statistics(model, statistics_sample(images, len(images), 0), "cpu"), images
+    torch.set_num_threads(threads)
+
+
+def test_source_statistics_measure_the_batch_vs_batch_yardstick_at_the_queue_size(source):
+    model, stats, images = source
+    align = stats["features"]["align"]
+    assert align["batch"] == 1536 == tttpp.QUEUE and stats["transform"] == "crop+flip"
+    x = statistics_sample(images, len(images), 0).permute(0, 3, 1, 2).float() / 255   # what stats saw
+    with torch.no_grad():
+        f = model.features(x).double()
+        raw = model.projector.net(model.features(x))
+    # an independent estimate from other splits: the mean divergence of two disjoint source batches of 1536
+    g = torch.Generator().manual_seed(99)
+    c = m = 0.0
+    for _ in range(8):
+        idx = torch.randperm(len(f), generator=g)
+        a, b = f[idx[:1536]], f[idx[1536:3072]]
+        c += float(coral(covariance(a), covariance(b))) / 8
+        m += float(linear_mmd(a.mean(0), b.mean(0))) / 8
+    assert align["coral"] == pytest.approx(c, rel=0.25) and align["mmd"] == pytest.approx(m, rel=0.35)
+    # the projection statistics are of head(ext(x)) before the L2 normalisation
+    assert stats["projection"]["space"] == "head"
+    assert torch.allclose(stats["projection"]["mean"], raw.mean(0), atol=1e-4)
+    assert not torch.allclose(raw.norm(dim=1), torch.ones(len(raw)), atol=0.05)
+
+
+def test_each_alignment_term_is_about_one_for_a_source_batch_and_far_above_for_a_shifted_one(source):
+    model, stats, _ = source
+    method = Adapter(copy.deepcopy(model), stats, MethodConfig("ttt++", protocol="online"), "cpu").method
+    clean = smooth_images(tttpp.QUEUE, 7)          # other images of the source distribution
+    x = crop_flip(clean.permute(0, 3, 1, 2).float() / 255, torch.Generator().manual_seed(3))
+    shifted = (x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(4))).clamp(0, 1)
+    with torch.no_grad():
+        for space, fn in (("features", model.features), ("projection", lambda v: model.projector.net(
+                model.features(v)))):
+            src = [float(t) for t in method.terms(space, fn(x))]
+            far = [float(t) for t in method.terms(space, fn(shifted))]
+            # a batch against the stored source moments: 0.5-1 batch-vs-batch yardsticks (the old scale: ~768)
+            assert all(0.25 < t < 2 for t in src), (space, src)
+            assert all(t > 5 for t in far), (space, far)
+
+
+def test_gaussian_yardstick_for_statistics_without_a_measured_one(source):
+    _, stats, _ = source
+    space = {k: v for k, v in stats["features"].items() if k != "align"}
+    cov = space["cov"].double()
+    d, tr = cov.shape[0], float(torch.diagonal(cov).sum())
+    c, m = tttpp.yardstick(space, 1536)
+    assert c == pytest.approx(2 * (float(cov.pow(2).sum()) + tr ** 2) / (1535 * 4 * d * d))
+    assert m == pytest.approx(2 * tr / (1536 * d))
+    # measured at another batch size: rescaled by 1/batch
+    measured = {**space, "align": {"batch": 24, "coral": 1.0, "mmd": 2.0}}
+    assert tttpp.yardstick(measured, 1536) == pytest.approx((23 / 1535, 2.0 * 24 / 1536))
+
+
+def supcon(features, temperature=0.5, base_temperature=0.07):
+    """SupConLoss(temperature=0.5) of the original, without labels, features [bsz, 2, dim] (an independent
+    transcription of its formula: mean over anchors of -(T/T_base) log p(positive))."""
+    bsz = features.shape[0]
+    contrast = torch.cat(torch.unbind(features, 1), 0)
+    logits = contrast @ contrast.t() / temperature
+    logits = logits - logits.max(1, keepdim=True).values
+    self_mask = 1 - torch.eye(2 * bsz)
+    pos = torch.eye(bsz).repeat(2, 2) * self_mask
+    log_prob = logits - torch.log((torch.exp(logits) * self_mask).sum(1, keepdim=True))
+    return (-(temperature / base_temperature) * (pos * log_prob).sum(1) / pos.sum(1)).mean()
+
+
+def test_contrastive_term_is_supcon_with_its_base_temperature():
+    z = F.normalize(torch.randn(12, 8, generator=torch.Generator().manual_seed(0)), dim=1)
+    ours = tttpp.contrastive(z)                  # rows i and i + 6 are the two views of sample i
+    ref = supcon(torch.stack([z[:6], z[6:]], 1))
+    assert float(ours) == pytest.approx(float(ref), rel=1e-5)
+    assert tttpp.TEMPERATURE / tttpp.BASE_TEMPERATURE == pytest.approx(7.142857, rel=1e-6)
+
+
+def test_test_images_are_aligned_with_the_statistics_transform_not_simclr_views(source):
+    model, stats, images = source
+    method = Adapter(copy.deepcopy(model), stats, MethodConfig("ttt++", views=4), "cpu").method
+    x = images[:2].permute(0, 3, 1, 2).float() / 255
+    batch = method.draw(x, torch.Generator().manual_seed(5))
+    expected = crop_flip(x[torch.arange(4) % 2], torch.Generator().manual_seed(5))
+    assert torch.equal(batch["align"], expected)
+    assert batch["views"].shape[0] == 4 and not torch.equal(batch["views"], expected)
+
+
+def test_queue_joins_only_once_full(source, monkeypatch):
+    model, stats, images = source
+    monkeypatch.setattr(tttpp, "QUEUE", 24)
+    ad = Adapter(copy.deepcopy(model), stats, MethodConfig("ttt++", protocol="online", views=8, lr=1e-4), "cpu")
+    x = images[:8].permute(0, 3, 1, 2).float() / 255
+    sizes = []
+    for _ in range(4):
+        assert ad.update(x).status == "ok"
+        sizes.append(ad.method.aligned["features"])
+    assert sizes == [8, 8, 24, 24]               # 16 stored after two batches: the queue of 24 - 8 is full
+
+
+def test_old_projection_statistics_are_refused_in_one_line(source):
+    from tttgui.errors import UserError
+    model, stats, _ = source
+    old = {**stats, "projection": {k: v for k, v in stats["projection"].items() if k != "space"}}
+    with pytest.raises(UserError, match="tttgui stats"):
+        Adapter(copy.deepcopy(model), old, MethodConfig("ttt++"), "cpu")
