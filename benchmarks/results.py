@@ -35,14 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tttgui.atomic import atomic_path, write_text  # noqa: E402
-from tttgui.evaluation import (CLEAN, EvalConfig, ImageRow, evaluate, library_versions,  # noqa: E402
-                               paired_difference)
-from tttgui.methods import get_method  # noqa: E402
+from tttgui.corruptions import BENCHMARK_CORRUPTIONS as CORRUPTIONS  # noqa: E402
+from tttgui.evaluation import EvalConfig, evaluate  # noqa: E402
+from tttgui.methods import MethodConfig, get_method  # noqa: E402
+from tttgui.results import CLEAN, ImageRow, library_versions, paired_difference, summarise  # noqa: E402
 
 SEVERITY = 5
-CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-               "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
-               "jpeg_compression")
 SHORT = ("gauss", "shot", "impul", "defoc", "glass", "motn", "zoom", "snow", "frost", "fog", "brit", "contr",
          "elast", "pixel", "jpeg")
 DATA = ROOT.parent / "shared" / "data" / "cifar10" / "test"
@@ -159,8 +157,8 @@ def fingerprint(row: Row, ctx: dict, n: int) -> dict:
 
 
 def cell_config(row: Row, ctx: dict) -> EvalConfig:
-    return EvalConfig(corruptions=(CLEAN,), methods=(row.method,), protocol=row.protocol, batch_size=row.batch,
-                      steps=ctx["steps"], seed=ctx["seed"], frost_dir=ctx["frost_dir"])
+    return EvalConfig(corruptions=(CLEAN,), methods=(row.method,), batch_size=row.batch, frost_dir=ctx["frost_dir"],
+                      settings=MethodConfig(steps=ctx["steps"], protocol=row.protocol, seed=ctx["seed"]))
 
 
 def load_cell(path: Path, fp: dict | None = None) -> dict | None:
@@ -212,11 +210,11 @@ def cell_rows(cell: dict) -> list[ImageRow]:
 
 
 def error(cell: dict | None, before: bool = False) -> float | None:
+    """Error % of a cell from its rows' correctness (a diverged image is an error; None without labels)."""
     if cell is None:
         return None
-    im = cell["images"]
-    pred = np.array(im["prediction_before" if before else "prediction_after"])
-    return 100.0 * float(np.mean(pred != np.array(im["label"])))
+    s = summarise(cell_rows(cell))
+    return s.error_before if before else s.error_after
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -284,7 +282,7 @@ def vs_source(cells: dict):
     """Paired difference after − before (the cell's own source predictions on the same images), pooled over the
     finished corruptions: (diff, low, high, n)."""
     rows = pooled(cells)
-    before = [replace(r, prediction_after=r.prediction_before) for r in rows]
+    before = [replace(r, prediction_after=r.prediction_before, status="ok") for r in rows]
     return paired_difference(before, rows)
 
 
@@ -331,7 +329,7 @@ def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
     L += ["## Paired difference vs source", "",
           "Error after minus error before adaptation on the same corrupted images (percentage points; negative = "
           "adaptation helps), pooled over the finished corruptions, with the 95% normal interval of the paired "
-          "per-image differences (`tttgui.evaluation.paired_difference`). Online rows adapt on a stream, so their "
+          "per-image differences (`tttgui.results.paired_difference`). Online rows adapt on a stream, so their "
           "per-image outcomes are not independent and the interval is only indicative.", "",
           "| row | corruptions done | n pairs | difference | 95% interval |", "|---|---|---|---|---|"]
     for row in ROWS[1:]:
@@ -381,7 +379,7 @@ def verdict(cells: dict, means: dict) -> str:
     n_img = len(ep_rows) // len(CORRUPTIONS)
     n_all = len(pooled(cells["ttt-online"])) // len(CORRUPTIONS)
     sub_src = float(np.mean([error(cells["ttt-episodic"][c], before=True) for c in CORRUPTIONS]))
-    sub_on = 100.0 * float(np.mean([r.prediction_after != r.label for r in on_rows]))
+    sub_on = 100.0 * float(np.mean([not r.correct_after for r in on_rows]))
     d_ep = vs_source(cells["ttt-episodic"])
     d_on = paired_difference(ep_rows, on_rows)     # TTT-Online minus episodic TTT, same images
     first, second = d_ep[0] < 0, d_on[0] < 0

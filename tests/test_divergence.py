@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from tttgui.errors import UserError
-from tttgui.evaluation import EvalConfig, _run_episodic, evaluate, predict_all, table, write_outputs
+from tttgui.cell import Cell, predict_all, run_episodic as sequential_episodic
+from tttgui.evaluation import EvalConfig, evaluate, run_record, write_result
 from tttgui.methods import DIVERGED, Adapter, MethodConfig
 from tttgui.methods.ttt import TTT
 from tttgui.models import ModelSpec, build_model, load_checkpoint, save_checkpoint
+from tttgui.results import table
 from tttgui.vectorized import VectorizedEpisodic, run_episodic, seeds_for
 
 from test_methods import image, tiny  # noqa: F401 (tiny: the small model fixture)
@@ -68,7 +70,7 @@ def test_nan_logits_are_diverged_errors_never_hits(tiny, monkeypatch, tmp_path, 
     model = tiny[0]
     images, labels, indices = labelled_zero(3)
     source = state(model)
-    cfg = EvalConfig(methods=("source", "ttt"), steps=1, views=4, protocol=protocol, chunk=1)
+    cfg = EvalConfig(methods=("source", "ttt"), settings=MethodConfig(steps=1, views=4, protocol=protocol), chunk=1)
     adapted = []
 
     def predict(self, x):   # nan logits at prediction, after the adapted weights moved
@@ -83,8 +85,8 @@ def test_nan_logits_are_diverged_errors_never_hits(tiny, monkeypatch, tmp_path, 
     assert all(r.prediction_after == -1 and math.isnan(r.confidence_after) for r in rows)
     src, ttt = res.summary
     assert (src.diverged, ttt.diverged, ttt.error_after) == (0, 3, 100.0)
-    assert table(res).splitlines()[-1].split() == ["diverged", "(images)", "0", "3"]
-    write_outputs(tmp_path, res, {})
+    assert table(res.summary).splitlines()[-1].split() == ["diverged", "(images)", "0", "3"]
+    write_result(tmp_path, res, run_record(res, cfg, "test"))
     with open(tmp_path / "summary.csv", newline="") as f:
         assert [r["diverged"] for r in csv.DictReader(f)] == ["0", "3"]
 
@@ -104,7 +106,7 @@ def test_online_stream_goes_on_from_the_source_weights(tiny, monkeypatch):
         return real(self, m, b) * (NAN if len(calls) == 2 else 1.0)
 
     monkeypatch.setattr(TTT, "loss", loss)
-    cfg = EvalConfig(methods=("ttt",), steps=1, views=4, protocol="online", lr=0.1)
+    cfg = EvalConfig(methods=("ttt",), settings=MethodConfig(steps=1, views=4, protocol="online", lr=0.1))
     res = evaluate(model, {}, images, labels, indices, cfg, "cpu")
     assert [r.status for r in res.images] == ["ok", DIVERGED, "ok"]
     assert res.images[1].prediction_after == -1 and res.summary[0].diverged == 1
@@ -133,11 +135,11 @@ def test_vectorised_restores_and_marks_only_the_diverging_image(tiny, monkeypatc
     seeds = seeds_for(cfg.seed, range(3))
     with torch.no_grad():
         source_probs = model(x).softmax(-1).numpy()
-    res = VectorizedEpisodic(model, {}, cfg, "cpu").run(x, seeds)
-    assert [r.status for r in res] == ["ok", DIVERGED, "ok"]
-    assert [len(r.losses) for r in res] == [3, 2, 3]
-    assert np.abs(res[1].probs - source_probs[1]).max() < 1e-5        # restored: the source prediction
-    assert np.abs(res[0].probs - source_probs[0]).max() > 1e-5        # the others adapted on
+    probs, losses, status = VectorizedEpisodic(model, {}, cfg, "cpu").run(x, seeds)
+    assert status == ["ok", DIVERGED, "ok"]
+    assert [len(v) for v in losses] == [3, 2, 3]
+    assert np.abs(probs[1] - source_probs[1]).max() < 1e-5        # restored: the source prediction
+    assert np.abs(probs[0] - source_probs[0]).max() > 1e-5        # the others adapted on
 
 
 @pytest.mark.parametrize("case", ["inf input", "nan after a step", "lr 1e30"])
@@ -151,12 +153,10 @@ def test_vectorised_rows_equal_sequential_rows_for_diverging_images(tiny, monkey
     else:
         x[1] = 50.0
         bright_diverges_after_one_step(monkeypatch, model)
-    cfg = EvalConfig(methods=("ttt",), steps=2, views=4, lr=lr, seed=1, chunk=3)
-    ad = Adapter(model, {}, cfg.method_config("ttt"), "cpu")
+    ad = Adapter(model, {}, MethodConfig("ttt", steps=2, views=4, lr=lr, seed=1), "cpu")
     labels, indices, order = np.zeros(3, int), np.arange(3), np.arange(3)
-    before = predict_all(model, x, "cpu")
-    args = (ad, x, labels, indices, order, before, cfg, "cpu", None, lambda: False, "none", 0)
-    want, got = _run_episodic(*args), run_episodic(*args)
+    cell = Cell(ad, x, labels, indices, order, predict_all(model, x, "cpu"), "none", 0, seed=1, chunk=3)
+    want, got = sequential_episodic(cell), run_episodic(cell)
     key = lambda r: (r.index, r.status, r.prediction_after, r.steps)  # noqa: E731
     assert [key(r) for r in got] == [key(r) for r in want]
     assert any(r.status == DIVERGED for r in want)

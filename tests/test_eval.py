@@ -9,8 +9,10 @@ import torch
 from PIL import Image
 
 from tttgui.cli import main
-from tttgui.evaluation import IMAGE_COLUMNS, SUMMARY_COLUMNS, EvalConfig, evaluate
+from tttgui.evaluation import EvalConfig, evaluate
+from tttgui.methods import MethodConfig
 from tttgui.models import ModelSpec, build_model, save_checkpoint
+from tttgui.results import IMAGE_COLUMNS, SUMMARY_COLUMNS
 from tttgui.stats import source_statistics
 
 CLASSES = ["cat", "dog", "ship"]
@@ -109,7 +111,8 @@ def test_engine_loops_over_shifts_and_restores_the_model(setup, monkeypatch):
     monkeypatch.setattr(ev, "corrupt_images", lambda images, c, s, cfg, d: (255 - images) // s)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
-    cfg = EvalConfig(corruptions=("none", "fake"), severities=(1, 2), methods=("source", "ttt"), steps=1, views=4)
+    cfg = EvalConfig(corruptions=("none", "fake"), severities=(1, 2), methods=("source", "ttt"),
+                     settings=MethodConfig(steps=1, views=4))
     seen = []
     res = evaluate(model, stats, images, np.array([0, 1, 2]), np.array([5, 6, 7]), cfg, "cpu",
                    progress=lambda k, text: seen.append(k))
@@ -125,13 +128,13 @@ def test_should_stop_cancels_with_partial_results(setup):
     _, model, stats = setup
     images = np.zeros((4, 16, 16, 3), dtype=np.uint8)
     calls = []
-    res = evaluate(model, stats, images, np.zeros(4, int), np.arange(4), EvalConfig(methods=("ttt",), steps=1,
-                   views=4), "cpu", should_stop=lambda: len(calls.append(1) or calls) > 2)
+    res = evaluate(model, stats, images, np.zeros(4, int), np.arange(4), EvalConfig(methods=("ttt",),
+                   settings=MethodConfig(steps=1, views=4)), "cpu", should_stop=lambda: len(calls.append(1) or calls) > 2)
     assert res.cancelled and 0 < len(res.images) < 4
 
 
 def test_paired_difference_of_two_methods():
-    from tttgui.evaluation import ImageRow, paired_difference
+    from tttgui.results import ImageRow, paired_difference
 
     def rows(preds):
         return [ImageRow("none", 0, "m", "episodic", i, 1, 0, 0.5, p, 0.5, None, None, 0, 0.0, "ok")
@@ -146,7 +149,7 @@ def test_session_and_eval_agree_on_an_image(setup):
     _, model, stats = setup
     images = np.random.default_rng(3).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     res = evaluate(model, stats, images, np.array([0, 1]), np.array([11, 12]),
-                   EvalConfig(methods=("ttt",), steps=2, views=4, seed=4), "cpu")
+                   EvalConfig(methods=("ttt",), settings=MethodConfig(steps=2, views=4, seed=4)), "cpu")
     for row, im in zip(res.images, images):
         s = Session(model, stats, MethodConfig("ttt", steps=2, views=4, seed=4), "cpu")
         s.set_image(im, index=row.index)
@@ -204,3 +207,16 @@ def test_unwritable_outputs_are_refused_before_any_work(setup, tmp_path, capsys,
             assert err.count("\n") == 0 and needle in err and "expected a folder" in err, err
     finally:
         locked.chmod(0o755)
+
+
+def test_paired_difference_goes_by_correctness_not_by_comparing_numbers():
+    """label -1 (no label) equals prediction -1 (diverged) as numbers, and a diverged row's prediction is no
+    hit even when it equals the label: neither may count as correct."""
+    from tttgui.results import ImageRow, paired_difference
+
+    def row(i, label, pred, status="ok"):
+        return ImageRow("none", 0, "m", "episodic", i, label, 0, 0.5, pred, 0.5, None, None, 0, 0.0, status)
+    a = [row(0, 1, 1), row(1, 1, 1), row(2, -1, -1)]
+    b = [row(0, 1, 1, "diverged"), row(1, 1, 1), row(2, -1, -1, "diverged")]
+    diff, _, _, n = paired_difference(a, b)
+    assert n == 2 and diff == pytest.approx(50.0)

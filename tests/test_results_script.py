@@ -115,3 +115,15 @@ def test_verdict_compares_the_protocols_on_the_same_images():
     for c in results.CORRUPTIONS:
         cells["ttt-online"][c]["images"]["prediction_after"][7] = 0
     assert "**holds**" in results.verdict(cells, means)
+
+
+def test_cell_errors_go_by_status_and_labels():
+    """A diverged image is an error even if its stored prediction equals the label; without labels, no error
+    rate (label -1 must not match prediction -1 of a diverged image)."""
+    results = load_script()
+    cell = _cell("ttt-online", "fog", [0, 1], [2, 2], [2, 2], [2, 2])
+    cell["images"]["status"] = ["ok", "diverged"]
+    assert results.error(cell) == pytest.approx(50.0) and results.error(cell, before=True) == 0.0
+    unlabeled = _cell("ttt-online", "fog", [0, 1], [-1, -1], [0, 0], [-1, -1])
+    unlabeled["images"]["status"] = ["diverged", "diverged"]
+    assert results.error(unlabeled) is None

@@ -7,7 +7,8 @@ import torch
 
 from tttgui.errors import UserError
 from tttgui.models import ModelSpec, build_model
-from tttgui.session import ImageResult, LayerStat, MethodConfig, Session, StepRecord
+from tttgui.results import ImageRow
+from tttgui.session import LayerStat, MethodConfig, Session, StepRecord
 from tttgui.stats import source_statistics
 
 
@@ -57,7 +58,7 @@ def test_records_hold_copied_diagnostics(tiny):
     with pytest.raises(dataclasses.FrozenInstanceError):
         last.loss = 0.0
     res = s.result()
-    assert isinstance(res, ImageResult) and res.steps == 0   # after reset: only step 0 of the same image
+    assert isinstance(res, ImageRow) and res.steps == 0   # after reset: only step 0 of the same image
 
 
 def test_without_label_nothing_uses_it(tiny):
@@ -171,3 +172,29 @@ def test_source_session_never_changes(tiny):
     r0 = s.set_image(img(0), label=1)
     r1 = s.step()
     assert r1.loss is None and np.array_equal(r0.probs, r1.probs) and r1.status == "ok"
+
+
+def test_a_diverged_step_is_never_correct(tiny):
+    """The restored source weights may predict the label, but a diverged step or image is no hit."""
+    s = session(tiny)
+    label = s.set_image(img(0)).prediction   # the source model's own prediction: a "hit" before adapting
+    s.set_image(img(0), label=label)
+    s.adapter.method.loss = lambda m, b: m.rotation_logits(b["views"]).sum() * float("nan")
+    record = s.step()
+    assert record.status == "diverged" and record.prediction == label and record.correct is False
+    res = s.result()
+    assert res.status == "diverged" and res.correct_after is False and res.prediction_after == -1
+    assert res.correct_before is True
+
+
+def test_non_finite_logits_are_a_divergence(tiny, monkeypatch):
+    """A finite loss and finite weights, but logits that overflow: the step is diverged, weights restored."""
+    s = session(tiny, lr=0.1)
+    s.set_image(img(0), label=1)
+    source = {k: v.clone() for k, v in s.model.state_dict().items()}
+    real = s.model.forward
+    monkeypatch.setattr(s.model, "forward", lambda x: real(x) * float("inf"))
+    record = s.step()
+    assert record.status == "diverged" and record.correct is False
+    assert all(torch.equal(v, source[k]) for k, v in s.model.state_dict().items())
+    assert s.result().status == "diverged"

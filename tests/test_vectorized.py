@@ -49,12 +49,11 @@ def test_vectorised_equals_sequential(tiny, method, steps):
     cfg = MethodConfig(method, steps=steps, views=8, seed=3)
     indices = [10, 11, 12, 13, 14]
     want, want_losses = sequential(model, stats, cfg, x, indices)
-    res = VectorizedEpisodic(model, stats, cfg, "cpu").run(x, seeds_for(cfg.seed, indices))
-    got = np.stack([r.probs for r in res])
+    got, losses, status = VectorizedEpisodic(model, stats, cfg, "cpu").run(x, seeds_for(cfg.seed, indices))
     assert np.abs(got - want).max() < 1e-4
     assert (got.argmax(1) == want.argmax(1)).all()
-    for r, wl in zip(res, want_losses):
-        assert r.status == "ok" and np.allclose(r.losses, wl, atol=1e-4)
+    for s, ls, wl in zip(status, losses, want_losses):
+        assert s == "ok" and np.allclose(ls, wl, atol=1e-4)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))   # the model is left untouched
 
 
@@ -69,8 +68,8 @@ def test_chunking_keeps_results_and_bounds_chunks(tiny):
     assert small.chunk_size(x[:1]) == 2
     sizes = []
     small._chunk = (lambda orig: lambda xs, s: sizes.append(len(xs)) or orig(xs, s))(small._chunk)
-    a = np.stack([r.probs for r in whole.run(x, seeds)])
-    b = np.stack([r.probs for r in small.run(x, seeds)])
+    a = whole.run(x, seeds)[0]
+    b = small.run(x, seeds)[0]
     assert sizes == [2, 2, 1]
     assert np.abs(a - b).max() < 1e-5
 
@@ -98,25 +97,24 @@ def test_non_finite_loss_stops_only_that_image(tiny):
     x[1] = float("nan")
     cfg = MethodConfig("ttt", steps=2, views=4)
     want, want_losses = sequential(model, stats, cfg, x, range(len(x)))
-    res = VectorizedEpisodic(model, stats, cfg, "cpu").run(x, seeds_for(0, range(len(x))))
-    assert [r.status for r in res] == ["ok", "diverged", "ok", "ok", "ok"]
-    assert len(res[1].losses) == len(want_losses[1]) == 1
+    probs, losses, status = VectorizedEpisodic(model, stats, cfg, "cpu").run(x, seeds_for(0, range(len(x))))
+    assert status == ["ok", "diverged", "ok", "ok", "ok"]
+    assert len(losses[1]) == len(want_losses[1]) == 1
     ok = [0, 2, 3, 4]
-    assert np.abs(np.stack([res[i].probs for i in ok]) - want[ok]).max() < 1e-4
+    assert np.abs(probs[ok] - want[ok]).max() < 1e-4
 
 
 def test_run_episodic_gives_the_evaluation_rows(tiny):
-    """The drop-in for tttgui.evaluation._run_episodic: same rows as the sequential loop (but seconds)."""
-    from tttgui.evaluation import EvalConfig, _run_episodic, predict_all
-    from tttgui.vectorized import run_episodic
+    """The drop-in for tttgui.cell.run_episodic: same rows as the sequential loop (but seconds)."""
+    from tttgui import cell, vectorized
 
     model, stats, x = tiny
-    cfg = EvalConfig(methods=("ttt",), steps=2, views=4, seed=1)
-    ad = Adapter(model, stats, cfg.method_config("ttt"), "cpu")
+    ad = Adapter(model, stats, MethodConfig("ttt", steps=2, views=4, seed=1), "cpu")
     labels, indices, order = np.arange(5) % 3, np.arange(20, 25), np.arange(5)
-    before = predict_all(model, x, "cpu")
-    args = (ad, x, labels, indices, order, before, cfg, "cpu", None, lambda: False, "none", 0)
-    want, got = _run_episodic(*args), run_episodic(*args)
+    before = cell.predict_all(model, x, "cpu")
+    job = cell.Cell(ad, x, labels, indices, order, before, "none", 0, seed=1, chunk=3)
+    assert vectorized.applies(job)
+    want, got = cell.run_episodic(job), vectorized.run_episodic(job)
     strip = lambda r: {k: v for k, v in r.__dict__.items() if k not in ("seconds", "confidence_after",  # noqa: E731
                                                                        "loss_first", "loss_last")}
     assert [strip(r) for r in got] == [strip(r) for r in want]

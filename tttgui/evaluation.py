@@ -1,36 +1,25 @@
-"""The headless evaluation engine behind `tttgui eval` and the GUI's batch evaluation: error without and with
-test-time adaptation, per corruption, severity and method, with one row per image.
+"""The headless evaluation engine behind `tttgui eval` and the window's batch evaluation: error without and with
+test-time adaptation, per corruption, severity and method, with one row per image (tttgui.results).
 
-Results are always last-iterate (no label ever selects a step). Episodic: every image starts from the source
-weights with views drawn from a generator seeded by (seed, image index), so an image's result does not depend on
-what ran before it (and a vectorised implementation can reproduce it). Online: one pass over the stream in a
-seeded shuffled order, in batches of `batch_size`, weights carried over and reset at each corruption × severity
-(the TTT-Online protocol); "before" is always the source model's prediction.
+Results are always last-iterate (no label ever selects a step). The work is a list of cells (one corruption ×
+severity × method each, tttgui.cell); the online stream is one seeded shuffle of the images (the paper shuffles
+it; a class-sorted folder would be non-i.i.d.).
 """
 from __future__ import annotations
 
-import csv
-import json
-import platform
 import time
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable
 
 import numpy as np
 import torch
 
-from tttgui.atomic import atomic_path, write_text
+from tttgui import vectorized
 from tttgui.augment import to_float
+from tttgui.cell import Cell, predict_all, run_episodic, run_online
 from tttgui.errors import UserError
-from tttgui.methods import DIVERGED, Adapter, MethodConfig, PROTOCOLS, decide, get_method, image_seed
-
-CLEAN = "none"
-SUMMARY_COLUMNS = ["corruption", "severity", "method", "protocol", "n", "error_before", "error_after",
-                   "diverged"]
-IMAGE_COLUMNS = ["corruption", "severity", "method", "protocol", "index", "label", "prediction_before",
-                 "confidence_before", "prediction_after", "confidence_after", "loss_first", "loss_last", "steps",
-                 "seconds", "status"]
+from tttgui.methods import Adapter, MethodConfig, PROTOCOLS, get_method
+from tttgui.results import CLEAN, ImageRow, SummaryRow, run_info, summarise, write_outputs
 
 
 @dataclass(frozen=True)
@@ -38,51 +27,27 @@ class EvalConfig:
     corruptions: tuple[str, ...] = (CLEAN,)
     severities: tuple[int, ...] = (5,)
     methods: tuple[str, ...] = ("source", "ttt")
-    protocol: str = "episodic"
+    settings: MethodConfig = MethodConfig()   # steps, lr, ...: None = each method's paper default; its method unused
     batch_size: int = 1               # online: images per update
-    steps: int | None = None          # None: each method's paper default (likewise lr, optimizer, views, params)
-    lr: float | None = None
-    optimizer: str | None = None
-    views: int | None = None
-    params: str | None = None
-    seed: int = 0
     frost_dir: str | None = None
     chunk: int | None = None          # episodic: images adapted at once (None: per device; 1: sequential loop)
 
+    @property
+    def protocol(self) -> str:
+        return self.settings.protocol
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
+
     def method_config(self, method: str) -> MethodConfig:
-        return MethodConfig(method=method, steps=self.steps, lr=self.lr, optimizer=self.optimizer,
-                            views=self.views, params=self.params, protocol=self.protocol, seed=self.seed)
+        return replace(self.settings, method=method)
 
-
-@dataclass(frozen=True)
-class ImageRow:
-    corruption: str
-    severity: int
-    method: str
-    protocol: str
-    index: int
-    label: int
-    prediction_before: int
-    confidence_before: float
-    prediction_after: int
-    confidence_after: float
-    loss_first: float | None
-    loss_last: float | None
-    steps: int
-    seconds: float
-    status: str
-
-
-@dataclass(frozen=True)
-class SummaryRow:
-    corruption: str
-    severity: int
-    method: str
-    protocol: str
-    n: int
-    error_before: float | None        # percent, source model; None: images without labels
-    error_after: float | None         # percent, after adaptation (last iterate); None likewise
-    diverged: int = 0                 # images whose adaptation diverged (counted as errors in error_after)
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["settings"].pop("method")
+        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if k != "settings"},
+                **d["settings"]}
 
 
 @dataclass
@@ -92,16 +57,6 @@ class EvalResult:
     recipes: dict = field(default_factory=dict)
     cancelled: bool = False
     seconds: float = 0.0
-
-
-def _episodic_runner(ad, model, cfg: EvalConfig, device):
-    """The vectorised path (issue 6) when it applies and the chunk is above 1, else the sequential loop."""
-    from tttgui import vectorized
-
-    chunk = cfg.chunk if cfg.chunk is not None else vectorized.auto_chunk(device)
-    if chunk > 1 and ad.method.adapts and ad.recipe.steps > 0 and vectorized.supports(model, ad.config):
-        return vectorized.run_episodic
-    return _run_episodic
 
 
 def check_config(cfg: EvalConfig, model) -> None:
@@ -168,11 +123,15 @@ def shifts(cfg: EvalConfig) -> list[tuple[str, int]]:
     return out
 
 
-def evaluate(model, source_stats: dict, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
+def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.ndarray, indices: np.ndarray,
              cfg: EvalConfig, device, progress: Callable[[int, str], None] | None = None,
-             should_stop: Callable[[], bool] = lambda: False) -> EvalResult:
-    """images: uint8 N×H×W×3 (clean), labels and original data-set indices of length N. progress(k, text) is
-    called after every k images; should_stop() is checked between images (the result is then partial)."""
+             should_stop: Callable[[], bool] = lambda: False, *, shifted: Callable | None = None,
+             store=None) -> EvalResult:
+    """images: uint8 N×H×W×3 (clean), labels (model classes, -1: none) and data-set indices of length N.
+    shifted(corruption, severity) -> uint8 N×H×W×3 gives already corrupted images instead (a corruption
+    release; images may then be None). store (tttgui.store.CellStore) keeps finished cells: they are read back,
+    not recomputed, and each new one is saved as it finishes. progress(k, text) after every k images;
+    should_stop() is checked between images (the result is then partial and `cancelled`)."""
     device = torch.device(device)
     check_config(cfg, model)
     check_labels(labels, model)
@@ -184,22 +143,31 @@ def evaluate(model, source_stats: dict, images: np.ndarray, labels: np.ndarray, 
         ad = Adapter(model, source_stats, cfg.method_config(m), device)
         adapters[ad.recipe.method] = ad
         result.recipes[ad.recipe.method] = ad.recipe.to_dict()
-    order = np.arange(len(images))
-    if cfg.protocol == "online":   # the paper shuffles the stream; a class-sorted folder would be non-i.i.d.
-        order = np.random.default_rng(cfg.seed).permutation(len(images))
+    order = stream_order(cfg, len(labels))
+    chunk = cfg.chunk if cfg.chunk is not None else vectorized.auto_chunk(device)
     try:
         for corruption, severity in shifts(cfg):
-            shifted = images if corruption == CLEAN else corrupt_images(images, corruption, severity, cfg, device)
-            x_all = to_float(torch.from_numpy(np.ascontiguousarray(shifted)))
-            before = predict_all(model, x_all, device)
-            for name, ad in adapters.items():
-                run = _run_online if cfg.protocol == "online" else _episodic_runner(ad, model, cfg, device)
-                rows = run(ad, x_all, labels, indices, order, before, cfg, device, progress, should_stop,
-                           corruption, severity)
+            keys = [(corruption, severity, name) for name in adapters]
+            stored = {k: store.load(k) if store is not None else None for k in keys}
+            before = x_all = None
+            for key, ad in zip(keys, adapters.values()):
+                rows = stored[key]
+                if rows is None:
+                    if x_all is None:   # corrupt once per shift, and only when a cell of it is left to run
+                        x_all = to_float(torch.from_numpy(np.ascontiguousarray(
+                            shift_images(images, corruption, severity, cfg, device, shifted))))
+                        before = predict_all(model, x_all, device)
+                    cell = Cell(ad, x_all, labels, indices, order, before, corruption, severity, cfg.seed,
+                                cfg.batch_size, chunk, device, progress, should_stop)
+                    rows = runner(cell)(cell)
+                    ad.reset()
+                    if store is not None and len(rows) == len(order):   # only whole cells are kept
+                        store.save(key, rows)
+                elif progress:
+                    progress(len(rows), f"{corruption}-{severity} {key[2]} (done before)")
                 result.images += rows
                 if rows:
                     result.summary.append(summarise(rows))
-                ad.reset()
                 if should_stop():
                     result.cancelled = True
                     return result
@@ -210,195 +178,36 @@ def evaluate(model, source_stats: dict, images: np.ndarray, labels: np.ndarray, 
     return result
 
 
+def runner(cell: Cell):
+    if cell.adapter.recipe.protocol == "online":
+        return run_online
+    return vectorized.run_episodic if vectorized.applies(cell) else run_episodic
+
+
+def stream_order(cfg: EvalConfig, n: int) -> np.ndarray:
+    if cfg.protocol == "online":   # the paper shuffles the stream; a class-sorted folder would be non-i.i.d.
+        return np.random.default_rng(cfg.seed).permutation(n)
+    return np.arange(n)
+
+
+def shift_images(images, corruption, severity, cfg, device, shifted=None) -> np.ndarray:
+    if shifted is not None:
+        return shifted(corruption, severity)
+    return images if corruption == CLEAN else corrupt_images(images, corruption, severity, cfg, device)
+
+
 def corrupt_images(images, corruption, severity, cfg, device):
     from tttgui.corruptions import corrupt
 
     return corrupt(images, corruption, severity, seed=cfg.seed, frost_dir=cfg.frost_dir, device=device)
 
 
-@torch.no_grad()
-def predict_all(model, x_all: torch.Tensor, device, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """Source-model predictions and confidences of every image (-1 and nan where the logits are not finite)."""
-    preds, confs = [], []
-    for i in range(0, len(x_all), batch):
-        k, c, _ = decide(model(x_all[i:i + batch].to(device)))
-        preds.append(k)
-        confs.append(c)
-    return np.concatenate(preds), np.concatenate(confs)
+def run_record(result: EvalResult, cfg: EvalConfig, command: str, **extra) -> dict:
+    """run.json of an evaluation, the same for `tttgui eval` and the window's batch evaluation."""
+    return run_info(command, cfg.to_dict(), recipes=result.recipes, cancelled=result.cancelled,
+                    seconds=round(result.seconds, 3), **extra)
 
 
-def _run_episodic(ad, x_all, labels, indices, order, before, cfg, device, progress, should_stop, corruption,
-                  severity):
-    rows = []
-    for i in order:
-        if should_stop():
-            break
-        t0 = time.perf_counter()
-        x = x_all[i:i + 1].to(device)
-        losses, status = [], "ok"
-        if ad.method.adapts and ad.recipe.steps > 0:
-            ad.reset()
-            ad.seed(image_seed(cfg.seed, int(indices[i])))
-            for _ in range(ad.recipe.steps):
-                up = ad.update(x)
-                losses.append(up.loss)
-                if up.status != "ok":
-                    status = up.status
-                    break
-            preds, confs, finite = ad.outcome(x)
-            pred, conf = int(preds[0]), float(confs[0])
-            status = status if finite[0] else DIVERGED
-        else:
-            pred, conf = int(before[0][i]), float(before[1][i])
-            status = "ok" if pred >= 0 else DIVERGED   # -1: the source model's logits are not finite
-        rows.append(_row(ad, corruption, severity, indices[i], labels[i], before, i, pred, conf, losses,
-                         time.perf_counter() - t0, status))
-        if progress:
-            progress(1, f"{corruption}-{severity} {ad.recipe.method}")
-    return rows
-
-
-def _run_online(ad, x_all, labels, indices, order, before, cfg, device, progress, should_stop, corruption,
-                severity):
-    rows = []
-    ad.reset()
-    ad.seed(cfg.seed)
-    for start in range(0, len(order), cfg.batch_size):
-        if should_stop():
-            break
-        t0 = time.perf_counter()
-        idx = order[start:start + cfg.batch_size]
-        x = x_all[torch.from_numpy(idx)].to(device)
-        losses, status = [], "ok"
-        if ad.method.adapts:
-            for _ in range(ad.recipe.steps):
-                up = ad.update(x)
-                losses.append(up.loss)
-                if up.status != "ok":   # the adapter restored the source weights; the stream goes on
-                    status = up.status
-                    break
-            preds, confs, finite = ad.outcome(x)
-        else:
-            preds, confs, finite = before[0][idx], before[1][idx], before[0][idx] >= 0   # -1: not finite
-        seconds = (time.perf_counter() - t0) / len(idx)
-        for j, i in enumerate(idx):
-            rows.append(_row(ad, corruption, severity, indices[i], labels[i], before, i, int(preds[j]),
-                             float(confs[j]), losses, seconds, status if finite[j] else DIVERGED))
-        if progress:
-            progress(len(idx), f"{corruption}-{severity} {ad.recipe.method}")
-    return rows
-
-
-def _row(ad, corruption, severity, index, label, before, i, pred, conf, losses, seconds, status) -> ImageRow:
-    if status == DIVERGED:   # the restored weights' prediction is not this method's: no class, never a hit
-        pred, conf = -1, float("nan")
-    return ImageRow(corruption=corruption, severity=int(severity), method=ad.recipe.method,
-                    protocol=ad.recipe.protocol, index=int(index), label=int(label),
-                    prediction_before=int(before[0][i]), confidence_before=float(before[1][i]),
-                    prediction_after=pred, confidence_after=conf,
-                    loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None,
-                    steps=len(losses), seconds=seconds, status=status)
-
-
-def summarise(rows: list[ImageRow]) -> SummaryRow:
-    n = len(rows)
-    wrong_before = sum(r.prediction_before != r.label for r in rows)
-    diverged = sum(r.status == DIVERGED for r in rows)
-    wrong_after = sum(r.status == DIVERGED or r.prediction_after != r.label for r in rows)
-    r = rows[0]
-    if any(row.label < 0 for row in rows):   # unlabelled images: predictions only, never an error rate
-        return SummaryRow(r.corruption, r.severity, r.method, r.protocol, n, None, None, diverged)
-    return SummaryRow(r.corruption, r.severity, r.method, r.protocol, n, round(100.0 * wrong_before / n, 4),
-                      round(100.0 * wrong_after / n, 4), diverged)
-
-
-def paired_difference(rows_a: list[ImageRow], rows_b: list[ImageRow]) -> tuple[float, float, float, int]:
-    """Error of b minus error of a (percentage points) over the images both rows cover, with a 95% normal
-    interval of the paired per-image differences: (difference, low, high, n). Rows match on
-    (corruption, severity, index); use the "after" prediction of each."""
-    key = lambda r: (r.corruption, r.severity, r.index)  # noqa: E731
-    a = {key(r): r.prediction_after != r.label for r in rows_a}
-    d = np.array([float(r.prediction_after != r.label) - float(a[key(r)]) for r in rows_b if key(r) in a])
-    if len(d) == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    mean = 100.0 * d.mean()
-    return mean, mean - 100.0 * half, mean + 100.0 * half, len(d)
-
-
-# -- outputs -------------------------------------------------------------------------------------------------
-def write_outputs(out_dir, result: EvalResult, run_info: dict) -> Path:
-    """DIR/summary.csv, DIR/images.csv, DIR/run.json, each written atomically."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create output folder {out} ({exc.strerror}); expected a writable path") from None
-    _write_csv(out / "summary.csv", SUMMARY_COLUMNS, [asdict(r) for r in result.summary])
-    _write_csv(out / "images.csv", IMAGE_COLUMNS, [asdict(r) for r in result.images])
-    info = {**run_info, "recipes": result.recipes, "cancelled": result.cancelled,
-            "seconds": round(result.seconds, 3), "versions": library_versions()}
-    write_text(out / "run.json", json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
-    return out
-
-
-def _write_csv(path: Path, columns, rows) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=columns)
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: csv_cell(r[k]) for k in columns})
-
-
-def csv_cell(v):
-    """One CSV value: empty for None, 6 significant digits for floats (shared with the GUI's export)."""
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    return v
-
-
-def library_versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in ("tttgui", "torch", "torchvision", "numpy", "timm", "pillow", "scipy"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    out["cuda"] = torch.version.cuda
-    return out
-
-
-def table(result: EvalResult) -> str:
-    """Error % per shift: the source model ("no adapt") and each adapting method, then the mean row and how
-    many images diverged per method (all shifts; they count as errors)."""
-    methods = list(dict.fromkeys(r.method for r in result.summary))
-    keys = list(dict.fromkeys((r.corruption, r.severity) for r in result.summary))
-    by = {(r.corruption, r.severity, r.method): r for r in result.summary}
-    cols = ["no adapt"] + [m for m in methods if m != "source"]
-    lines = [f"{'corruption':<20}{'sev':>4}" + "".join(f"{c:>10}" for c in cols)]
-    sums = {c: [] for c in cols}
-    for c, s in keys:
-        any_row = next(by[(c, s, m)] for m in methods if (c, s, m) in by)
-        vals = {"no adapt": any_row.error_before}
-        vals.update({m: by[(c, s, m)].error_after for m in cols[1:] if (c, s, m) in by})
-        for k, v in vals.items():
-            if v is not None:
-                sums[k].append(v)
-        lines.append(f"{c:<20}{s if s else '-':>4}" + "".join(
-            f"{'n/a' if vals[k] is None else format(vals[k], '.2f'):>10}" if k in vals else f"{'':>10}"
-            for k in cols))
-    if len(keys) > 1:
-        lines.append(f"{'mean':<24}" + "".join(f"{np.mean(sums[k]):>10.2f}" if sums[k] else f"{'':>10}"
-                                               for k in cols))
-    div = {m: sum(r.diverged for r in result.summary if r.method == m) for m in methods}
-    lines.append(f"{'diverged (images)':<24}" + f"{div.get('source', ''):>10}"
-                 + "".join(f"{div[m]:>10}" for m in cols[1:]))
-    return "\n".join(lines)
-
-
-def row_fields(cls) -> list[str]:
-    return [f.name for f in fields(cls)]
+def write_result(out_dir, result: EvalResult, info: dict):
+    """summary.csv, images.csv and run.json of an evaluation (tttgui.results.write_outputs)."""
+    return write_outputs(out_dir, result.summary, result.images, info)

@@ -16,6 +16,7 @@ one thread at a time.
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -27,11 +28,12 @@ import torch.nn.functional as F
 from tttgui.augment import to_float
 from tttgui.data.labels import UNLABELED
 from tttgui.errors import UserError
-from tttgui.methods import Adapter, MethodConfig, Recipe, image_seed
+from tttgui.methods import DIVERGED, Adapter, MethodConfig, Recipe, image_seed
 from tttgui.methods.base import entropy
+from tttgui.results import CLEAN, ImageRow, image_row
 from tttgui.stats import capture_norm_outputs, channel_moments
 
-__all__ = ["MethodConfig", "LayerStat", "StepRecord", "ImageResult", "Session", "prepare_image"]
+__all__ = ["MethodConfig", "LayerStat", "StepRecord", "Session", "prepare_image", "episode_row"]
 
 
 @dataclass(frozen=True)
@@ -62,36 +64,9 @@ class StepRecord:
     seconds: float                   # wall time of this step (update + diagnostics)
     grad_cosine: float | None        # cos(self-supervised grad, classification grad) on the trunk; label only
     uses_label: bool                 # True when grad_cosine was computed from the true label
-    status: str                      # "ok" | "diverged" (non-finite loss/gradient/weights: run stopped, restored)
+    status: str                      # "ok" | "diverged" (non-finite loss/gradient/weights/logits: stopped, restored)
     label: int | None = None         # diagnostics only; never used by the update itself
-    correct: bool | None = None
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    index: int | None
-    label: int | None
-    prediction_before: int
-    confidence_before: float
-    prediction_after: int
-    confidence_after: float
-    probs_before: np.ndarray
-    probs_after: np.ndarray
-    loss_first: float | None
-    loss_last: float | None
-    steps: int
-    seconds: float
-    status: str
-    method: str
-    protocol: str
-
-    @property
-    def correct_before(self) -> bool | None:
-        return None if self.label is None else self.prediction_before == self.label
-
-    @property
-    def correct_after(self) -> bool | None:
-        return None if self.label is None else self.prediction_after == self.label
+    correct: bool | None = None      # never True for a diverged step
 
 
 def prepare_image(image, size: int) -> torch.Tensor:
@@ -181,17 +156,11 @@ class Session:
         v = torch.cat(out)[:k].clamp(0, 1)
         return (v.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy().copy()
 
-    def result(self) -> ImageResult:
+    def result(self, corruption: str = CLEAN, severity: int = 0) -> ImageRow:
+        """This image's row (the row type of tttgui eval)."""
         self._need_image()
-        first, last = self._records[0], self._records[-1]
-        losses = [r.loss for r in self._records[1:] if r.loss is not None]
-        status = next((r.status for r in self._records if r.status != "ok"), "ok")
-        return ImageResult(index=self._index, label=self._label, prediction_before=first.prediction,
-                           confidence_before=first.confidence, prediction_after=last.prediction,
-                           confidence_after=last.confidence, probs_before=first.probs, probs_after=last.probs,
-                           loss_first=losses[0] if losses else None, loss_last=losses[-1] if losses else None,
-                           steps=len(self._records) - 1, seconds=sum(r.seconds for r in self._records[1:]),
-                           status=status, method=self.recipe.method, protocol=self.recipe.protocol)
+        return episode_row(self._records, method=self.recipe.method, protocol=self.recipe.protocol,
+                           index=self._index, label=self._label, corruption=corruption, severity=severity)
 
     # -- internals ------------------------------------------------------------------------------------------
     def _check_label(self, label) -> int | None:
@@ -221,6 +190,10 @@ class Session:
     def _observe(self, step, loss, grad_norm, cosine, status, t0) -> StepRecord:
         with capture_norm_outputs(self.model) as outs:
             logits = self.model(self._x)
+        if not bool(torch.isfinite(logits).all()):   # as Adapter.outcome: no prediction, back to the source
+            status = DIVERGED
+            if step > 0:
+                self.adapter.reset()
         probs = logits.softmax(-1)[0]
         layers = []
         for name, out in outs.items():
@@ -242,7 +215,22 @@ class Session:
                           confidence=float(p[pred]), layers=tuple(layers), grad_norm=grad_norm,
                           seconds=time.perf_counter() - t0, grad_cosine=cosine, uses_label=cosine is not None,
                           status=status, label=self._label,
-                          correct=None if self._label is None else pred == self._label)
+                          correct=None if self._label is None else status != DIVERGED and pred == self._label)
+
+
+def episode_row(records, *, method: str, protocol: str, index, label, corruption: str = CLEAN, severity: int = 0,
+                status: str | None = None) -> ImageRow:
+    """One image's row from its step records (step 0 first); status: the caller's word for how the run ended
+    (default: the first non-"ok" step's, else "ok"). A diverged step anywhere makes the image diverged."""
+    first, last = records[0], records[-1]
+    losses = [r.loss for r in records[1:] if r.loss is not None]
+    if status is None or any(r.status == DIVERGED for r in records):
+        status = next((r.status for r in records if r.status != "ok"), status or "ok")
+    before = (first.prediction, first.confidence) if math.isfinite(first.confidence) else (-1, float("nan"))
+    return image_row(corruption=corruption, severity=severity, method=method, protocol=protocol,
+                     index=-1 if index is None else index, label=label, before=before,
+                     after=(last.prediction, last.confidence), losses=losses,
+                     seconds=sum(r.seconds for r in records[1:]), status=status, steps=int(last.step))
 
 
 def _with_before(record: StepRecord, before: dict) -> StepRecord:

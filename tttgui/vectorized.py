@@ -22,27 +22,23 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from tttgui.cell import Cell
 from tttgui.errors import UserError
 from tttgui.methods.adapter import DIVERGED, decide, image_seed, make_optimizer
 from tttgui.methods.base import MethodConfig
 from tttgui.methods.registry import get_method
+from tttgui.results import ImageRow
 
 MB = 1024 * 1024
+# per image, in input order: class probabilities after adaptation (N×C), the loss of every step taken, and
+# the status ("ok" | DIVERGED, as tttgui.methods.adapter.Update)
+Outcome = tuple[np.ndarray, list[tuple[float, ...]], list[str]]
 
 
 @dataclass(frozen=True)
 class VectorConfig:
     chunk: int = 32                    # most images adapted together (more gains nothing measurable on CPU)
     memory_budget: int | None = None   # bytes a chunk may use; None: a share of the device's free memory
-
-
-@dataclass(frozen=True)
-class EpisodeResult:
-    """One image's episodic result: what the sequential loop in tttgui.evaluation records."""
-
-    probs: np.ndarray                  # class probabilities after adaptation (last iterate)
-    losses: tuple[float, ...]          # loss of every step taken
-    status: str                        # "ok" | DIVERGED (as tttgui.methods.adapter.Update)
 
 
 def supports(model, config: MethodConfig) -> bool:
@@ -124,25 +120,29 @@ class VectorizedEpisodic:
         return max(1, min(self.vconfig.chunk, budget // need))
 
     # -- work --------------------------------------------------------------------------------------------------
-    def run(self, images: torch.Tensor, seeds, progress=None, should_stop=lambda: False) -> list[EpisodeResult]:
+    def run(self, images: torch.Tensor, seeds, progress=None, should_stop=lambda: False) -> Outcome:
         """Adapt every image of `images` (float NCHW) from the source weights, image i with a generator seeded
-        `seeds[i]`; results in input order. progress(k) after every chunk; should_stop() between chunks."""
+        `seeds[i]`; (probs, losses, status) in input order. progress(k) after every chunk; should_stop() between
+        chunks (the outcome then covers the images done)."""
         if len(images) != len(seeds):
             raise UserError(f"{len(images)} images but {len(seeds)} seeds; expected one seed per image")
+        probs, losses, status = [], [], []
         if not len(images):
-            return []
+            return np.zeros((0, self.model.spec.num_classes), np.float32), losses, status
         k = self.chunk_size(images[:1].to(self.device))
-        out: list[EpisodeResult] = []
         for start in range(0, len(images), k):
             if should_stop():
                 break
             x = images[start:start + k].to(self.device)
-            out += self._chunk(x, list(seeds[start:start + k]))
+            p, l_, s = self._chunk(x, list(seeds[start:start + k]))
+            probs.append(p)
+            losses += l_
+            status += s
             if progress:
                 progress(len(x))
-        return out
+        return np.concatenate(probs), losses, status
 
-    def _chunk(self, x: torch.Tensor, seeds: list[int]) -> list[EpisodeResult]:
+    def _chunk(self, x: torch.Tensor, seeds: list[int]) -> Outcome:
         n = len(x)
         losses = [[] for _ in range(n)]
         status = ["ok"] * n
@@ -168,7 +168,7 @@ class VectorizedEpisodic:
         logits = self._logits(stacked, x)
         finite = decide(logits)[2]
         probs = logits.softmax(-1).cpu().numpy()
-        return [EpisodeResult(probs[i], tuple(losses[i]), status[i] if finite[i] else DIVERGED) for i in range(n)]
+        return probs, [tuple(v) for v in losses], [s if ok else DIVERGED for s, ok in zip(status, finite)]
 
     def _step(self, stacked: dict, opt, batch: dict, consts: dict, active: torch.Tensor):
         """One update of every active copy. A copy whose loss, gradient or updated weights are not finite goes
@@ -225,30 +225,32 @@ def _stack(batches: list[dict]) -> tuple[dict, dict]:
     return tensors, consts
 
 
-def run_episodic(ad, x_all, labels, indices, order, before, cfg, device, progress, should_stop, corruption,
-                 severity):
-    """Drop-in for `tttgui.evaluation._run_episodic` (same arguments, same rows): the images of `order` adapted
-    `cfg.chunk` at a time. `ad` is the evaluation's Adapter; its model is used read-only."""
-    from tttgui.evaluation import _row
-
+def run_episodic(cell: Cell) -> list[ImageRow]:
+    """The cell's images adapted `cell.chunk` at a time: the rows of tttgui.cell.run_episodic (but seconds).
+    The cell's adapter model is used read-only."""
+    ad = cell.adapter
     ad.reset()   # the source weights: the sequential loop resets before every image
-    vec = VectorizedEpisodic(ad.model, ad.method.stats, ad.config, device,
-                             VectorConfig(chunk=cfg.chunk if cfg.chunk is not None else auto_chunk(device)))
-    k = vec.chunk_size(x_all[:1].to(device))
+    vec = VectorizedEpisodic(ad.model, ad.method.stats, ad.config, cell.device, VectorConfig(chunk=cell.chunk))
+    k = vec.chunk_size(cell.x[:1].to(cell.device))
     rows = []
-    for start in range(0, len(order), k):
-        if should_stop():
+    for start in range(0, len(cell.order), k):
+        if cell.should_stop():
             break
-        idx = order[start:start + k]
+        idx = cell.order[start:start + k]
         t0 = time.perf_counter()
-        results = vec._chunk(x_all[torch.from_numpy(np.asarray(idx))].to(device), seeds_for(cfg.seed, indices[idx]))
+        probs, losses, status = vec._chunk(cell.x[torch.from_numpy(np.asarray(idx))].to(cell.device),
+                                           seeds_for(cell.seed, cell.indices[idx]))
         seconds = (time.perf_counter() - t0) / len(idx)
-        for i, r in zip(idx, results):
-            rows.append(_row(ad, corruption, severity, indices[i], labels[i], before, i, int(r.probs.argmax()),
-                             float(r.probs.max()), list(r.losses), seconds, r.status))
-        if progress:
-            progress(len(idx), f"{corruption}-{severity} {ad.recipe.method}")
+        for j, i in enumerate(idx):
+            rows.append(cell.row(i, (int(probs[j].argmax()), float(probs[j].max())), losses[j], seconds, status[j]))
+        cell.tick(len(idx))
     return rows
+
+
+def applies(cell: Cell) -> bool:
+    """Whether the vectorised runner applies: a chunk above 1, an adapting method, a model without BatchNorm."""
+    ad = cell.adapter
+    return cell.chunk > 1 and ad.method.adapts and ad.recipe.steps > 0 and supports(ad.model, ad.config)
 
 
 def auto_chunk(device) -> int:
@@ -278,5 +280,5 @@ def seeds_for(seed: int, indices) -> list[int]:
     return [image_seed(seed, int(i)) for i in indices]
 
 
-__all__ = ["VectorConfig", "VectorizedEpisodic", "EpisodeResult", "supports", "default_budget", "seeds_for",
+__all__ = ["VectorConfig", "VectorizedEpisodic", "Outcome", "supports", "applies", "default_budget", "seeds_for",
            "run_episodic", "auto_chunk"]

@@ -85,11 +85,11 @@ def run(args) -> int:
     from tttgui.data import open_dataset
     from tttgui.data.labels import UNLABELED, model_labels
     from tttgui.device import resolve_device
-    from tttgui.evaluation import (EvalConfig, benchmark_corruptions, evaluate, shifts, table,
-                                   write_outputs)
-    from tttgui.methods import get_method, method_names
+    from tttgui.evaluation import EvalConfig, benchmark_corruptions, evaluate, run_record, shifts, write_result
+    from tttgui.methods import MethodConfig, get_method, method_names
     from tttgui.models import default_checkpoint_path, load_checkpoint
     from tttgui.progress import Progress
+    from tttgui.results import table
 
     check_options(args)
     corruptions = _list(args.corruptions.lower(), "--corruptions", "all, none or a comma list of corruptions")
@@ -108,10 +108,10 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods,
-                     protocol=args.protocol, batch_size=args.batch_size, chunk=args.chunk, steps=args.steps, lr=args.lr,
-                     optimizer=args.optimizer, views=args.views, params=args.params, seed=args.seed,
-                     frost_dir=args.frost_dir)
+    settings = MethodConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer, views=args.views,
+                            params=args.params, protocol=args.protocol, seed=args.seed)
+    cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods, settings=settings,
+                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir)
     device = resolve_device(args.device)
     checkpoint = args.checkpoint or default_checkpoint_path()
     model, payload = load_checkpoint(checkpoint, device)
@@ -137,17 +137,16 @@ def run(args) -> int:
     with Progress(total, "eval", enabled=not args.no_progress) as bar:
         result = evaluate(model, stats, images, labels, indices, cfg, device,
                           progress=lambda k, text: bar.update(k, text))
-    info = {"command": "tttgui eval " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-            if sys.argv[1:2] == ["eval"] else "tttgui eval (called from Python)",
-            "config": {**cfg.__dict__, "corruptions": list(cfg.corruptions), "severities": list(severities),
-                       "methods": list(methods)},
-            "checkpoint": str(checkpoint), "checkpoint_meta": {k: payload.get("meta", {}).get(k) for k in
-                                                              ("clean_error", "command", "train_seconds")},
-            "data": str(args.data), "images": int(len(images)), "limit": args.limit, "seed": args.seed,
-            "device": str(device), "threads": torch.get_num_threads(),
-            "data_classes": list(ds.classes), "indices": [int(i) for i in indices]}
-    out = write_outputs(args.out, result, info)
-    print(table(result))
+    command = ("tttgui eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["eval"]
+               else "tttgui eval (called from Python)")
+    info = run_record(result, cfg, command, checkpoint=str(checkpoint),
+                      checkpoint_meta={k: payload.get("meta", {}).get(k)
+                                       for k in ("clean_error", "command", "train_seconds")},
+                      data=str(args.data), images=int(len(images)), limit=args.limit, seed=args.seed,
+                      device=str(device), threads=torch.get_num_threads(), data_classes=list(ds.classes),
+                      indices=[int(i) for i in indices])
+    out = write_result(args.out, result, info)
+    print(table(result.summary))
     if (labels == UNLABELED).any():
         print(f"no labels in {args.data}: predictions only (images.csv), no error rate")
     print(f"wrote {out / 'summary.csv'}, {out / 'images.csv'}, {out / 'run.json'} ({result.seconds:.1f}s)")

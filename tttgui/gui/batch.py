@@ -9,6 +9,13 @@ from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
 
 
+def summary_line(s) -> str:
+    """One shift × method of a batch: errors ('n/a' without labels) and the diverged count."""
+    pct = lambda v: "n/a" if v is None else f"{v:.1f}%"  # noqa: E731
+    return (f"{s.corruption} s{s.severity}, {s.method} ({s.protocol}), n={s.n}: error without adaptation "
+            f"{pct(s.error_before)}, with {pct(s.error_after)}; diverged {s.diverged}")
+
+
 class BatchPanel(QWidget):
     def __init__(self, window, parent=None):
         super().__init__(parent)
@@ -24,6 +31,11 @@ class BatchPanel(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
+        self.export_button = QPushButton("Export…")
+        self.export_button.setToolTip("summary.csv, images.csv and run.json, as tttgui eval writes them")
+        self.export_button.setEnabled(False)
+        self.export_button.clicked.connect(self.export_dialog)
+        self.last = None          # the last EvalResult
         self.progress = QProgressBar()
         self.summary = QLabel("Evaluate N images of the current corruption and severity with the current method.")
         self.summary.setWordWrap(True)
@@ -39,6 +51,7 @@ class BatchPanel(QWidget):
         row.addWidget(self.count)
         row.addWidget(self.start_button)
         row.addWidget(self.cancel_button)
+        row.addWidget(self.export_button)
         row.addWidget(self.progress, 1)
         lay = QVBoxLayout(self)
         lay.addLayout(row)
@@ -53,9 +66,7 @@ class BatchPanel(QWidget):
 
         m = self.window.method_panel.config()
         name, severity = self.window.shift_panel.choice()
-        return EvalConfig(corruptions=(name,), severities=(severity,), methods=(m.method,), protocol=m.protocol,
-                          steps=m.steps, lr=m.lr, optimizer=m.optimizer, views=m.views, params=m.params,
-                          seed=m.seed)
+        return EvalConfig(corruptions=(name,), severities=(severity,), methods=(m.method,), settings=m)
 
     @Slot()
     def start(self) -> None:
@@ -80,6 +91,7 @@ class BatchPanel(QWidget):
         # A seeded spread over the whole set, so a class-sorted folder still gives every class.
         indices = np.sort(np.random.default_rng(cfg.seed).permutation(len(win.dataset))[:n])
         self.running = True
+        self.config_run = cfg
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, n)
@@ -105,15 +117,41 @@ class BatchPanel(QWidget):
         if result is None:
             self.summary.setText("Batch evaluation failed; see the status bar.")
             return
+        self.last = result
+        self.export_button.setEnabled(bool(result.images))
         lines = []
         for s in result.summary:
             self.results[(s.corruption, s.severity)] = (s.error_before, s.error_after, s.n)
-            lines.append(f"{s.corruption} s{s.severity}, {s.method} ({s.protocol}), n={s.n}: error without "
-                         f"adaptation {s.error_before:.1f}%, with {s.error_after:.1f}%")
+            lines.append(summary_line(s))
         state = "Cancelled — partial result. " if result.cancelled else ""
         self.summary.setText(state + ("; ".join(lines) or "no images evaluated") + f" ({result.seconds:.1f} s)")
         self.window.statusBar().showMessage(self.summary.text(), 10000)
         self._draw_heatmap()
+
+    @Slot()
+    def export_dialog(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        folder = QFileDialog.getExistingDirectory(self, "Export batch evaluation")
+        if folder:
+            self.export(folder)
+
+    def export(self, folder) -> bool:
+        """The last batch as tttgui eval writes a run: summary.csv, images.csv, run.json."""
+        from tttgui.evaluation import run_record, write_result
+
+        win = self.window
+        try:
+            info = run_record(self.last, self.config_run, "tttgui (window batch evaluation)",
+                              checkpoint=(win.model_info or {}).get("path"), data=getattr(win.dataset, "source", None),
+                              images=len({r.index for r in self.last.images}), device=win.device_label.text())
+            out = write_result(folder, self.last, info)
+        except Exception as exc:  # noqa: BLE001
+            from tttgui.gui.errors import one_line
+            win.report(one_line(exc, f"export to {folder} failed"))
+            return False
+        win.statusBar().showMessage(f"Exported the batch evaluation to {out}", 10000)
+        return True
 
     def _draw_heatmap(self) -> None:
         corr = sorted({c for c, _ in self.results})
@@ -123,7 +161,7 @@ class BatchPanel(QWidget):
             return
         grid = np.full((len(corr), len(sev)), np.nan)
         for (c, s), (_, after, _) in self.results.items():
-            grid[corr.index(c), sev.index(s)] = after
+            grid[corr.index(c), sev.index(s)] = np.nan if after is None else after
         self.image.setImage(np.nan_to_num(grid, nan=0.0), levels=(0, 100),
                             lut=pg.colormap.get("viridis").getLookupTable())
         self.heat.getAxis("left").setTicks([[(i + 0.5, c) for i, c in enumerate(corr)]])

@@ -1,0 +1,241 @@
+"""The result layer: one per-image row, one summary, one writer for CSV + JSON.
+
+`tttgui eval`, the window's batch evaluation and history, sessions and the benchmarks all record an adapted image
+as an `ImageRow` and write tables through `write_csv` / `write_json` with `run_info` (versions, command,
+configuration). Correctness comes from the row (its status and label), never from comparing a prediction with a
+label directly: label -1 means no label, prediction -1 means the adaptation diverged.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import platform
+import sys
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from tttgui.atomic import write_text
+from tttgui.data.labels import UNLABELED
+from tttgui.errors import UserError
+from tttgui.methods import DIVERGED
+
+CLEAN = "none"
+OK = "ok"
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    corruption: str
+    severity: int
+    method: str
+    protocol: str
+    index: int
+    label: int                        # -1: no label
+    prediction_before: int            # -1: the source model's logits were not finite
+    confidence_before: float
+    prediction_after: int             # -1: diverged
+    confidence_after: float
+    loss_first: float | None
+    loss_last: float | None
+    steps: int
+    seconds: float
+    status: str                       # OK | DIVERGED (the window's history also has stopped/paused)
+
+    @property
+    def labeled(self) -> bool:
+        return self.label >= 0
+
+    @property
+    def correct_before(self) -> bool | None:
+        return None if not self.labeled else self.prediction_before >= 0 and self.prediction_before == self.label
+
+    @property
+    def correct_after(self) -> bool | None:
+        if not self.labeled:
+            return None
+        return self.status != DIVERGED and self.prediction_after >= 0 and self.prediction_after == self.label
+
+
+IMAGE_COLUMNS = [f.name for f in fields(ImageRow)]
+
+
+def image_row(*, corruption: str, severity: int, method: str, protocol: str, index, label, before, after,
+              losses, seconds: float, status: str, steps: int | None = None) -> ImageRow:
+    """The one way rows are made: `before`/`after` are (prediction, confidence); a diverged image (or one whose
+    confidence is not finite) keeps no prediction after, so it can never count as a hit."""
+    pred, conf = int(after[0]), float(after[1])
+    if status == DIVERGED or pred < 0 or not math.isfinite(conf):
+        status, pred, conf = DIVERGED, -1, float("nan")
+    losses = list(losses)
+    return ImageRow(corruption=corruption, severity=int(severity) if corruption != CLEAN else 0, method=method,
+                    protocol=protocol, index=int(index), label=UNLABELED if label is None else int(label),
+                    prediction_before=int(before[0]), confidence_before=float(before[1]),
+                    prediction_after=pred, confidence_after=conf,
+                    loss_first=float(losses[0]) if losses else None, loss_last=float(losses[-1]) if losses else None,
+                    steps=len(losses) if steps is None else int(steps), seconds=float(seconds), status=status)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    corruption: str
+    severity: int
+    method: str
+    protocol: str
+    n: int
+    error_before: float | None        # percent, source model; None: images without labels
+    error_after: float | None         # percent, after adaptation (last iterate); None likewise
+    diverged: int = 0                 # images whose adaptation diverged (counted as errors in error_after)
+
+
+SUMMARY_COLUMNS = [f.name for f in fields(SummaryRow)]
+
+
+def summarise(rows: list[ImageRow]) -> SummaryRow:
+    r, n = rows[0], len(rows)
+    diverged = sum(row.status == DIVERGED for row in rows)
+    if not all(row.labeled for row in rows):   # unlabelled images: predictions only, never an error rate
+        return SummaryRow(r.corruption, r.severity, r.method, r.protocol, n, None, None, diverged)
+    wrong_before = sum(not row.correct_before for row in rows)
+    wrong_after = sum(not row.correct_after for row in rows)
+    return SummaryRow(r.corruption, r.severity, r.method, r.protocol, n, round(100.0 * wrong_before / n, 4),
+                      round(100.0 * wrong_after / n, 4), diverged)
+
+
+def summaries(rows: list[ImageRow]) -> list[SummaryRow]:
+    """One summary per (corruption, severity, method), in the order the rows first name them."""
+    groups: dict[tuple, list[ImageRow]] = {}
+    for r in rows:
+        groups.setdefault((r.corruption, r.severity, r.method), []).append(r)
+    return [summarise(g) for g in groups.values()]
+
+
+def paired_difference(rows_a: list[ImageRow], rows_b: list[ImageRow]) -> tuple[float, float, float, int]:
+    """Error of b minus error of a (percentage points) over the labelled images both cover, with a 95% normal
+    interval of the paired per-image differences: (difference, low, high, n). Rows match on
+    (corruption, severity, index); each row's own correctness after adaptation is used."""
+    key = lambda r: (r.corruption, r.severity, r.index)  # noqa: E731
+    a = {key(r): not r.correct_after for r in rows_a if r.labeled}
+    d = np.array([float(not r.correct_after) - float(a[key(r)]) for r in rows_b if r.labeled and key(r) in a])
+    if len(d) == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    mean = 100.0 * d.mean()
+    return mean, mean - 100.0 * half, mean + 100.0 * half, len(d)
+
+
+# -- writing ---------------------------------------------------------------------------------------------------
+def csv_cell(v):
+    """One CSV value: empty for None, 6 significant digits for floats."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def csv_text(columns, rows) -> str:
+    """rows: dataclasses or dicts holding at least `columns`."""
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        d = r if isinstance(r, dict) else asdict(r)
+        w.writerow([csv_cell(d[c]) for c in columns])
+    return buf.getvalue()
+
+
+def write_csv(path, columns, rows) -> Path:
+    return write_text(path, csv_text(columns, rows))
+
+
+def write_json(path, obj) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_rows(path) -> list[ImageRow]:
+    """images.csv (or a cell file) back as rows; the inverse of write_csv for IMAGE_COLUMNS."""
+    types = {f.name: f.type for f in fields(ImageRow)}
+    out = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for d in csv.DictReader(f):
+            out.append(ImageRow(**{k: _parse(d[k], types[k]) for k in IMAGE_COLUMNS}))
+    return out
+
+
+def _parse(text: str, kind: str):
+    if "None" in kind and text == "":
+        return None
+    if kind.startswith("int"):
+        return int(text)
+    if kind.startswith("float"):
+        return float(text)
+    return text
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+
+    import torch
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in ("tttgui", "torch", "torchvision", "numpy", "timm", "pillow", "scipy", "tqdm"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:   # a source tree without metadata
+            out[name] = None
+    out["cuda"] = torch.version.cuda
+    out["cudnn"] = torch.backends.cudnn.version()
+    for name in ("PySide6", "pyqtgraph"):   # recorded when the window runs; the core never imports them
+        if name in sys.modules:
+            out[name.lower()] = getattr(sys.modules[name], "__version__", None)
+    return out
+
+
+def run_info(command: str, config: dict, **extra) -> dict:
+    """What every JSON beside a result table holds: the command, the configuration and the versions."""
+    return {"command": command, "config": config, "versions": library_versions(), **extra}
+
+
+def write_outputs(out_dir, summary: list[SummaryRow], images: list[ImageRow], info: dict) -> Path:
+    """DIR/summary.csv, DIR/images.csv and DIR/run.json (info as run_info made it), each written atomically."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {out} ({exc.strerror}); expected a writable path") from None
+    write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary)
+    write_csv(out / "images.csv", IMAGE_COLUMNS, images)
+    write_json(out / "run.json", info)
+    return out
+
+
+def table(summary: list[SummaryRow]) -> str:
+    """Error % per shift: the source model ("no adapt") and each adapting method, then the mean row and how
+    many images diverged per method (all shifts; they count as errors)."""
+    methods = list(dict.fromkeys(r.method for r in summary))
+    keys = list(dict.fromkeys((r.corruption, r.severity) for r in summary))
+    by = {(r.corruption, r.severity, r.method): r for r in summary}
+    cols = ["no adapt"] + [m for m in methods if m != "source"]
+    lines = [f"{'corruption':<20}{'sev':>4}" + "".join(f"{c:>10}" for c in cols)]
+    sums = {c: [] for c in cols}
+    for c, s in keys:
+        any_row = next(by[(c, s, m)] for m in methods if (c, s, m) in by)
+        vals = {"no adapt": any_row.error_before}
+        vals.update({m: by[(c, s, m)].error_after for m in cols[1:] if (c, s, m) in by})
+        for k, v in vals.items():
+            if v is not None:
+                sums[k].append(v)
+        lines.append(f"{c:<20}{s if s else '-':>4}" + "".join(
+            f"{'n/a' if vals[k] is None else format(vals[k], '.2f'):>10}" if k in vals else f"{'':>10}"
+            for k in cols))
+    if len(keys) > 1:
+        lines.append(f"{'mean':<24}" + "".join(f"{np.mean(sums[k]):>10.2f}" if sums[k] else f"{'':>10}"
+                                               for k in cols))
+    div = {m: sum(r.diverged for r in summary if r.method == m) for m in methods}
+    lines.append(f"{'diverged (images)':<24}" + f"{div.get('source', ''):>10}"
+                 + "".join(f"{div[m]:>10}" for m in cols[1:]))
+    return "\n".join(lines)
