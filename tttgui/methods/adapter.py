@@ -52,6 +52,7 @@ class Adapter:
         self._tensors = self.params + [b for b in model.buffers()]
         self._snapshot = [t.detach().clone() for t in self._tensors]
         self.gen = torch.Generator().manual_seed(config.seed)
+        self._outputs = None           # (images, logits before the last update) when recipe.outputs == "before"
 
     # -- state ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -61,6 +62,7 @@ class Adapter:
         if self.optimizer is not None:
             self.optimizer.state.clear()
         self.method.reset_state()
+        self._outputs = None
 
     def seed(self, value: int) -> None:
         self.gen.manual_seed(int(value))
@@ -68,8 +70,12 @@ class Adapter:
     # -- work -----------------------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits in eval mode on the un-augmented images (how every method predicts)."""
-        return self.model(images)
+        """Logits on the un-augmented images in the method's predict mode (eval mode; Tent: BatchNorm batch
+        statistics); with recipe.outputs "before", those computed just before the last update of `images`."""
+        if self._outputs is not None and self._outputs[0] is images:
+            return self._outputs[1]
+        with self.method.predict_mode(self.model):
+            return self.model(images)
 
     def outcome(self, images: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`decide` on the predicted logits; non-finite ones also restore the source weights (a model that
@@ -100,6 +106,9 @@ class Adapter:
         gnorm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in present]))) if present else 0.0
         if not math.isfinite(gnorm):
             return self._diverged(value, gnorm, cosine)
+        if self.recipe.outputs == "before":   # as official Tent returns the outputs of its update's forward
+            self._outputs = None              # not the previous step's
+            self._outputs = (images, self.predict(images))
         for p, g in zip(self.params, grads):
             p.grad = g
         self.optimizer.step()

@@ -49,6 +49,7 @@ class Recipe:
     params: str                       # the resolved choice; "default" stays "default" (= the method's own set)
     param_set: str                    # words for the parameters that adapt, e.g. "trunk + rotation head"
     seed: int
+    outputs: str = "after"            # predictions from after the update, or "before" it (Tent's outputs)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,6 +68,7 @@ class Method:
     online: dict = {}
     default_params = "all"             # "all" | "trunk" | "norm" | "trunk+rotation" | "encoder"
     default_param_words = "all parameters"
+    carried_outputs = "after"          # with carried weights (online): predict after or "before" the update
 
     def __init__(self, model, source_stats: dict, recipe: Recipe, device: torch.device):
         self.model, self.stats, self.recipe, self.device = model, source_stats or {}, recipe, device
@@ -107,7 +109,13 @@ class Method:
                       momentum=d.get("momentum", 0.0) if same_opt else 0.0,
                       weight_decay=d.get("weight_decay", 0.0) if same_opt else (0.01 if opt == "adamw" else 0.0),
                       nesterov=d.get("nesterov", False) if same_opt else False,
-                      views=views, params=params, param_set=words, seed=int(config.seed))
+                      views=views, params=params, param_set=words, seed=int(config.seed),
+                      outputs="after" if config.protocol == "episodic" else cls.carried_outputs)
+
+    @classmethod
+    def display_name(cls, model=None) -> str:
+        """The name a user reads (GUI, tables); a method may name what it becomes on this model."""
+        return cls.name
 
     # -- parameters -----------------------------------------------------------------------------------------
     def parameters(self) -> list[tuple[str, nn.Parameter]]:
@@ -137,6 +145,11 @@ class Method:
     @contextmanager
     def train_mode(self, model):
         """Module modes during the loss; the default keeps eval mode (GroupNorm does not care)."""
+        yield
+
+    @contextmanager
+    def predict_mode(self, model):
+        """Module modes when predicting; the default keeps eval mode."""
         yield
 
     def view_count(self, n_images: int) -> int:

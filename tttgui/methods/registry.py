@@ -38,6 +38,11 @@ def method_defaults(name: str, protocol: str = "episodic") -> dict:
     return d
 
 
+def display_name(name: str, model=None) -> str:
+    """What a user reads for a method on a model (GUI, tables): e.g. "Tent (GN affine)" on GroupNorm."""
+    return get_method(name).display_name(model)
+
+
 def describe(name: str) -> str:
     cls = get_method(name)
     return f"{cls.name}: {cls.summary} [{cls.source}]"

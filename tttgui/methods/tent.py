@@ -1,12 +1,18 @@
 """`tent`: entropy minimisation of the norm layers' affine parameters (Wang et al., ICLR 2021, DequanWang/tent).
 
 Recipe from the official CIFAR-10-C config: Adam lr 1e-3 (beta1 0.9, no weight decay), one update per batch,
-only the scale/shift of the normalisation layers adapt — GroupNorm and LayerNorm as well as BatchNorm, which
-normalises with the current batch (running statistics left untouched). Online: the test batch itself (views 1
-per image: no augmentation). Tent has no single-image recipe; episodically it adapts on 32 crop+flip views of
-the image (our choice, documented), one step, reset before every image.
+only the scale/shift of the normalisation layers adapt. Tent is defined on BatchNorm: as the official code, BN
+normalises with the current batch both in the update and when predicting (running statistics left untouched),
+and online the prediction of a batch is the output of its update's forward, from before the step
+(recipe.outputs "before"). On a model without BatchNorm it is another method, entropy minimisation of the
+GroupNorm/LayerNorm affine parameters, named "Tent (GN affine)" / "Tent (LN affine)" where a user reads it.
+Online: the test batch itself (views 1 per image: no augmentation). Tent has no single-image recipe; episodically
+it adapts on 32 crop+flip views of the image (our choice, documented), one step, reset before every image, and
+predicts after the step.
 """
 from __future__ import annotations
+
+from torch import nn
 
 from tttgui.augment import crop_flip
 from tttgui.methods.base import Method, batchnorm_batch_stats, entropy, view_index
@@ -20,6 +26,15 @@ class Tent(Method):
     online = {"steps": 1, "lr": 1e-3, "optimizer": "adam", "views": 1}
     default_params = "norm"
     default_param_words = "norm-layer affine parameters"
+    carried_outputs = "before"
+
+    @classmethod
+    def display_name(cls, model=None) -> str:
+        if model is None or any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            return "Tent"
+        ln = any(isinstance(m, nn.LayerNorm) for m in model.modules())
+        return "Tent (LN affine)" if ln and not any(isinstance(m, nn.GroupNorm) for m in model.modules()) \
+            else "Tent (GN affine)"
 
     def draw(self, images, gen):
         k = self.view_count(len(images))
@@ -31,4 +46,7 @@ class Tent(Method):
         return entropy(model(batch["views"])).mean()
 
     def train_mode(self, model):
+        return batchnorm_batch_stats(model)
+
+    def predict_mode(self, model):
         return batchnorm_batch_stats(model)

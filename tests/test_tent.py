@@ -1,0 +1,65 @@
+"""Tent as published on BatchNorm (batch statistics, outputs from before the step) and named for what it is on
+GroupNorm."""
+import copy
+
+import torch
+
+from tttgui.methods import Adapter, MethodConfig, display_name, get_method
+from tttgui.models import ModelSpec, build_model
+
+from test_methods import tiny_model
+
+
+def bn_model():
+    torch.manual_seed(0)
+    spec = ModelSpec(arch_args={"depth": 8, "width": 1, "norm": "bn"}, input_size=16)
+    model = build_model(spec).eval()
+    with torch.no_grad():   # running statistics unlike any test batch, as after training on another domain
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.fill_(0.5)
+                m.running_var.fill_(4.0)
+    return model
+
+
+def batch(seed, n=8):
+    return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def test_online_tent_on_batchnorm_predicts_with_batch_statistics_from_before_the_step():
+    model = bn_model()
+    source = copy.deepcopy(model)
+    running = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    ad = Adapter(model, {}, MethodConfig("tent", protocol="online", lr=0.05), "cpu")
+    assert ad.recipe.outputs == "before"
+    x1, x2 = batch(1), batch(2)
+    assert ad.update(x1).status == "ok"
+    with torch.no_grad():
+        published = source.train()(x1)        # the source weights, BN on the batch: official Tent's output
+        eval_mode = source.eval()(x1)
+    assert torch.allclose(ad.predict(x1), published, atol=1e-5)
+    assert not torch.allclose(published, eval_mode, atol=1e-2)
+    # the next batch: batch statistics again, with the weights after the first step, before the second
+    stepped = copy.deepcopy(model)
+    assert ad.update(x2).status == "ok"
+    with torch.no_grad():
+        assert torch.allclose(ad.predict(x2), stepped.train()(x2), atol=1e-5)
+    for k, v in running.items():   # never moved
+        assert torch.equal(model.state_dict()[k], v), k
+
+
+def test_episodic_tent_predicts_after_the_step_with_batch_statistics():
+    model = bn_model()
+    ad = Adapter(model, {}, MethodConfig("tent", views=4), "cpu")
+    assert ad.recipe.outputs == "after"
+    x = batch(3, n=2)
+    ad.update(x)
+    with torch.no_grad():
+        assert torch.allclose(ad.predict(x), copy.deepcopy(model).train()(x), atol=1e-5)
+
+
+def test_tent_on_groupnorm_is_named_for_what_it_adapts():
+    gn, _ = tiny_model()
+    assert display_name("tent", gn) == "Tent (GN affine)"
+    assert display_name("tent", bn_model()) == "Tent"
+    assert display_name("ttt", gn) == "ttt" and get_method("tent").display_name() == "Tent"
