@@ -13,7 +13,7 @@ ORDER = ("ttt", "ttt++", "tent", "memo", "actmad", "source")   # the order shown
 OPTIMIZER_CHOICES = ("default",) + tuple(OPTIMIZERS)
 __all__ = ["PARAM_CHOICES", "PROTOCOLS", "OPTIMIZER_CHOICES", "describe_method", "method_names",
            "corruption_names", "describe_corruption", "apply_corruption", "make_config", "make_session",
-           "config_dict", "default_steps", "preload"]
+           "config_dict", "default_steps", "method_adapts", "preload"]
 
 
 def method_names() -> list[str]:
@@ -52,6 +52,11 @@ def make_session(model, source_stats, config, device):
 
 def config_dict(config: MethodConfig) -> dict:
     return asdict(config)
+
+
+def method_adapts(method: str) -> bool:
+    """False for a method that trains nothing (`source`): no loss, no gradients, no views."""
+    return bool(get_method(method).adapts)
 
 
 def default_steps(method: str, protocol: str) -> int:

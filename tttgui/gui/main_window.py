@@ -32,6 +32,7 @@ from tttgui.gui.worker import WorkerController
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 REDRAW_MS = 33   # at most ~30 redraws a second
+SETTINGS_WIDTH, DATA_WIDTH = 320, 180   # with the plots' 480 px the window fits a 1024 px screen
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,14 @@ class Episode:
     config: object
     source: str
     row: int | None = None
+
+
+def default_size(available) -> tuple[int, int]:
+    """1500×950, or what a smaller screen has room for (a laptop's 1280×720 gets the whole screen). Offscreen
+    (tests, scripted runs) has no real screen: always 1500×950, the same screenshot on every machine."""
+    if QApplication.platformName() == "offscreen":
+        return 1500, 950
+    return min(1500, available.width()), min(950, available.height())
 
 
 class MainWindow(QMainWindow):
@@ -127,10 +136,14 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(left)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(360)
+        scroll.setMinimumWidth(SETTINGS_WIDTH)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.settings_scroll = scroll
         self._dock("Settings", scroll, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self._dock("Data", self.data_panel, Qt.DockWidgetArea.RightDockWidgetArea).setMinimumWidth(260)
+        self._dock("Data", self.data_panel, Qt.DockWidgetArea.RightDockWidgetArea).setMinimumWidth(DATA_WIDTH)
+        # Settings run the full height (History sits beside them, not under): on a 720 px screen the model,
+        # shift and method then show without scrolling.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
 
         self.history = HistoryTableModel(self)
         self.history_view = QTableView()
@@ -157,7 +170,6 @@ class MainWindow(QMainWindow):
         self.welcome.download.connect(self.download_cifar)
         self.download_finished.connect(self._download_done)
         self.shift_panel.changed.connect(self._shift_changed)
-        self.shift_panel.views_requested.connect(lambda: self.controller.views(16))
         self.method_panel.changed.connect(self._method_changed)
 
     def _dock(self, title: str, widget, area) -> QDockWidget:
@@ -195,7 +207,7 @@ class MainWindow(QMainWindow):
         self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file)
 
         run = bar.addMenu("&Run")
-        tb = QToolBar("Controls")
+        tb = self.toolbar = QToolBar("Controls")
         tb.setObjectName("controls")
         self.addToolBar(tb)
         self.step_action = self._action("Step", self.step, "F10", run, tb)
@@ -234,8 +246,8 @@ class MainWindow(QMainWindow):
         if s.get("geometry"):
             self.restoreGeometry(s.get("geometry"))
         else:
-            self.resize(1500, 950)
-            self.resizeDocks([self.history_dock], [170], Qt.Orientation.Vertical)
+            self.resize(*default_size(self.screen().availableGeometry()))
+            self.resizeDocks([self.history_dock], [max(100, self.height() // 6)], Qt.Orientation.Vertical)
         if s.get("window_state"):
             self.restoreState(s.get("window_state"))
         self.method_panel.load(s.get("method"))
@@ -429,7 +441,8 @@ class MainWindow(QMainWindow):
         self._episodes[ep.id] = ep
         self.episode = ep
         self.remaining = 0
-        self.plots.set_context(self.model_info["classes"], self.current_label)
+        self.plots.set_context(self.model_info["classes"], self.current_label,
+                               adapts=engine.method_adapts(config.method))
         self.plots.clear()
         self.controller.set_image(self.shifted, self.current_label, self.index, config, ep.id)
         self.controller.views(16)
@@ -452,7 +465,7 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _views_ready(self, views) -> None:
-        self.shift_panel.show_views(views)
+        self.shift_panel.show_views("Views the method trains on:", views)
 
     # -- controls -------------------------------------------------------------------------------------
     def step(self) -> None:

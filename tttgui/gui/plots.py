@@ -1,5 +1,5 @@
 """The live plots. Every item is created once and only its data changes (pyqtgraph redraws are cheap that way);
-the window calls `show_records` from a timer at most 30 times a second, on the GUI thread only.
+the window feeds them from a timer at most 30 times a second, on the GUI thread only.
 """
 from __future__ import annotations
 
@@ -7,16 +7,23 @@ import time
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from tttgui.gui.plot_items import (LABEL_STYLE, TITLE_SIZE, Note, PlotWidget, StepAxis, class_ticks,
+                                   place_legend)
 
 BEFORE = (150, 150, 150)
 NOW = (31, 119, 180)
 ACCENT = (214, 39, 40)
 GREEN = (44, 160, 44)
 LEGEND_BRUSH = (255, 255, 255, 210)   # a legend may still touch a curve: keep its text readable
-# Where a legend may sit, in order of preference: its anchor on the plot's edge (x, y from the top left; the
-# legend's own anchor is the same point), corners first, then the middles of the edges.
-PLACES = ((1, 0), (0, 0), (1, 1), (0, 1), (1, .5), (0, .5), (.5, 0), (.5, 1))
+NO_IMAGE = "no image"
+NO_STEP = "no step yet: Step (F10) or Run (F5)"
+
+
+def _hex(rgb) -> str:
+    return "#%02x%02x%02x" % rgb
 
 
 class LivePlots(QWidget):
@@ -24,7 +31,9 @@ class LivePlots(QWidget):
         super().__init__(parent)
         self.classes: list[str] = []
         self.label: int | None = None
+        self.adapts = True                 # False for `source`: no loss, no cosine, nothing to wait for
         self.source_norm: dict = {}
+        self.message = ""                  # why there are no records (a broken image); "" otherwise
         self._records: tuple = ()
         self._layer_names: list[str] = []
         self._place: dict[int, int] = {}     # id(plot) -> index into PLACES of its legend
@@ -32,48 +41,67 @@ class LivePlots(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Channels of layer:"))
         self.layer_box = QComboBox()
-        self.layer_box.setMinimumContentsLength(18)
+        self.layer_box.setMinimumContentsLength(10)
+        self.layer_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.layer_box.currentIndexChanged.connect(self._redraw_channels)
         bar.addWidget(self.layer_box)
         self.moment_box = QComboBox()
         self.moment_box.addItems(["mean", "variance"])
         self.moment_box.currentIndexChanged.connect(self._redraw_channels)
         bar.addWidget(self.moment_box)
-        bar.addStretch(1)
         self.summary = QLabel("")
-        bar.addWidget(self.summary)
+        # the summary may be cut on a narrow window; it must never make the window wider
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        bar.addWidget(self.summary, 1)
 
         # One PlotWidget (its own viewport) per plot, so a frame can be painted plot by plot within a time
         # budget instead of as one long paint of everything.
         self.canvas = QWidget()
-        self.canvas.setMinimumSize(520, 420)
+        self.canvas.setMinimumSize(480, 330)
         self.grid = QGridLayout(self.canvas)
         self.grid.setContentsMargins(0, 0, 0, 0)
         self.grid.setSpacing(2)
         self.widgets: list[pg.PlotWidget] = []
+        self.notes: dict[str, Note] = {}
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(bar)
         lay.addWidget(self.canvas, 1)
-        self._build()
         self._dirty: list = []
         self._next = 0
+        self._titles: dict[int, tuple[str, str]] = {}
+        self._fg = pg.mkColor(40, 40, 40)
+        self._build()
 
     # -- construction ---------------------------------------------------------------------------------
-    def _add(self, row: int, col: int, title: str):
-        w = pg.PlotWidget(title=title)
+    def _add(self, row: int, col: int, name: str, title: tuple[str, str], left: str, bottom: str,
+             steps: bool = False):
+        """A plot with its (long, short) title: the short one where the long one would not fit."""
+        axes = {"bottom": StepAxis("bottom")} if steps else {}
+        w = PlotWidget(self._fit_title, axisItems=axes)
         w.setBackground("w")
+        # titles may be longer than a narrow plot: never let one widen the window
+        w.setMinimumWidth(100)
         self.grid.addWidget(w, row, col)
         self.widgets.append(w)
-        return w.getPlotItem()
+        plot = w.getPlotItem()
+        self._set_title(plot, *title)
+        plot.setLabel("left", left, **LABEL_STYLE)
+        plot.getAxis("left").enableAutoSIPrefix(False)   # "loss (x0.001)" hides the unit the label names
+        plot.setLabel("bottom", bottom, **LABEL_STYLE)
+        self.notes[name] = Note(plot)
+        return plot
 
     def _build(self) -> None:
-        self.loss_plot = self._add(0, 0, title="Self-supervised loss")
-        self.loss_plot.setLabel("bottom", "step")
+        dash = pg.QtCore.Qt.PenStyle.DashLine
+        self.loss_plot = self._add(0, 0, "loss", ("Self-supervised loss", "SSL loss"), "loss", "step", steps=True)
         self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen(NOW, width=2), symbol="o", symbolSize=5,
                                               symbolBrush=NOW)
 
-        self.prob_plot = self._add(0, 1, title="Class probabilities (grey: before, blue: now)")
+        key = f"<span style='color:{_hex(BEFORE)}'>■ before</span> <span style='color:{_hex(NOW)}'>■ now</span>"
+        self.prob_plot = self._add(0, 1, "probs", (f"Class probabilities: {key}", key), "probability",
+                                   "class (★ true)")
         self.prob_plot.setYRange(0, 1.08, padding=0)
         self.prob_plot.setMouseEnabled(x=False, y=False)
         self.bars_before = pg.BarGraphItem(x=[], height=[], width=0.4, brush=BEFORE, pen=None)
@@ -83,49 +111,91 @@ class LivePlots(QWidget):
         self.true_mark = pg.ScatterPlotItem([], [], symbol="star", size=14, brush=ACCENT, pen=None)
         self.prob_plot.addItem(self.true_mark)
 
-        self.conf_plot = self._add(1, 0, title="Entropy and confidence")
-        self.conf_plot.setLabel("bottom", "step")
-        self.conf_plot.addLegend(offset=(-5, 5), brush=LEGEND_BRUSH)
-        self.entropy_curve = self.conf_plot.plot([], [], pen=pg.mkPen(ACCENT, width=2), name="entropy")
-        self.conf_curve = self.conf_plot.plot([], [], pen=pg.mkPen(GREEN, width=2), name="confidence")
+        self.conf_plot = self._add(1, 0, "conf", ("Entropy and confidence",) * 2, "nats | probability", "step",
+                                   steps=True)
+        self.conf_plot.addLegend(offset=(-5, 5), brush=LEGEND_BRUSH, labelTextSize="8pt", verSpacing=-6)
+        self.entropy_curve = self.conf_plot.plot([], [], pen=pg.mkPen(ACCENT, width=2), name="entropy (nats)",
+                                                 symbol="o", symbolSize=4, symbolBrush=ACCENT, symbolPen=None)
+        self.conf_curve = self.conf_plot.plot([], [], pen=pg.mkPen(GREEN, width=2), name="confidence",
+                                              symbol="o", symbolSize=4, symbolBrush=GREEN, symbolPen=None)
 
-        self.cos_plot = self._add(1, 1, title="Gradient cosine (uses the label)")
-        self.cos_plot.setLabel("bottom", "step")
+        self.cos_plot = self._add(1, 1, "cosine", ("Gradient cosine (uses the label)", "Gradient cosine"), "cosine", "step",
+                                  steps=True)
         self.cos_plot.setYRange(-1, 1, padding=0.05)
-        self.cos_plot.addLine(y=0, pen=pg.mkPen(BEFORE, style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.cos_plot.addLine(y=0, pen=pg.mkPen(BEFORE, style=dash))
         self.cos_curve = self.cos_plot.plot([], [], pen=pg.mkPen(NOW, width=2), symbol="o", symbolSize=5,
                                             symbolBrush=NOW)
-        self.cos_note = pg.TextItem("label unknown", color=BEFORE, anchor=(0.5, 0.5))
-        self.cos_plot.addItem(self.cos_note)
-        self.cos_note.setPos(0.5, 0)
 
-        self.layer_plot = self._add(2, 0, title="Distance to source statistics per layer")
-        self.layer_plot.setLabel("bottom", "norm layer (input → output)")
-        self.layer_plot.addLegend(offset=(5, 5), brush=LEGEND_BRUSH, colCount=2)
-        dash = pg.QtCore.Qt.PenStyle.DashLine
+        self.layer_plot = self._add(2, 0, "layers",
+                                    ("Distance to source statistics per layer", "Distance to source"), "RMS distance",
+                                    "norm layer (input → output)")
+        self.layer_plot.addLegend(offset=(5, 5), brush=LEGEND_BRUSH, colCount=2, labelTextSize="8pt",
+                                  verSpacing=-6)
         self.mean_before = self.layer_plot.plot([], [], pen=pg.mkPen(NOW, width=1, style=dash), name="mean, before")
         self.mean_now = self.layer_plot.plot([], [], pen=pg.mkPen(NOW, width=2), name="mean, now")
         self.var_before = self.layer_plot.plot([], [], pen=pg.mkPen(ACCENT, width=1, style=dash), name="var, before")
         self.var_now = self.layer_plot.plot([], [], pen=pg.mkPen(ACCENT, width=2), name="var, now")
 
-        self.chan_plot = self._add(2, 1, title="Per-channel statistics")
-        self.chan_plot.setLabel("bottom", "channel")
-        self.chan_plot.addLegend(offset=(5, 5), brush=LEGEND_BRUSH, colCount=3)
+        self.chan_plot = self._add(2, 1, "channels", ("Per-channel statistics",) * 2, "activation", "channel")
+        self.chan_plot.addLegend(offset=(5, 5), brush=LEGEND_BRUSH, colCount=3, labelTextSize="8pt",
+                                 verSpacing=-6)
         self.chan_source = self.chan_plot.plot([], [], pen=pg.mkPen(BEFORE, width=2), name="source")
         self.chan_before = self.chan_plot.plot([], [], pen=pg.mkPen(NOW, width=1, style=dash), name="before")
         self.chan_now = self.chan_plot.plot([], [], pen=pg.mkPen(NOW, width=2), name="now")
+        # a legend's room depends on the plot's size: place it again when the window is resized
+        for plot, draw in ((self.conf_plot, self._draw_conf), (self.layer_plot, self._draw_layers),
+                           (self.chan_plot, self._redraw_channels)):
+            plot.getViewBox().sigResized.connect(lambda *_, d=draw: self._redraw(d))
+
+    def _set_title(self, plot, long: str, short: str) -> None:
+        self._titles[id(plot)] = (long, short)
+        self._fit_title(plot)
+
+    def _fit_title(self, plot) -> None:
+        # a title wider than its plot pushes the plot out of its cell (clipped by the next dock)
+        if id(plot) not in self._titles:
+            return      # still being built
+        long, short = self._titles[id(plot)]
+        widget = self.widgets[self.plot_items().index(plot)]
+        if plot is getattr(self, "prob_plot", None):
+            self._class_ticks()
+        plot.setTitle(long, size=TITLE_SIZE, color=self._fg)
+        room = widget.width() - plot.getAxis("left").width() - 10   # the title sits over the view box only
+        if plot.titleLabel.itemRect().width() > room:
+            plot.setTitle(short, size=TITLE_SIZE, color=self._fg)
+            plot.setGeometry(widget.range)   # lay out again at the smaller minimum
+
+    def _redraw(self, draw) -> None:
+        if draw not in self._dirty:
+            self._dirty.append(draw)
+
+    def plot_items(self):
+        return [w.getPlotItem() for w in self.widgets]
 
     # -- data -----------------------------------------------------------------------------------------
-    def set_context(self, classes, label: int | None, source_norm: dict | None = None) -> None:
+    def set_context(self, classes, label: int | None, source_norm: dict | None = None,
+                    adapts: bool | None = None) -> None:
         self.classes = list(classes or [])
         self.label = label
         if source_norm is not None:
             self.source_norm = source_norm
-        ticks = [(i, _short(n)) for i, n in enumerate(self.classes)]
-        self.prob_plot.getAxis("bottom").setTicks([ticks])
+        if adapts is not None:
+            self.adapts = adapts
+        self._class_ticks()
         self.prob_plot.setXRange(-0.6, max(len(self.classes), 1) - 0.4, padding=0)
 
-    def clear(self) -> None:
+    def _class_ticks(self, *_) -> None:
+        width = self.widgets[1].width() - self.prob_plot.getAxis("left").width()
+        self.prob_plot.getAxis("bottom").setTicks([class_ticks(self.classes, width)])
+
+    def clear(self, message: str = "") -> None:
+        """A new episode (or, with `message`, none: the plots say why). Ranges start afresh: nothing of the
+        previous method or image stays on an axis."""
+        self.message = message
+        for p in (self.loss_plot, self.conf_plot, self.layer_plot, self.chan_plot):
+            p.getViewBox().setRange(xRange=(0, 1), yRange=(0, 1), padding=0.05)
+            p.enableAutoRange()
+        self.cos_plot.setXRange(0, 1, padding=0.05)
         self.show_records(())
 
     def show_records(self, records) -> None:
@@ -136,6 +206,8 @@ class LivePlots(QWidget):
     def set_records(self, records) -> None:
         """Take new records; the plots are redrawn by draw_pending."""
         self._records = tuple(records)
+        if self._records:
+            self.message = ""
         # Start where the last partial frame stopped, so under load every plot still gets its turn.
         order = [self._draw_loss, self._draw_probs, self._draw_conf, self._draw_cos, self._draw_layers,
                  self._redraw_channels]
@@ -163,26 +235,6 @@ class LivePlots(QWidget):
                 break
         return bool(self._dirty)
 
-    def _draw_loss(self):
-        lossy = [r for r in self._records if r.loss is not None]
-        self.loss_curve.setData([r.step for r in lossy], [float(r.loss) for r in lossy])
-        return self.widgets[0]
-
-    def _draw_conf(self):
-        recs = self._records
-        steps = np.array([r.step for r in recs], dtype=float)
-        self.entropy_curve.setData(steps, [float(r.entropy) for r in recs])
-        self.conf_curve.setData(steps, [float(r.confidence) for r in recs])
-        self._place_legend(self.conf_plot, (self.entropy_curve, self.conf_curve))
-        return self.widgets[2]
-
-    def _draw_cos(self):
-        recs = self._records
-        cos = [r for r in recs if r.grad_cosine is not None]
-        self.cos_curve.setData([r.step for r in cos], [float(r.grad_cosine) for r in cos])
-        self.cos_note.setVisible(bool(recs) and not cos)
-        return self.widgets[3]
-
     def pending(self) -> bool:
         return bool(self._dirty)
 
@@ -194,8 +246,65 @@ class LivePlots(QWidget):
         return {"loss": n(self.loss_curve), "entropy": n(self.entropy_curve), "confidence": n(self.conf_curve),
                 "cosine": n(self.cos_curve)}
 
+    def note(self, name: str) -> str:
+        """The empty-state line a plot shows ("" when it shows data)."""
+        return self.notes[name].text()
+
+    def _empty(self) -> str:
+        return self.message or NO_IMAGE
+
+    def _step_range(self, plot) -> None:
+        # every step plot shows steps 0..last, so their x axes line up and a one-step run is not a sliver
+        last = self._records[-1].step if self._records else 1
+        plot.setXRange(0, max(last, 1), padding=0.05)
+
+    def _draw_loss(self):
+        lossy = [r for r in self._records if r.loss is not None]
+        self.loss_curve.setData([r.step for r in lossy], [float(r.loss) for r in lossy])
+        self._step_range(self.loss_plot)
+        if not self._records:
+            note = self._empty()
+        elif not self.adapts:
+            note = "source does not adapt: no loss"
+        else:
+            note = "" if lossy else NO_STEP
+        self.notes["loss"].set(note)
+        return self.widgets[0]
+
+    def _draw_conf(self):
+        recs = self._records
+        steps = np.array([r.step for r in recs], dtype=float)
+        self.entropy_curve.setData(steps, [float(r.entropy) for r in recs])
+        self.conf_curve.setData(steps, [float(r.confidence) for r in recs])
+        self._step_range(self.conf_plot)
+        self._place[id(self.conf_plot)] = place_legend(self.conf_plot, (self.entropy_curve, self.conf_curve),
+                                                       self._place.get(id(self.conf_plot)))
+        self.notes["conf"].set("" if recs else self._empty())
+        return self.widgets[2]
+
+    def _draw_cos(self):
+        recs = self._records
+        cos = [r for r in recs if r.grad_cosine is not None]
+        self.cos_curve.setData([r.step for r in cos], [float(r.grad_cosine) for r in cos])
+        self._step_range(self.cos_plot)
+        if not recs:
+            note = self._empty()
+        elif cos:
+            note = ""
+        elif self.label is None:
+            note = "label unknown: the cosine needs the true class"
+        elif not self.adapts:
+            note = "source does not adapt: no gradient"
+        elif len(recs) == 1:
+            note = NO_STEP
+        else:
+            note = "not measured for this method"
+        self.notes["cosine"].set(note)
+        return self.widgets[3]
+
     def _draw_probs(self):
         recs = self._records
+        self.notes["probs"].set("" if recs else self._empty())
         if not recs:
             self.bars_before.setOpts(x=[], height=[])
             self.bars_now.setOpts(x=[], height=[])
@@ -216,16 +325,20 @@ class LivePlots(QWidget):
         if not recs or not recs[0].layers:
             for c in (self.mean_before, self.mean_now, self.var_before, self.var_now):
                 c.setData([], [])
+            self.notes["layers"].set(self._empty() if not recs else "the model has no norm layers")
             return self.widgets[4]
         first, last = recs[0].layers, recs[-1].layers
         if not np.isfinite([s.mean_dist for s in first]).any():
-            self.layer_plot.setTitle("Distance to source statistics: the checkpoint has none")
+            self.notes["layers"].set("the checkpoint has no source statistics")
+        else:
+            self.notes["layers"].set("")
         x = np.arange(len(first), dtype=float)
         self.mean_before.setData(x, [float(s.mean_dist) for s in first])
         self.var_before.setData(x, [float(s.var_dist) for s in first])
         self.mean_now.setData(x[:len(last)], [float(s.mean_dist) for s in last])
         self.var_now.setData(x[:len(last)], [float(s.var_dist) for s in last])
-        self._place_legend(self.layer_plot, (self.mean_before, self.mean_now, self.var_before, self.var_now))
+        curves = (self.mean_before, self.mean_now, self.var_before, self.var_now)
+        self._place[id(self.layer_plot)] = place_legend(self.layer_plot, curves, self._place.get(id(self.layer_plot)))
         names = [s.name for s in first]
         if names != self._layer_names:
             self._layer_names = names
@@ -243,7 +356,9 @@ class LivePlots(QWidget):
         if not recs or i < 0 or not recs[0].layers or i >= len(recs[0].layers):
             for c in (self.chan_source, self.chan_before, self.chan_now):
                 c.setData([], [])
+            self.notes["channels"].set(self._empty() if not recs else "the model has no norm layers")
             return self.widgets[5]
+        self.notes["channels"].set("")
         var = self.moment_box.currentIndex() == 1
         pick = (lambda s: s.channel_var) if var else (lambda s: s.channel_mean)  # noqa: E731
         before, now = recs[0].layers[i], recs[-1].layers[min(i, len(recs[-1].layers) - 1)]
@@ -257,61 +372,25 @@ class LivePlots(QWidget):
             self.chan_source.setData(np.arange(len(src)), np.asarray(src, float))
         else:
             self.chan_source.setData([], [])
-        self.chan_plot.setTitle(f"Per-channel {'variance' if var else 'mean'}: {before.name}")
-        self._place_legend(self.chan_plot, (self.chan_source, self.chan_before, self.chan_now))
+        moment = "variance" if var else "mean"
+        self._set_title(self.chan_plot, f"Channel {moment}: {before.name}", f"Channel {moment}")
+        self.chan_plot.setLabel("left", f"activation {'variance' if var else 'mean'}", **LABEL_STYLE)
+        curves = (self.chan_source, self.chan_before, self.chan_now)
+        self._place[id(self.chan_plot)] = place_legend(self.chan_plot, curves, self._place.get(id(self.chan_plot)))
         return self.widgets[5]
-
-    def _place_legend(self, plot, curves) -> None:
-        """Keep the legend off the curves (their right end is the latest step, which it used to hide)."""
-        current = self._place.get(id(plot))
-        best = _legend_place(plot, curves, current)
-        if best is not None and best != current:
-            ax, ay = PLACES[best]
-            offset = (5 * (1 - 2 * ax) if ax != .5 else 0, 5 * (1 - 2 * ay) if ay != .5 else 0)
-            plot.legend.anchor(itemPos=(ax, ay), parentPos=(ax, ay), offset=offset)
-            self._place[id(plot)] = best
 
     # -- appearance -----------------------------------------------------------------------------------
     def set_dark(self, dark: bool) -> None:
         bg, fg = ((30, 30, 30), (220, 220, 220)) if dark else ((255, 255, 255), (40, 40, 40))
         for w in self.widgets:
             w.setBackground(bg)
-        for p in (self.loss_plot, self.prob_plot, self.conf_plot, self.cos_plot, self.layer_plot, self.chan_plot):
+        for p in self.plot_items():
             for side in ("left", "bottom"):
                 ax = p.getAxis(side)
                 ax.setPen(pg.mkPen(fg))
                 ax.setTextPen(pg.mkPen(fg))
-            p.titleLabel.setText(p.titleLabel.text, color=pg.mkColor(fg))
+            self._fg = pg.mkColor(fg)
+            self._fit_title(p)
             if p.legend is not None:
                 p.legend.setBrush(pg.mkBrush(*bg, 210))
                 p.legend.setLabelTextColor(pg.mkColor(fg))
-
-
-def _legend_place(plot, curves, current: int | None) -> int | None:
-    """Where (an index into PLACES) the plot's legend covers the fewest points of its curves, the current place
-    on a tie; None when the plot has no size or data yet."""
-    legend, vb = plot.legend, plot.getViewBox()
-    vb.updateAutoRange()                      # the range the new data will be shown in, before the paint
-    (x0, x1), (y0, y1) = vb.viewRange()
-    box, view = legend.boundingRect(), vb.boundingRect()
-    if view.width() < 1 or view.height() < 1 or x1 <= x0 or y1 <= y0:
-        return None
-    fw, fh = (box.width() + 5) / view.width(), (box.height() + 5) / view.height()
-    pts = []
-    for c in curves:
-        x, y = c.getData()
-        if x is None or len(x) == 0:
-            continue
-        t = np.linspace(0, len(x) - 1, 20 * len(x))     # points along the segments, not just the samples
-        pts.append(np.stack([np.interp(t, np.arange(len(x)), x), np.interp(t, np.arange(len(y)), y)]))
-    if not pts:
-        return None
-    u, v = np.concatenate(pts, axis=1)
-    u, v = (u - x0) / (x1 - x0), (y1 - v) / (y1 - y0)        # 0..1 across the view, v down like the anchors
-    hits = [int(np.count_nonzero((np.abs(u - (ax + (.5 - ax) * fw)) <= fw / 2)
-                                 & (np.abs(v - (ay + (.5 - ay) * fh)) <= fh / 2))) for ax, ay in PLACES]
-    return min(range(len(PLACES)), key=lambda i: (hits[i], i != current, i))
-
-
-def _short(name: str, n: int = 6) -> str:
-    return name if len(name) <= n else name[:n - 1] + "."

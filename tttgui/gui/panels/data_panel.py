@@ -1,6 +1,8 @@
 """Data panel: a lazily filled thumbnail gallery of the open data set, class filter, jump to index."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QComboBox, QGroupBox, QHBoxLayout, QLabel, QListView, QPushButton, QSpinBox,
@@ -80,15 +82,20 @@ class DataPanel(QGroupBox):
         super().__init__("", parent)   # the dock's title already says "Data"
         self.info = QLabel("No data set open.")
         self.info.setWordWrap(True)
-        self.folder_button = QPushButton("Open folder…")
+        self.folder_button = QPushButton("Folder…")
+        self.folder_button.setToolTip("Open a data set folder (Ctrl+Shift+O)")
         self.folder_button.clicked.connect(self.open_folder)
-        self.image_button = QPushButton("Open image…")
+        self.image_button = QPushButton("Image…")
+        self.image_button.setToolTip("Open one image (Ctrl+O)")
         self.image_button.clicked.connect(self.open_image)
         self.class_filter = QComboBox()
         self.class_filter.addItem("all classes")
+        self.class_filter.setMinimumContentsLength(6)
+        self.class_filter.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.class_filter.currentIndexChanged.connect(self._filter)
         self.jump = QSpinBox()
         self.jump.setPrefix("#")
+        self.jump.setToolTip("Go to image number")
         self.jump.setKeyboardTracking(False)
         self.jump.valueChanged.connect(self.select_index)
         self.model = GalleryModel(self)
@@ -107,7 +114,6 @@ class DataPanel(QGroupBox):
         buttons.addWidget(self.image_button)
         tools = QHBoxLayout()
         tools.addWidget(self.class_filter, 1)
-        tools.addWidget(QLabel("Go to"))
         tools.addWidget(self.jump)
         lay = QVBoxLayout(self)
         lay.addWidget(self.info)
@@ -125,7 +131,8 @@ class DataPanel(QGroupBox):
         self.jump.blockSignals(True)
         self.jump.setRange(0, max(len(dataset) - 1, 0))
         self.jump.blockSignals(False)
-        self.info.setText(f"{dataset.source}<br>{len(dataset)} images, {len(dataset.classes)} classes")
+        name = Path(str(dataset.source)).name or str(dataset.source)   # a long path must not widen the dock
+        self.info.setText(f"<b>{name}</b><br>{len(dataset)} images, {len(dataset.classes)} classes")
         self.info.setToolTip(str(dataset.source))
 
     @Slot(int)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QDoubleValidator
-from PySide6.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QSpinBox
+from PySide6.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel, QLineEdit, QSpinBox
 
 from tttgui.gui import engine
 
@@ -30,15 +30,21 @@ class MethodPanel(QGroupBox):
         self.protocol.addItems(engine.PROTOCOLS)
         self.seed = QSpinBox()
         self.seed.setRange(0, 2 ** 31 - 1)
-        form = QFormLayout(self)
-        form.addRow("Method", self.method)
-        form.addRow("Steps", self.steps)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("Optimizer", self.optimizer)
-        form.addRow("Views", self.views)
-        form.addRow("Parameters", self.params)
-        form.addRow("Protocol", self.protocol)
-        form.addRow("Seed", self.seed)
+        # Two label/field pairs a row: the whole panel shows without scrolling on a 720 px screen.
+        grid = QGridLayout(self)
+        pairs = (("Method", self.method), ("Protocol", self.protocol), ("Steps", self.steps), ("LR", self.lr),
+                 ("Optimizer", self.optimizer), ("Views", self.views), ("Params", self.params),
+                 ("Seed", self.seed))
+        for i, (text, w) in enumerate(pairs):
+            label = QLabel(text)
+            label.setBuddy(w)
+            grid.addWidget(label, i // 2, 2 * (i % 2))
+            grid.addWidget(w, i // 2, 2 * (i % 2) + 1)
+            w.setMinimumWidth(60)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        self.lr.setToolTip("Learning rate (empty: the paper's)")
+        self.params.setToolTip("Parameters the method adapts")
         for w in (self.method, self.optimizer, self.params, self.protocol):
             w.currentIndexChanged.connect(self.changed)
         self.method.currentTextChanged.connect(self._describe)
@@ -86,7 +92,6 @@ class MethodPanel(QGroupBox):
         if i >= 0:
             self.method.setCurrentIndex(i)
         return i >= 0
-
 
     def _describe(self, name: str) -> None:
         self.method.setToolTip(engine.describe_method(name))

@@ -4,8 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Signal, Slot
-from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton,
-                               QVBoxLayout)
+from PySide6.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel, QPushButton
 
 
 class ModelPanel(QGroupBox):
@@ -17,26 +16,26 @@ class ModelPanel(QGroupBox):
         super().__init__("Model", parent)
         self.status = QLabel("No model loaded.")
         self.status.setWordWrap(True)
-        self.open_button = QPushButton("Open checkpoint…")
-        self.open_button.setToolTip("A checkpoint written by tttgui train: the ResNet-26 or any timm model "
-                                    "trained with --arch timm:NAME")
+        self.open_button = QPushButton("Open…")
+        self.open_button.setToolTip("Open a checkpoint written by tttgui train: the ResNet-26 or any timm model "
+                                    "trained with --arch timm:NAME (Ctrl+Shift+M)")
         self.open_button.clicked.connect(self.open_requested)
         self.recent = QComboBox()
-        self.recent.setPlaceholderText("Recent checkpoints")
+        self.recent.setPlaceholderText("Recent")
+        self.recent.setMinimumContentsLength(6)
         self.recent.activated.connect(self._recent_picked)
         self.device = QComboBox()
         self.device.addItems(devices)
+        self.device.setToolTip("Device the model runs on")
         self.device.currentTextChanged.connect(self.device_changed)
 
-        top = QHBoxLayout()
-        top.addWidget(self.open_button)
-        top.addWidget(self.recent, 1)
-        form = QFormLayout()
-        form.addRow("Device", self.device)
-        lay = QVBoxLayout(self)
-        lay.addWidget(self.status)
-        lay.addLayout(top)
-        lay.addLayout(form)
+        lay = QGridLayout(self)
+        lay.addWidget(self.status, 0, 0, 1, 3)
+        lay.addWidget(self.open_button, 1, 0)
+        lay.addWidget(self.recent, 1, 1)
+        lay.addWidget(self.device, 1, 2)
+        lay.setColumnStretch(1, 1)
+        self.shown: dict | None = None      # the model the panel describes (a failed load goes back to it)
 
     def set_recent(self, paths: list[str]) -> None:
         self.recent.blockSignals(True)
@@ -58,16 +57,25 @@ class ModelPanel(QGroupBox):
         self.status.setText(f"Loading {Path(path).name}…")
 
     def show_model(self, info: dict) -> None:
+        self.shown = info
         meta = info.get("meta") or {}
         err = meta.get("clean_error")  # percent, as `tttgui train` records it
         extra = f", clean error {err:.2f} %" if isinstance(err, (int, float)) else ""
         self.status.setText(f"<b>{Path(info['path']).name}</b><br>{info.get('arch', '')}, "
-                            f"{len(info['classes'])} classes{extra}<br>{info['device']}")
-        self.status.setToolTip(info["path"])
+                            f"{len(info['classes'])} classes{extra}")
+        self.status.setToolTip(f"{info['path']}\n{info['device']}")
 
     def show_missing(self, text: str) -> None:
-        self.status.setText(f"<span style='color:#c0392b'>{text}</span><br>Use <i>Open checkpoint…</i> or drop "
+        self.shown = None
+        self.status.setText(f"<span style='color:#c0392b'>{text}</span><br>Use <i>Open…</i> or drop "
                             "a .pt file on the window.")
+
+    def restore(self, failure: str) -> None:
+        """A load failed: describe the model still in use again (or the failure when there is none)."""
+        if self.shown is not None:
+            self.show_model(self.shown)
+        else:
+            self.show_missing(failure)
 
     def device_choice(self) -> str:
         return self.device.currentText()

@@ -1,0 +1,41 @@
+"""The window on a researcher's screen (issue 20): what a step needs shows without scrolling at 1280×720, the
+window shrinks to 1024 px wide, and no plot is pushed out of its cell by its title."""
+from PySide6.QtCore import QPoint, QRect
+from PySide6.QtWidgets import QScrollArea, QToolBar
+
+from test_gui import app_threads, assets, window  # noqa: F401  (fixtures)
+
+
+def _shown_in(widget, viewport) -> bool:
+    """The widget lies wholly inside the scroll area's viewport (no scrolling needed to reach it)."""
+    rect = QRect(widget.mapTo(viewport, QPoint(0, 0)), widget.size())
+    return widget.isVisible() and viewport.rect().contains(rect)
+
+
+def test_a_step_needs_no_scrolling_at_1280x720(qtbot, window):
+    window.resize(1280, 720)
+    qtbot.waitUntil(lambda: window.width() == 1280 and window.height() == 720, timeout=3000)
+    qtbot.wait(50)
+    scroll = next(a for a in window.findChildren(QScrollArea) if a.widget().isAncestorOf(window.method_panel))
+    vp = scroll.viewport()
+    needed = [window.model_panel.status, window.model_panel.open_button, window.shift_panel.corruption,
+              window.shift_panel.severity, window.method_panel.method, window.method_panel.steps,
+              window.method_panel.protocol, window.method_panel.seed]
+    assert [w for w in needed if not _shown_in(w, vp)] == []
+    for action in (window.step_action, window.run_action):
+        button = window.findChild(QToolBar).widgetForAction(action)
+        assert button.isVisible() and window.rect().contains(QRect(button.mapTo(window, QPoint(0, 0)),
+                                                                   button.size()))
+
+
+def test_window_shrinks_to_1024_and_plots_fit_their_cells(qtbot, window):
+    assert window.minimumSizeHint().width() <= 1024
+    window.resize(1024, 700)
+    qtbot.waitUntil(lambda: window.width() == 1024, timeout=3000)
+    qtbot.wait(50)
+    center = window.center.geometry()
+    assert window.centralWidget().mapTo(window, QPoint(0, 0)).x() + center.width() <= window.width()
+    for w in window.plots.widgets:
+        plot = w.getPlotItem()
+        assert plot.width() <= w.width() + 0.5, plot.titleLabel.text      # not clipped by the next dock
+        assert plot.titleLabel.itemRect().width() <= w.width()
