@@ -211,3 +211,20 @@ def run_record(result: EvalResult, cfg: EvalConfig, command: str, **extra) -> di
 def write_result(out_dir, result: EvalResult, info: dict):
     """summary.csv, images.csv and run.json of an evaluation (tttgui.results.write_outputs)."""
     return write_outputs(out_dir, result.summary, result.images, info)
+
+
+def recipes(cfg: EvalConfig) -> dict:
+    return {get_method(m).name: get_method(m).resolve(cfg.method_config(get_method(m).name)).to_dict()
+            for m in cfg.methods}
+
+
+def collect(store, cfg: EvalConfig) -> EvalResult:
+    """The finished cells of a store, in run order (what an interrupted run leaves)."""
+    result = EvalResult(recipes=recipes(cfg), cancelled=True)
+    for corruption, severity in shifts(cfg):
+        for m in cfg.methods:
+            rows = store.load((corruption, severity, get_method(m).name))
+            if rows:
+                result.images += rows
+                result.summary.append(summarise(rows))
+    return result

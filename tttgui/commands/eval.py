@@ -33,6 +33,8 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--frost-dir", help="folder of frost images for the frost corruption")
     p.add_argument("--out", required=True, help="output folder: summary.csv, images.csv, run.json")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run in --out (same options, checked): finished cells are kept")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -85,7 +87,9 @@ def run(args) -> int:
     from tttgui.data import open_dataset
     from tttgui.data.labels import UNLABELED, model_labels
     from tttgui.device import resolve_device
-    from tttgui.evaluation import EvalConfig, benchmark_corruptions, evaluate, run_record, shifts, write_result
+    from tttgui.evaluation import (EvalConfig, benchmark_corruptions, check_config, check_labels, collect,
+                                   evaluate, run_record, shifts, write_result)
+    from tttgui.store import CellStore, digest, sha256_file
     from tttgui.methods import MethodConfig, get_method, method_names
     from tttgui.models import default_checkpoint_path, load_checkpoint
     from tttgui.progress import Progress
@@ -132,11 +136,23 @@ def run(args) -> int:
         raise UserError(f"images of {args.data} are {images.shape[2]}×{images.shape[1]}; expected {size}×{size} "
                         f"(the model's input size)")
 
-    per_shift = sum(len(images) for _ in methods)
-    total = per_shift * len(shifts(cfg))
+    check_config(cfg, model)   # before the store is opened: a typo leaves no run behind
+    check_labels(labels, model)
+    store = CellStore(args.out)
+    fingerprint = {**cfg.to_dict(), "checkpoint_sha256": sha256_file(checkpoint), "data": str(Path(args.data)
+                   .resolve()), "images": int(len(images)), "indices": digest(indices), "device": str(device)}
+    done = store.start(fingerprint, args.resume)
+    if done:
+        print(f"resuming: {done} finished cell(s) in {store.dir} are kept", file=sys.stderr)
+    total = len(images) * len(methods) * len(shifts(cfg))
+    interrupted = False
     with Progress(total, "eval", enabled=not args.no_progress) as bar:
-        result = evaluate(model, stats, images, labels, indices, cfg, device,
-                          progress=lambda k, text: bar.update(k, text))
+        try:
+            result = evaluate(model, stats, images, labels, indices, cfg, device,
+                              progress=lambda k, text: bar.update(k, text), store=store)
+        except KeyboardInterrupt:   # Ctrl+C: the finished cells and a summary of them
+            interrupted = True
+            result = collect(store, cfg)
     command = ("tttgui eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["eval"]
                else "tttgui eval (called from Python)")
     info = run_record(result, cfg, command, checkpoint=str(checkpoint),
@@ -144,8 +160,13 @@ def run(args) -> int:
                                        for k in ("clean_error", "command", "train_seconds")},
                       data=str(args.data), images=int(len(images)), limit=args.limit, seed=args.seed,
                       device=str(device), threads=torch.get_num_threads(), data_classes=list(ds.classes),
-                      indices=[int(i) for i in indices])
+                      indices=[int(i) for i in indices], complete=not interrupted and not result.cancelled,
+                      cells={"finished": len(result.summary), "total": len(methods) * len(shifts(cfg))})
     out = write_result(args.out, result, info)
+    if interrupted:
+        print(f"tttgui eval: interrupted; {len(result.summary)} of {info['cells']['total']} cells finished, "
+              f"summarised in {out / 'summary.csv'}; the same command with --resume continues", file=sys.stderr)
+        return 130
     print(table(result.summary))
     if (labels == UNLABELED).any():
         print(f"no labels in {args.data}: predictions only (images.csv), no error rate")

@@ -1,0 +1,107 @@
+"""Finished cells of an evaluation on disk, so a run can stop at any moment and continue.
+
+OUT/cells/config.json records what the run computes (configuration, checkpoint hash, images); every finished
+cell (corruption × severity × method) is OUT/cells/<corruption>-<severity>-<method>.csv, written atomically
+the moment it finishes, so a killed run loses at most the cells in flight. `--resume` reads the finished cells
+back instead of computing them, after checking that the configuration is the one they were made with.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tttgui.errors import UserError
+from tttgui.results import IMAGE_COLUMNS, ImageRow, read_rows, write_csv, write_json
+
+CONFIG = "config.json"
+
+
+class CellStore:
+    def __init__(self, out_dir):
+        self.out = Path(out_dir)
+        self.dir = self.out / "cells"
+
+    def path(self, key) -> Path:
+        corruption, severity, method = key
+        return self.dir / f"{corruption}-{severity}-{method}.csv"
+
+    def finished(self) -> list[Path]:
+        return sorted(p for p in self.dir.glob("*.csv") if not p.name.startswith("."))
+
+    def start(self, fingerprint: dict, resume: bool) -> int:
+        """Open the store for a run of `fingerprint`; returns how many cells are already finished. Without
+        resume, cells of a finished earlier run are cleared (a rerun replaces it); an unfinished one is kept
+        and refused, so hours of work are never thrown away by a repeated command."""
+        old = self._read_config()
+        fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))   # as stored
+        done = self.finished()
+        if old is not None and resume:
+            if old != fingerprint:
+                raise UserError(f"--resume: {differs(old, fingerprint)} in the run in {self.out}; expected the "
+                                "options of the run being continued (or another --out for a new run)")
+            return len(done)
+        if done and not resume and not self._complete():
+            raise UserError(f"--out {self.out} holds an unfinished run ({len(done)} finished cells); expected "
+                            "--resume to continue it, or another --out for a new run")
+        for p in done:
+            p.unlink()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.dir / CONFIG, fingerprint)
+        return 0
+
+    def load(self, key) -> list[ImageRow] | None:
+        p = self.path(key)
+        if not p.is_file():
+            return None
+        try:
+            return read_rows(p)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"finished cell {p} cannot be read ({exc.__class__.__name__}); expected the CSV "
+                            "tttgui eval writes (delete the file to compute that cell again)") from None
+
+    def save(self, key, rows: list[ImageRow]) -> None:
+        write_csv(self.path(key), IMAGE_COLUMNS, rows)
+
+    def _read_config(self) -> dict | None:
+        try:
+            return json.loads((self.dir / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _complete(self) -> bool:
+        try:
+            return bool(json.loads((self.out / "run.json").read_text(encoding="utf-8")).get("complete"))
+        except (OSError, ValueError, AttributeError):
+            return False
+
+
+def differs(old: dict, new: dict) -> str:
+    """The first setting that changed, in words."""
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            return f"{key} is {_short(new.get(key))} now but was {_short(old.get(key))}"
+    return "the configuration differs"
+
+
+def _short(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def sha256_file(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest(values) -> str:
+    """A short hash of integers (image indices)."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.int64).tobytes()).hexdigest()[:16]
