@@ -133,28 +133,31 @@ def to_float(images_u8: torch.Tensor) -> torch.Tensor:
 
 
 # -- AugMix (Hendrycks et al. 2020) as MEMO draws it for CIFAR-10 ---------------------------------------------
-# Ops and level ranges follow the AugMix reference augmentations (colour/contrast/brightness/sharpness excluded):
-# level ~ U(0.1, severity); rotate int(level*3) degrees, shear level*0.03, translate int(level*size/30) px
-# (random sign each), solarize threshold 256 - int(level*25.6), posterize to 4 - int(level*0.4) bits.
+# MEMO's cifar-10-exps/utils/third_party.py on PIL uint8 images: level ~ U(0.1, severity); rotate int(level*3)
+# degrees, shear level*0.03, translate int(level*32/30) px (random sign each), solarize threshold
+# 256 - int(level*25.6), posterize to 4 - int(level*0.4) bits; geometric ops bilinear with fillcolor=128, which
+# PIL reads for an RGB image as packed RGB: (128, 0, 0). Every op returns uint8 as PIL does (it truncates).
 AUGMIX_OPS = ("autocontrast", "equalize", "rotate", "solarize", "shear_x", "shear_y", "translate_x",
               "translate_y", "posterize")
+AUGMIX_FILL = (128.0, 0.0, 0.0)
 
 
 def augmix_views(x: torch.Tensor, gen: torch.Generator, severity: float = 1.0, width: int = 3,
                  max_depth: int = 3) -> torch.Tensor:
-    """One AugMix view of every image in x (float NCHW in [0, 1]): `width` chains of 1..max_depth random ops,
-    mixed with Dirichlet(1) weights, then blended with the original by m ~ Beta(1, 1). Batched: each (chain,
-    depth) slot applies every op to the views that drew it."""
+    """One AugMix view of every image in x (float NCHW on the uint8 grid k/255): `width` chains of 1..max_depth
+    random ops, mixed with Dirichlet(1) weights, then m x + (1 - m) mix with m ~ Beta(1, 1), as MEMO's
+    _augmix_aug. Batched: each (chain, depth) slot applies every op to the views that drew it."""
     n = len(x)
     dev = x.device
     u = lambda *s: torch.rand(*s, generator=gen, device=gen.device).to(dev)  # noqa: E731
+    q = (x * 255).round().clamp(0, 255)                               # the PIL image: values 0..255
     w = -torch.log(u(n, width).clamp_min(1e-12))
     w = w / w.sum(1, keepdim=True)                                    # Dirichlet(1, ..., 1)
     m = u(n)                                                          # Beta(1, 1)
     mix = torch.zeros_like(x)
     for c in range(width):
         depth = torch.randint(1, max_depth + 1, (n,), generator=gen, device=gen.device).to(dev)
-        chain = x.clone()
+        chain = q.clone()
         for d in range(max_depth):
             ops = torch.randint(0, len(AUGMIX_OPS), (n,), generator=gen, device=gen.device).to(dev)
             level = 0.1 + (severity - 0.1) * u(n)
@@ -164,43 +167,72 @@ def augmix_views(x: torch.Tensor, gen: torch.Generator, severity: float = 1.0, w
                 sel = (active & (ops == k)).nonzero().flatten()
                 if len(sel):
                     chain[sel] = _augmix_op(name, chain[sel], level[sel], sign[sel])
-        mix = mix + w[:, c, None, None, None] * chain
-    return ((1 - m)[:, None, None, None] * x + m[:, None, None, None] * mix).clamp(0, 1)
+        mix = mix + w[:, c, None, None, None] * chain / 255
+    m = m[:, None, None, None]
+    return (m * q / 255 + (1 - m) * mix).clamp(0, 1)
 
 
-def _augmix_op(name: str, v: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
-    n, _, h, w = v.shape
-    if name == "autocontrast":
-        lo = v.amin(dim=(2, 3), keepdim=True)
-        hi = v.amax(dim=(2, 3), keepdim=True)
-        scale = torch.where(hi > lo, 1.0 / (hi - lo).clamp_min(1e-6), torch.ones_like(hi))
-        return torch.where(hi > lo, (v - lo) * scale, v)
+def _augmix_op(name: str, q: torch.Tensor, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
+    """One PIL op on integer-valued float images (0..255), returning integer values as PIL does. Parameters
+    are computed in float64 in MEMO's order (int_parameter: int(level * maxval / 10))."""
+    n, _, h, w = q.shape
+    level, sign = level.double(), sign.double()
+    if name == "autocontrast":                   # ImageOps.autocontrast: lut int(i * scale + offset) per channel
+        lo = q.amin(dim=(2, 3), keepdim=True).double()
+        hi = q.amax(dim=(2, 3), keepdim=True).double()
+        scale = 255.0 / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+        out = (q.double() * scale - lo * scale).floor().clamp(0, 255).to(q.dtype)
+        return torch.where(hi > lo, out, q)
     if name == "equalize":
-        return _equalize(v)
+        return _equalize(q / 255) * 255
     if name == "solarize":
-        t = (256 - (level * 25.6).floor())[:, None, None, None] / 255
-        return torch.where(v >= t, 1 - v, v)
+        t = (256 - (level * 256 / 10).floor())[:, None, None, None].to(q.dtype)
+        return torch.where(q >= t, 255 - q, q)
     if name == "posterize":
-        bits = (4 - (level * 0.4).floor()).to(torch.int64)
-        q = (v * 255).round().to(torch.int64)
+        bits = (4 - (level * 4 / 10).floor()).to(torch.int64)
         mask = (255 << (8 - bits))[:, None, None, None] & 255
-        return (q & mask).float() / 255
-    theta = torch.zeros(n, 2, 3, device=v.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
-    if name == "rotate":
-        ang = (level * 3).floor() * sign * torch.pi / 180
-        theta[:, 0, 0], theta[:, 0, 1] = torch.cos(ang), -torch.sin(ang)
-        theta[:, 1, 0], theta[:, 1, 1] = torch.sin(ang), torch.cos(ang)
+        return (q.to(torch.int64) & mask).to(q.dtype)
+    mat = torch.zeros(n, 6, dtype=torch.float64, device=q.device)
+    mat[:, 0] = mat[:, 4] = 1.0
+    if name == "rotate":                         # Image.rotate: inverse map about the centre (w/2, h/2)
+        ang = -torch.deg2rad((level * 30 / 10).floor() * sign)
+        cos, sin = torch.cos(ang), torch.sin(ang)
+        mat[:, 0], mat[:, 1], mat[:, 3], mat[:, 4] = cos, sin, -sin, cos
+        mat[:, 2] = -cos * w / 2 - sin * h / 2 + w / 2
+        mat[:, 5] = sin * w / 2 - cos * h / 2 + h / 2
     elif name in ("shear_x", "shear_y"):
-        s = level * 0.03 * sign                       # input = output + s * other axis (from the top/left edge)
-        r = 0 if name == "shear_x" else 1
-        theta[:, r, 1 - r] = s
-        theta[:, r, 2] = s
+        mat[:, 1 if name == "shear_x" else 3] = level * 0.3 / 10 * sign
     else:
-        px = (level * w / 30).floor() * sign if name == "translate_x" else (level * h / 30).floor() * sign
-        theta[:, 0 if name == "translate_x" else 1, 2] = 2 * px / (w if name == "translate_x" else h)
-    grid = F.affine_grid(theta, (n, 3, h, w), align_corners=False)
-    return F.grid_sample(v, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        size = w if name == "translate_x" else h
+        mat[:, 2 if name == "translate_x" else 5] = (level * (size / 3) / 10).floor() * sign
+    return pil_affine(q, mat, AUGMIX_FILL)
+
+
+def pil_affine(q: torch.Tensor, mat: torch.Tensor, fill) -> torch.Tensor:
+    """PIL's Image.transform(AFFINE, (a, b, c, d, e, f), BILINEAR, fillcolor) on integer-valued float images:
+    output pixel centre (x, y) samples input (a x + b y + c, d x + e y + f); outside the image: `fill`; inside:
+    bilinear with edge pixels repeated, truncated to an integer."""
+    n, ch, h, w = q.shape
+    dev = q.device
+    ys, xs = torch.meshgrid(torch.arange(h, device=dev, dtype=torch.float64) + 0.5,
+                            torch.arange(w, device=dev, dtype=torch.float64) + 0.5, indexing="ij")
+    a, b, c, d, e, f = (mat[:, i, None, None] for i in range(6))
+    xin, yin = a * xs + b * ys + c, d * xs + e * ys + f                 # n x h x w
+    inside = (xin >= 0) & (xin < w) & (yin >= 0) & (yin < h)
+    xin, yin = xin - 0.5, yin - 0.5
+    x0, y0 = xin.floor(), yin.floor()
+    dx, dy = (xin - x0)[:, None], (yin - y0)[:, None]
+    flat = q.double().flatten(2)
+
+    def at(yy, xx):
+        idx = (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).long().flatten(1)
+        return flat.gather(2, idx[:, None].expand(n, ch, -1)).view(n, ch, h, w)
+
+    top = at(y0, x0) + (at(y0, x0 + 1) - at(y0, x0)) * dx
+    bottom = at(y0 + 1, x0) + (at(y0 + 1, x0 + 1) - at(y0 + 1, x0)) * dx
+    v = (top + (bottom - top) * dy).floor().clamp(0, 255)
+    fill = torch.tensor(fill, dtype=torch.float64, device=dev)[None, :, None, None]
+    return torch.where(inside[:, None], v, fill).to(q.dtype)
 
 
 def _equalize(v: torch.Tensor) -> torch.Tensor:

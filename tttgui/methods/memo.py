@@ -1,7 +1,8 @@
 """`memo`: marginal entropy over AugMix views (Zhang, Levine & Finn, NeurIPS 2022, zhangmarvin/memo).
 
 CIFAR-10 recipe from cifar-10-exps/test_calls/test_adapt.py: 32 views, each RandomCrop(32, pad 4) + flip then
-AugMix (3 chains, depth 1-3, severity 1, Dirichlet(1) / Beta(1) mixing, geometric and tone ops only); loss =
+AugMix (3 chains, depth 1-3, severity 1, Dirichlet(1) / Beta(1) mixing, geometric and tone ops only, each op
+on uint8 as PIL computes it, geometric ones filled with fillcolor=128, i.e. (128, 0, 0) on RGB); loss =
 entropy of the softmax averaged over the views; all parameters; SGD lr 0.005, no momentum or weight decay;
 1 step and a reset before every image. Online (no reset) keeps the same per-image recipe. Not ported: MEMO's
 BatchNorm prior adaptation (N = 16), which only matters for BN models.
