@@ -129,7 +129,8 @@ def _hue_shift(v, shift):
 
 def to_float(images_u8: torch.Tensor) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [0, 1]."""
-    return images_u8.permute(0, 3, 1, 2).float().div_(255.0)
+    # contiguous NCHW: a channels-last tensor reaching GroupNorm's backward crashed torch 2.13
+    return images_u8.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
 
 
 # -- AugMix (Hendrycks et al. 2020) as MEMO draws it for CIFAR-10 ---------------------------------------------

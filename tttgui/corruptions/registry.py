@@ -9,6 +9,7 @@ import torch
 
 from tttgui.corruptions import blur, digital, frost, geometry, noise, weather
 from tttgui.corruptions.context import Context
+from tttgui.device import no_tf32
 from tttgui.errors import UserError
 
 FUNCTIONS = {
@@ -103,8 +104,9 @@ def corrupt(images, name: str, severity: int, seed: int = 0, frost_dir=None, dev
 
     starts = range(0, len(batch), step)
     if dev.type != "cpu":
-        for start in starts:
-            run(start)
+        with no_tf32():
+            for start in starts:
+                run(start)
     else:
         with _one_thread():
             if len(starts) == 1:

@@ -1,0 +1,56 @@
+"""Device handling that can be checked without a GPU: names, numerics switches, layouts, device moves."""
+import pytest
+import torch
+
+from tttgui.augment import to_float
+from tttgui.device import no_tf32, resolve_device, set_deterministic
+from tttgui.errors import UserError
+
+
+def test_device_names():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("AUTO").type in ("cpu", "cuda")
+    with pytest.raises(UserError, match="expected auto, cpu, cuda, cuda:N or mps"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        for name in ("cuda", "cuda:1"):
+            with pytest.raises(UserError, match="no CUDA GPU is available"):
+                resolve_device(name)
+    if not torch.backends.mps.is_available():
+        with pytest.raises(UserError, match="'mps' requested but"):
+            resolve_device("mps")
+
+
+def test_no_tf32_is_scoped_and_deterministic_sets_everything():
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+           torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+           torch.are_deterministic_algorithms_enabled())
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        with no_tf32():
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        info = set_deterministic(3)
+        assert info["deterministic"] and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
+         torch.backends.cudnn.benchmark) = old[:4]
+        torch.use_deterministic_algorithms(old[4])
+
+
+def test_inputs_reach_the_model_contiguous():
+    x = to_float(torch.zeros(2, 8, 8, 3, dtype=torch.uint8))
+    assert x.shape == (2, 3, 8, 8) and x.is_contiguous()
+
+
+def test_swa_resume_puts_the_running_mean_on_the_model_device(tmp_path):
+    from test_training import _swa_config, _Recording
+
+    with pytest.raises(KeyboardInterrupt):
+        _Recording(_swa_config(tmp_path, "b.pt"), stop_after=2).fit()
+    trainer = _Recording(_swa_config(tmp_path, "b.pt"))
+    trainer.device = torch.device("meta")       # stands in for CUDA: anything not the CPU
+    assert trainer.load_state()
+    assert {v.device.type for v in trainer.swa.values()} == {"meta"}
