@@ -47,3 +47,40 @@ def test_batch_export_writes_the_eval_files(result, tmp_path):
     info = json.loads((tmp_path / "batch" / "run.json").read_text())
     assert info["command"] == "tttgui (window batch evaluation)" and info["versions"]["torch"]
     assert info["config"]["methods"] == ["ttt"] and info["config"]["steps"] == 1 and info["recipes"]["ttt"]
+
+
+def test_batch_on_a_release_block_is_not_corrupted_again(qapp, tmp_path, monkeypatch):
+    """The window's batch evaluation of a CIFAR-10-C release: the chosen severity's rows, as they are."""
+    import threading
+
+    import tttgui.evaluation as ev
+    from tttgui.data.corrupted import CorruptionDataset
+    from tttgui.gui.batch import BatchPanel, batch_dataset
+    from tttgui.gui.worker import RecordBuffer, SessionWorker
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(num_classes=3, heads=("rotation",), input_size=16,
+                                  arch_args={"depth": 8, "width": 1, "norm": "gn"})).eval()
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "fog.npy", rng.integers(0, 256, (5 * 4, 16, 16, 3), dtype=np.uint8))
+    np.save(tmp_path / "labels.npy", np.tile([0, 1, 2, 0], 5))
+    whole = CorruptionDataset(tmp_path, "fog", classes=["a", "b", "c"])
+    block = batch_dataset(whole, 3)
+    assert (block.corruption, block.severity, len(block)) == ("fog", 3, 4)
+    panel = SimpleNamespace(window=SimpleNamespace(
+        method_panel=SimpleNamespace(config=lambda: MethodConfig("ttt", steps=1, views=4)),
+        shift_panel=SimpleNamespace(choice=lambda: ("gaussian_noise", 5))))
+    cfg = BatchPanel.config(panel, block)
+    assert (cfg.corruptions, cfg.severities) == (("fog",), (3,))
+    monkeypatch.setattr(ev, "corrupt_images", lambda *a: pytest.fail("a release was corrupted again"))
+    worker = SessionWorker(RecordBuffer(), threading.Event(), threading.Event())
+    worker.model, worker.source_stats, worker.device = model, {}, torch.device("cpu")
+    got, failed = [], []
+    worker.batch_done.connect(got.append)
+    worker.failed.connect(failed.append)
+    worker.evaluate(block, [0, 1, 2, 3], cfg)
+    assert not failed and got[0] is not None
+    want = evaluate(model, {}, None, np.array([0, 1, 2, 0]), np.arange(4), cfg, "cpu",
+                    shifted=lambda c, s: np.load(tmp_path / "fog.npy")[8:12])
+    key = lambda r: (r.corruption, r.severity, r.index, r.prediction_before, r.prediction_after)  # noqa: E731
+    assert [key(r) for r in got[0].images] == [key(r) for r in want.images]

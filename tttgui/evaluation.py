@@ -59,8 +59,9 @@ class EvalResult:
     seconds: float = 0.0
 
 
-def check_config(cfg: EvalConfig, model) -> None:
-    """Validate everything before any work starts, so a typo fails in one line and not after an hour."""
+def check_config(cfg: EvalConfig, model, release: bool = False) -> None:
+    """Validate everything before any work starts, so a typo fails in one line and not after an hour. A release
+    (already corrupted images) names its corruptions by its files, which its reader checks."""
     if cfg.protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {cfg.protocol!r}; expected episodic or online")
     if cfg.batch_size < 1:
@@ -79,7 +80,7 @@ def check_config(cfg: EvalConfig, model) -> None:
         if missing:
             raise UserError(f"method {cls.name} needs a model with the {', '.join(missing)} head; this "
                             f"checkpoint has heads {list(model.spec.heads) or 'none'}")
-    if any(c != CLEAN for c in cfg.corruptions):
+    if not release and any(c != CLEAN for c in cfg.corruptions):
         names = corruption_names()
         bad = [c for c in cfg.corruptions if c != CLEAN and c not in names]
         if bad:
@@ -133,7 +134,7 @@ def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.nd
     not recomputed, and each new one is saved as it finishes. progress(k, text) after every k images;
     should_stop() is checked between images (the result is then partial and `cancelled`)."""
     device = torch.device(device)
-    check_config(cfg, model)
+    check_config(cfg, model, release=shifted is not None)
     check_labels(labels, model)
     model = model.to(device).eval()
     result = EvalResult()

@@ -12,9 +12,12 @@ from tttgui.errors import UserError
 
 def add_arguments(p) -> None:
     p.add_argument("--checkpoint", help="tttgui checkpoint (.pt); default: the shipped model")
-    p.add_argument("--data", required=True, help="clean test images (a folder with one sub-folder per class)")
+    p.add_argument("--data", required=True,
+                   help="clean test images (a folder with one sub-folder per class), or a corruption release "
+                        "(CIFAR-10-C layout: <corruption>.npy + labels.npy, or one <corruption>.npy)")
     p.add_argument("--corruptions", default="all",
-                   help="comma list of corruption names, 'all' (the 15 standard ones) or 'none' (clean images)")
+                   help="comma list of corruption names, 'all' (the 15 standard ones; of a release: those it "
+                        "holds) or 'none' (clean images)")
     p.add_argument("--severities", default="5", help="comma list of severities 1-5 (default 5)")
     p.add_argument("--methods", default="source,ttt", help="comma list of methods or 'all' (default source,ttt)")
     p.add_argument("--protocol", default="episodic", choices=["episodic", "online"])
@@ -84,63 +87,70 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from tttgui.data import open_dataset
     from tttgui.data.labels import UNLABELED, model_labels
     from tttgui.device import resolve_device
     from tttgui.evaluation import (EvalConfig, benchmark_corruptions, check_config, check_labels, collect,
                                    evaluate, run_record, shifts, write_result)
-    from tttgui.store import CellStore, digest, sha256_file
+    from tttgui.inputs import RELEASE, check_severities, open_input, pick_corruptions
     from tttgui.methods import MethodConfig, get_method, method_names
     from tttgui.models import default_checkpoint_path, load_checkpoint
     from tttgui.progress import Progress
     from tttgui.results import table
+    from tttgui.store import CellStore, digest, sha256_file
 
     check_options(args)
     corruptions = _list(args.corruptions.lower(), "--corruptions", "all, none or a comma list of corruptions")
-    if corruptions == ["all"]:
-        corruptions = benchmark_corruptions()
-    elif "all" in corruptions:
+    if "all" in corruptions and corruptions != ["all"]:
         raise UserError(f"--corruptions {args.corruptions!r} is invalid; expected all, none or a comma list")
     try:
         severities = tuple(int(s) for s in _list(args.severities, "--severities", "a comma list of 1-5"))
     except ValueError:
         raise UserError(f"--severities {args.severities!r} is invalid; expected a comma list of 1-5") from None
     names = _list(args.methods.lower(), "--methods", "all or a comma list of methods")
-    methods = tuple(method_names()) if names == ["all"] else tuple(get_method(m).name for m in names)
+    methods = tuple(method_names(args.protocol)) if names == ["all"] else tuple(get_method(m).name for m in names)
     if len(set(methods)) < len(methods):   # two spellings of one method
         raise UserError(f"--methods {args.methods!r} names a method twice; expected each at most once")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    settings = MethodConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer, views=args.views,
-                            params=args.params, protocol=args.protocol, seed=args.seed)
-    cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods, settings=settings,
-                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir)
     device = resolve_device(args.device)
     checkpoint = args.checkpoint or default_checkpoint_path()
     model, payload = load_checkpoint(checkpoint, device)
     stats = payload.get("source_stats") or {}
 
     # data without class names of its own (image files, releases without classes.txt) takes the model's order
-    ds = open_dataset(args.data, class_names=tuple(payload["classes"]))
-    all_labels = model_labels(ds.labels(), ds.classes, payload["classes"], f"data {args.data}")
-    n = len(ds)
+    inp = open_input(args.data, class_names=tuple(payload["classes"]), as_images=corruptions == ["none"])
+    if inp.kind == RELEASE:
+        corruptions = pick_corruptions(inp, corruptions, benchmark_corruptions())
+        check_severities(inp, severities)
+    elif corruptions == ["all"]:
+        corruptions = benchmark_corruptions()
+    settings = MethodConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer, views=args.views,
+                            params=args.params, protocol=args.protocol, seed=args.seed)
+    cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods, settings=settings,
+                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir)
+    all_labels = model_labels(inp.labels, inp.classes, payload["classes"], f"data {args.data}")
+    n = len(inp)
     if args.limit is not None and args.limit < n:
         indices = np.sort(np.random.default_rng(args.seed).permutation(n)[:args.limit])
     else:
         indices = np.arange(n)
-    images, _ = ds.arrays(indices)
     labels = all_labels[indices]
+    shifted = inp.shifted(indices)
+    images = inp.clean_images(indices)
+    if images is None:   # a release: the first shift's images stand for the size check
+        images = shifted(cfg.corruptions[0], cfg.severities[0])
     size = model.spec.input_size
     if images.shape[1:3] != (size, size):
         raise UserError(f"images of {args.data} are {images.shape[2]}×{images.shape[1]}; expected {size}×{size} "
                         f"(the model's input size)")
 
-    check_config(cfg, model)   # before the store is opened: a typo leaves no run behind
+    check_config(cfg, model, release=shifted is not None)   # before the store opens: a typo leaves no run
     check_labels(labels, model)
     store = CellStore(args.out)
     fingerprint = {**cfg.to_dict(), "checkpoint_sha256": sha256_file(checkpoint), "data": str(Path(args.data)
-                   .resolve()), "images": int(len(images)), "indices": digest(indices), "device": str(device)}
+                   .resolve()), "input": inp.kind, "images": int(len(images)), "indices": digest(indices),
+                   "device": str(device)}
     done = store.start(fingerprint, args.resume)
     if done:
         print(f"resuming: {done} finished cell(s) in {store.dir} are kept", file=sys.stderr)
@@ -148,8 +158,8 @@ def run(args) -> int:
     interrupted = False
     with Progress(total, "eval", enabled=not args.no_progress) as bar:
         try:
-            result = evaluate(model, stats, images, labels, indices, cfg, device,
-                              progress=lambda k, text: bar.update(k, text), store=store)
+            result = evaluate(model, stats, None if shifted else images, labels, indices, cfg, device,
+                              progress=lambda k, text: bar.update(k, text), store=store, shifted=shifted)
         except KeyboardInterrupt:   # Ctrl+C: the finished cells and a summary of them
             interrupted = True
             result = collect(store, cfg)
@@ -158,8 +168,8 @@ def run(args) -> int:
     info = run_record(result, cfg, command, checkpoint=str(checkpoint),
                       checkpoint_meta={k: payload.get("meta", {}).get(k)
                                        for k in ("clean_error", "command", "train_seconds")},
-                      data=str(args.data), images=int(len(images)), limit=args.limit, seed=args.seed,
-                      device=str(device), threads=torch.get_num_threads(), data_classes=list(ds.classes),
+                      data=str(args.data), input=inp.record(), images=int(len(images)), limit=args.limit, seed=args.seed,
+                      device=str(device), threads=torch.get_num_threads(), data_classes=list(inp.classes),
                       indices=[int(i) for i in indices], complete=not interrupted and not result.cancelled,
                       cells={"finished": len(result.summary), "total": len(methods) * len(shifts(cfg))})
     out = write_result(args.out, result, info)

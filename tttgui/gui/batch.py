@@ -16,6 +16,16 @@ def summary_line(s) -> str:
             f"{pct(s.error_before)}, with {pct(s.error_after)}; diverged {s.diverged}")
 
 
+def batch_dataset(dataset, severity: int):
+    """What a batch evaluates: the data set, or of a corruption release (CIFAR-10-C) the block of rows of the
+    chosen severity, whose images are corrupted already (so the batch does not corrupt them again)."""
+    if getattr(dataset, "corruption", None) is None or getattr(dataset, "severity", None) is not None:
+        return dataset
+    from tttgui.data.corrupted import CorruptionDataset
+
+    return CorruptionDataset(dataset.root, dataset.corruption, severity, classes=list(dataset.classes))
+
+
 class BatchPanel(QWidget):
     def __init__(self, window, parent=None):
         super().__init__(parent)
@@ -61,11 +71,13 @@ class BatchPanel(QWidget):
         w.batch_progress.connect(self._progress)
         w.batch_done.connect(self._done)
 
-    def config(self):
+    def config(self, dataset=None):
         from tttgui.evaluation import EvalConfig
 
         m = self.window.method_panel.config()
         name, severity = self.window.shift_panel.choice()
+        if getattr(dataset, "severity", None) is not None:   # a release block: its own corruption, already done
+            name, severity = dataset.corruption, dataset.severity
         return EvalConfig(corruptions=(name,), severities=(severity,), methods=(m.method,), settings=m)
 
     @Slot()
@@ -82,14 +94,15 @@ class BatchPanel(QWidget):
             win.report("batch evaluation needs labelled images (it measures error); this data set has no labels")
             return
         try:
-            cfg = self.config()
+            dataset = batch_dataset(win.dataset, self.window.shift_panel.choice()[1])
+            cfg = self.config(dataset)
         except Exception as exc:  # noqa: BLE001
             from tttgui.gui.errors import one_line
             win.report(one_line(exc, "invalid batch settings"))
             return
-        n = min(self.count.value(), len(win.dataset))
+        n = min(self.count.value(), len(dataset))
         # A seeded spread over the whole set, so a class-sorted folder still gives every class.
-        indices = np.sort(np.random.default_rng(cfg.seed).permutation(len(win.dataset))[:n])
+        indices = np.sort(np.random.default_rng(cfg.seed).permutation(len(dataset))[:n])
         self.running = True
         self.config_run = cfg
         self.start_button.setEnabled(False)
@@ -98,7 +111,7 @@ class BatchPanel(QWidget):
         self.progress.setValue(0)
         self.summary.setText(f"Evaluating {n} images: {cfg.corruptions[0]} s{cfg.severities[0]}, "
                              f"{cfg.methods[0]} ({cfg.protocol})…")
-        win.controller.evaluate(win.dataset, indices, cfg)
+        win.controller.evaluate(dataset, indices, cfg)
 
     @Slot()
     def cancel(self) -> None:

@@ -43,8 +43,11 @@ class RecordBuffer:
 
 class SessionWorker(QObject):
     model_ready = Signal(object)          # dict: path, classes, source_stats (numpy), meta, device
+    load_failed = Signal(str, str)        # path, one line: the model loaded before stays in use
+    shifted_ready = Signal(int, object)   # episode id, the corrupted image (uint8 HWC), made on this thread
+    image_failed = Signal(int, str)       # episode id, one line: the episode has no image
     image_ready = Signal(int)             # episode id; step 0 is in the buffer
-    views_ready = Signal(object)          # uint8 NHWC
+    views_ready = Signal(int, str, object)   # episode id, what the views are, uint8 NHWC (None: there are none)
     run_finished = Signal(int, str, int)  # episode, "done" | "stopped" | "paused" | record status, steps done
     failed = Signal(str)                  # one line for the status bar and a dialog
     batch_progress = Signal(int, int)     # images done, total
@@ -79,10 +82,18 @@ class SessionWorker(QObject):
                                    "source_norm": _numpy_norm(self.source_stats),
                                    "arch": model.spec.arch})
         except BaseException as exc:  # noqa: BLE001 - the worker must survive anything a command throws
-            self.failed.emit(one_line(exc, f"cannot load checkpoint {path}"))
+            self.load_failed.emit(path, one_line(exc, f"cannot load checkpoint {path}"))
 
-    @Slot(object, object, object, object, int)
-    def set_image(self, image, label, index, config, episode: int) -> None:
+    @Slot(object, str, int, object, object, object, int)
+    def set_image(self, clean, corruption, severity, label, index, config, episode: int) -> None:
+        """Corrupt the clean image here (a zoom blur takes 200 ms: never on the GUI thread), then start the
+        episode on it."""
+        try:
+            image = np.array(engine.apply_corruption(clean, corruption, severity, seed=config.seed), np.uint8)
+        except BaseException as exc:  # noqa: BLE001
+            self.image_failed.emit(episode, one_line(exc, f"corruption {corruption} failed"))
+            return
+        self.shifted_ready.emit(episode, image.copy())
         try:
             if self.model is None:
                 raise RuntimeError("no model loaded; open a checkpoint first")
@@ -94,16 +105,20 @@ class SessionWorker(QObject):
             first = self.session.set_image(image, label, index)
             self.buffer.begin(episode, first)
             self.image_ready.emit(episode)
+            self._emit_views(self.session.adapter.gen.get_state(), "the next step will use")
         except BaseException as exc:  # noqa: BLE001
-            self.failed.emit(one_line(exc, "cannot start a session on this image"))
+            self.image_failed.emit(episode, one_line(exc, "cannot start a session on this image"))
 
     @Slot(int)
     def run(self, n: int) -> None:
-        done, status = 0, "done"
+        done, status, used = 0, "done", None
         try:
             if self.session is None:
                 raise RuntimeError("no image set; pick an image first")
+            gen = self.session.adapter.gen
+            state = gen.get_state()       # a step draws its views first: this state gives the same draw
             for record in self.session.run(n, should_stop=self._should_stop):
+                used, state = state, gen.get_state()
                 self.buffer.append(record)
                 done += 1
                 if record.status not in ("ok", "", None):
@@ -111,6 +126,8 @@ class SessionWorker(QObject):
                     break
             if status == "done" and done < n:
                 status = "paused" if self.pause_event.is_set() else "stopped"
+            if used is not None:
+                self._emit_views(used, f"step {record.step} used")
         except BaseException as exc:  # noqa: BLE001
             self.failed.emit(one_line(exc, "the adaptation step failed"))
             status = "failed"
@@ -125,11 +142,24 @@ class SessionWorker(QObject):
         except BaseException as exc:  # noqa: BLE001
             self.failed.emit(one_line(exc, "reset failed"))
 
-    @Slot(int)
-    def views(self, k: int) -> None:
+    def _emit_views(self, gen_state, when: str, k: int = 16) -> None:
+        """The views a step draws from this generator state (replayed on a copy: the run is not touched)."""
         try:
-            if self.session is not None:
-                self.views_ready.emit(np.array(self.session.views(k), dtype=np.uint8, copy=True))
+            import torch
+
+            from tttgui.session import prepare_image
+
+            method = self.session.adapter.method
+            if not method.adapts:
+                self.views_ready.emit(self.episode, f"{method.name} trains on no views", None)
+                return
+            gen = torch.Generator()
+            gen.set_state(gen_state)
+            x = prepare_image(self.image, self.model.spec.input_size).to(self.device)
+            with torch.no_grad():
+                v = method.display_views(method.draw(x, gen)).clamp(0, 1)
+            shown = (v[:k].permute(0, 2, 3, 1) * 255).round().to(torch.uint8).cpu().numpy().copy()
+            self.views_ready.emit(self.episode, f"Views {when} ({len(shown)} of {len(v)} shown)", shown)
         except BaseException as exc:  # noqa: BLE001 - views are a preview; report and carry on
             self.failed.emit(one_line(exc, "cannot draw the augmented views"))
 
@@ -155,9 +185,12 @@ class SessionWorker(QObject):
                 done[0] += k
                 self.batch_progress.emit(done[0], total)
 
-            result = evaluate(self.model, self.source_stats, np.stack(images), np.asarray(labels, np.int64),
-                              np.asarray(indices[:len(images)], np.int64), cfg, self.device, progress=progress,
-                              should_stop=self.batch_cancel.is_set)
+            stack = np.stack(images)
+            corrupted = getattr(dataset, "severity", None) is not None   # a release's block: never corrupted again
+            result = evaluate(self.model, self.source_stats, None if corrupted else stack,
+                              np.asarray(labels, np.int64), np.asarray(indices[:len(images)], np.int64), cfg,
+                              self.device, progress=progress, should_stop=self.batch_cancel.is_set,
+                              shifted=(lambda _c, _s: stack) if corrupted else None)
             result.cancelled = bool(getattr(result, "cancelled", False) or self.batch_cancel.is_set())
             self.batch_done.emit(result)
         except BaseException as exc:  # noqa: BLE001
@@ -180,11 +213,11 @@ class WorkerController(QObject):
     """GUI-side handle: owns the QThread and the worker, sends commands, exposes the buffer and events."""
 
     _load = Signal(str, str)
-    _set_image = Signal(object, object, object, object, int)
+    _set_image = Signal(object, str, int, object, object, object, int)
     _run = Signal(int)
     _reset = Signal()
-    _views = Signal(int)
     _evaluate = Signal(object, object, object)
+    busy_changed = Signal()      # a batch evaluation started or ended (Step and Run wait for it)
 
     def __init__(self, session_factory=None, parent=None):
         super().__init__(parent)
@@ -198,15 +231,16 @@ class WorkerController(QObject):
         self._set_image.connect(self.worker.set_image)
         self._run.connect(self.worker.run)
         self._reset.connect(self.worker.reset)
-        self._views.connect(self.worker.views)
         self._evaluate.connect(self.worker.evaluate)
+        self.batch_running = False
+        self.worker.batch_done.connect(self._batch_ended)
         self.thread.start()
 
     def load_model(self, path: str, device: str = "auto") -> None:
         self._load.emit(str(path), device)
 
-    def set_image(self, image, label, index, config, episode: int) -> None:
-        self._set_image.emit(image, label, index, config, episode)
+    def set_image(self, clean, corruption: str, severity: int, label, index, config, episode: int) -> None:
+        self._set_image.emit(clean, corruption, int(severity), label, index, config, episode)
 
     def run(self, n: int) -> None:
         self.stop_event.clear()
@@ -222,12 +256,16 @@ class WorkerController(QObject):
     def reset(self) -> None:
         self._reset.emit()
 
-    def views(self, k: int) -> None:
-        self._views.emit(int(k))
-
     def evaluate(self, dataset, indices, cfg) -> None:
         self.worker.batch_cancel.clear()
+        self.batch_running = True
+        self.busy_changed.emit()
         self._evaluate.emit(dataset, list(indices), cfg)
+
+    @Slot(object)
+    def _batch_ended(self, _result) -> None:
+        self.batch_running = False
+        self.busy_changed.emit()
 
     def cancel_batch(self) -> None:
         self.worker.batch_cancel.set()
