@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from tttgui.errors import UserError
 
+LIMIT = 300
+
 
 def one_line(exc: BaseException, context: str = "") -> str:
     if isinstance(exc, UserError):
@@ -15,7 +17,7 @@ def one_line(exc: BaseException, context: str = "") -> str:
     else:
         text = f"{name}: {_first(exc)}" if _first(exc) != name else name
     text = f"{context}: {text}" if context else text
-    return text[:300]
+    return text if len(text) <= LIMIT else text[:LIMIT].rsplit(" ", 1)[0] + " …"   # never cut mid-word
 
 
 def _first(exc: BaseException) -> str:

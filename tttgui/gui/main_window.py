@@ -80,12 +80,15 @@ class MainWindow(QMainWindow):
         self.model_info: dict | None = None
         self.dataset = self.labels = None
         self.index: int | None = None
-        self.clean = self.shifted = None
+        self.clean = self.shifted = self.shown_views = None
         self.raw_label = self.current_label = None
         self.episode: Episode | None = None
         self._episodes: dict[int, Episode] = {}
         self._next_episode = 0
         self.running = False
+        self.stepping = False      # the run going is one started by Step: more presses queue behind it
+        self.queued = 0            # Step presses waiting for the run going
+        self.loading = False
         self.remaining = 0
         self.requested = 0
         self.last_error = ""
@@ -96,10 +99,14 @@ class MainWindow(QMainWindow):
         self.controller = WorkerController(session_factory, self)
         w = self.controller.worker
         w.model_ready.connect(self._model_ready)
+        w.load_failed.connect(self._load_failed)
+        w.shifted_ready.connect(self._shifted_ready)
+        w.image_failed.connect(self._image_failed)
         w.image_ready.connect(self._image_ready)
         w.views_ready.connect(self._views_ready)
         w.run_finished.connect(self._run_finished)
-        w.failed.connect(self._worker_failed)
+        w.failed.connect(self.report)
+        self.controller.busy_changed.connect(self._update_actions)
 
         self.timer = QTimer(self)
         self.timer.setInterval(REDRAW_MS)
@@ -253,6 +260,7 @@ class MainWindow(QMainWindow):
         self.method_panel.load(s.get("method"))
         self.shift_panel.set_choice(s.get("corruption"), s.get("severity"))
         self.run_steps.setValue(s.get("run_steps"))
+        self._auto_run_steps = self.run_steps.value()   # N as set for the user; their own N is kept
         device = self.options.device or s.get("device")
         i = self.model_panel.device.findText(device)
         self.model_panel.device.blockSignals(True)
@@ -285,13 +293,15 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def load_checkpoint(self, path: str) -> None:
         self.stop()
+        self.loading = True
         self.model_panel.show_loading(path)
         self.statusBar().showMessage(f"Loading {path}…")
-        self._pending_checkpoint = path
         self.controller.load_model(path, self.model_panel.device_choice())
+        self._update_actions()
 
     @Slot(object)
     def _model_ready(self, info: dict) -> None:
+        self.loading = False
         self.model_info = info
         self.model_panel.show_model(info)
         self.device_label.setText(info["device"])
@@ -301,6 +311,15 @@ class MainWindow(QMainWindow):
         self._update_actions()
         self.model_loaded.emit()
         self._start_episode()
+
+    @Slot(str, str)
+    def _load_failed(self, path: str, message: str) -> None:
+        """The model loaded before (if any) stays in use, and the panel says so again."""
+        self.loading = False
+        self.model_panel.restore(message)
+        self.model_panel.set_recent(self.settings.drop_recent(path))
+        self._update_actions()
+        self.report(message)
 
     @Slot(str)
     def _device_changed(self, device: str) -> None:
@@ -380,48 +399,48 @@ class MainWindow(QMainWindow):
     def select_image(self, index: int) -> None:
         if self.dataset is None:
             return
+        self.index = index
         try:
             image, label, _ = self.dataset[index]
         except Exception as exc:  # noqa: BLE001
-            self.report(one_line(exc, f"cannot read image {index}"))
+            self._no_image(one_line(exc, f"cannot read image {index}"))
             return
-        self.index, self.clean = index, np.array(image, dtype=np.uint8, copy=True)
+        self.clean = np.array(image, dtype=np.uint8, copy=True)
         self.raw_label = None if label is None or label < 0 else int(label)
-        self._apply_shift()
         self._start_episode()
 
-    def _apply_shift(self) -> bool:
-        if self.clean is None:
-            return False
-        name, severity = self.shift_panel.choice()
-        try:
-            self.shifted = engine.apply_corruption(self.clean, name, severity,
-                                                   seed=self.method_panel.seed.value())
-        except Exception as exc:  # noqa: BLE001
-            self.shifted = None
-            self.shift_panel.show_images(self.clean, None)
-            self.report(one_line(exc, f"corruption {name} failed"))
-            return False
-        self.shift_panel.show_images(self.clean, self.shifted)
-        return True
+    def _no_image(self, message: str) -> None:
+        """The selected image cannot be used: nothing of the previous one stays on screen or in the worker."""
+        self._restart.stop()
+        self.stop()
+        self.clean = self.shifted = self.episode = None
+        self.shift_panel.show_images(None, None)
+        self.shift_panel.show_views("Views: no image", None)
+        self.plots.clear(message)
+        self.step_label.setText("")
+        self._update_actions()
+        self.report(message)
 
     @Slot()
     def _shift_changed(self) -> None:
-        if self._apply_shift():
+        if self.clean is not None:
+            self.shift_panel.show_images(self.clean, None, "corrupting…")
             self._restart.start()
 
     @Slot()
     def _method_changed(self) -> None:
         steps = self.method_panel.default_steps()
-        if steps:
+        # N follows the method's steps until the user sets N: an edit elsewhere must not undo their choice
+        if steps and self.run_steps.value() == self._auto_run_steps:
             self.run_steps.setValue(steps)
+            self._auto_run_steps = steps
         self._restart.start()
 
     # -- episodes -------------------------------------------------------------------------------------
     @Slot()
     def _start_episode(self) -> None:
         """Send the current (shifted) image and method to the worker as a new episode."""
-        if self.model_info is None or self.shifted is None:
+        if self.model_info is None or self.clean is None:
             return
         # This episode already has the latest edits: a debounced restart still pending would stop a run the user
         # starts next (a model that loads within the debounce did exactly that).
@@ -433,6 +452,7 @@ class MainWindow(QMainWindow):
             return
         if self.running:
             self.controller.stop()
+        self.queued = 0
         self.current_label = self._model_label(self.raw_label)
         name, severity = self.shift_panel.choice()
         ep = Episode(self._next_episode, self.index, self.current_label, name, severity, config,
@@ -440,12 +460,15 @@ class MainWindow(QMainWindow):
         self._next_episode += 1
         self._episodes[ep.id] = ep
         self.episode = ep
+        self.shifted = None
         self.remaining = 0
         self.plots.set_context(self.model_info["classes"], self.current_label,
                                adapts=engine.method_adapts(config.method))
         self.plots.clear()
-        self.controller.set_image(self.shifted, self.current_label, self.index, config, ep.id)
-        self.controller.views(16)
+        self.controller.set_image(self.clean, name, severity, self.current_label, self.index, config, ep.id)
+        # a paused run of the previous episode cannot be resumed: the status must not offer it any more
+        self.statusBar().showMessage(f"Image {self.index}: {name} s{severity}, {config.method} ({config.protocol})"
+                                     " — step 0", 5000)
         self._update_actions()
 
     def _model_label(self, label: int | None) -> int | None:
@@ -463,21 +486,39 @@ class MainWindow(QMainWindow):
             self._pull(force=True)
             self.image_ready.emit()
 
-    @Slot(object)
-    def _views_ready(self, views) -> None:
-        self.shift_panel.show_views("Views the method trains on:", views)
+    @Slot(int, object)
+    def _shifted_ready(self, episode: int, shifted) -> None:
+        if self.episode is not None and episode == self.episode.id:
+            self.shifted = shifted
+            self.shift_panel.show_images(self.clean, shifted)
+
+    @Slot(int, str)
+    def _image_failed(self, episode: int, message: str) -> None:
+        if self.episode is not None and episode == self.episode.id:
+            self._no_image(message)
+
+    @Slot(int, str, object)
+    def _views_ready(self, episode: int, title: str, views) -> None:
+        if self.episode is not None and episode == self.episode.id:
+            self.shown_views = views
+            self.shift_panel.show_views(title, views)
 
     # -- controls -------------------------------------------------------------------------------------
     def step(self) -> None:
-        self._launch(1)
+        if self.running and self.stepping:
+            self.queued += 1          # ten quick presses are ten steps
+            self._update_actions()
+            self.statusBar().showMessage(f"Running a step; {self.queued} more queued")
+            return
+        self._launch(1, stepping=True)
 
     def run(self) -> None:
         self._launch(self.remaining or self.run_steps.value())
 
-    def _launch(self, n: int) -> None:
-        if self.running or self.episode is None or self.model_info is None:
+    def _launch(self, n: int, stepping: bool = False) -> None:
+        if self.running or not self._can_start():
             return
-        self.running, self.requested = True, n
+        self.running, self.requested, self.stepping = True, n, stepping
         self.progress.setRange(0, n)
         self.progress.setValue(0)
         self.progress.setVisible(True)
@@ -491,7 +532,7 @@ class MainWindow(QMainWindow):
             self.controller.pause()
 
     def stop(self) -> None:
-        self.remaining = 0
+        self.remaining = self.queued = 0
         if self.running:
             self.controller.stop()
         self._update_actions()
@@ -504,7 +545,7 @@ class MainWindow(QMainWindow):
 
     @Slot(int, str, int)
     def _run_finished(self, episode: int, status: str, done: int) -> None:
-        self.running = False
+        self.running = self.stepping = False
         self.progress.setVisible(False)
         self._pull(force=True)
         ep = self._episodes.get(episode)
@@ -519,8 +560,11 @@ class MainWindow(QMainWindow):
         elif status != "failed":
             self.remaining = 0
             self.report(f"run ended: {status}")
+        queued, self.queued = (self.queued, 0) if status == "done" else (0, 0)
         self._update_actions()
         self.run_done.emit(status)
+        if queued:
+            self._launch(queued, stepping=True)
 
     def _record_history(self, ep: Episode, status: str) -> None:
         _, ep_id, records = self.controller.buffer.snapshot()
@@ -564,15 +608,34 @@ class MainWindow(QMainWindow):
         if self.running:
             self.progress.setValue(max(len(records) - self._run_start, 0))
 
+    def _can_start(self) -> bool:
+        """A run can start: a model and an image are ready, and the worker is not loading or evaluating."""
+        return (self.model_info is not None and self.episode is not None and not self.loading
+                and not self.controller.batch_running)
+
+    @Slot()
     def _update_actions(self) -> None:
-        ready = self.model_info is not None and self.episode is not None
-        self.step_action.setEnabled(ready and not self.running)
+        ready = self._can_start()
+        self.step_action.setEnabled(ready and (not self.running or self.stepping))
+        self.step_action.setText(f"Step (+{self.queued})" if self.queued else "Step")
         self.run_action.setEnabled(ready and not self.running)
         self.run_action.setText(f"Resume ({self.remaining})" if self.remaining else "Run")
         self.pause_action.setEnabled(self.running)
         self.stop_action.setEnabled(self.running or bool(self.remaining))
         self.reset_action.setEnabled(ready)
         self.export_action.setEnabled(True)
+        why = ("waits for the batch evaluation (Cancel it in the Batch tab)" if self.controller.batch_running
+               else "waits for the model to load" if self.loading else "")
+        for act, text in ((self.step_action, "One adaptation step (F10)"), (self.run_action, "Run N steps (F5)")):
+            act.setToolTip(f"{text} — {why}" if why else text)
+        if self.controller.batch_running:
+            self.statusBar().showMessage("Batch evaluation running: Step and Run wait until it ends "
+                                         "(Cancel in the Batch tab)")
+        batch = getattr(self, "batch_panel", None)
+        if batch is not None and not self.controller.batch_running:
+            # one job at a time: Evaluate waits for a run or a model load instead of queueing silently
+            batch.start_button.setEnabled(not self.running and not self.loading)
+            batch.start_button.setToolTip("Stop the run first" if self.running else "")
 
     # -- export ---------------------------------------------------------------------------------------
     def export_dialog(self) -> None:
@@ -630,14 +693,6 @@ class MainWindow(QMainWindow):
 
     # -- errors, help ---------------------------------------------------------------------------------
     @Slot(str)
-    def _worker_failed(self, message: str) -> None:
-        if "checkpoint" in message and self.model_info is None:
-            path = getattr(self, "_pending_checkpoint", "")
-            self.model_panel.show_missing(message)
-            if path:
-                self.model_panel.set_recent(self.settings.drop_recent(path))
-        self.report(message)
-
     def report(self, message: str) -> None:
         """One line in the status bar and a non-blocking dialog; never a traceback."""
         self.last_error = message

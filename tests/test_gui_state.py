@@ -1,0 +1,135 @@
+"""One job at a time, state that stays true, work off the GUI thread, the views a step used (issue 20)."""
+import threading
+
+import numpy as np
+from PIL import Image
+
+from test_gui import CLASSES, app_threads, assets, window  # noqa: F401  (fixtures)
+
+
+def _records(win):
+    return win.controller.buffer.snapshot()[2]
+
+
+def test_ten_quick_step_presses_are_ten_steps(qtbot, window):
+    for _ in range(10):
+        window.step_action.trigger()
+    assert window.queued > 0 and window.step_action.text().startswith("Step (+")
+    qtbot.waitUntil(lambda: not window.running and len(_records(window)) == 11, timeout=60000)
+    assert window.step_action.text() == "Step"
+
+
+def _cifarlike(folder, n=10):
+    rng = np.random.default_rng(1)
+    for name in CLASSES:
+        (folder / name).mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / CLASSES[i % 10] / f"{i}.png")
+    return folder
+
+
+def test_step_and_run_wait_visibly_for_a_batch(qtbot, window, tmp_path):
+    assert window.open_data(str(_cifarlike(tmp_path / "c")))
+    qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
+    window.show_batch()
+    panel = window.batch_panel
+    panel.count.setValue(10)
+    window.method_panel.steps.setValue(3)
+    panel.start()
+    assert not window.step_action.isEnabled() and not window.run_action.isEnabled()
+    assert "batch" in window.step_action.toolTip() and "Batch evaluation running" in window.statusBar().currentMessage()
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
+
+
+def test_evaluate_waits_for_a_run(qtbot, window):
+    window.show_batch()
+    window.run_steps.setValue(100000)
+    window.run()
+    assert not window.batch_panel.start_button.isEnabled()
+    with qtbot.waitSignal(window.run_done, timeout=5000):
+        window.stop()
+    assert window.batch_panel.start_button.isEnabled()
+
+
+def test_run_n_survives_unrelated_method_edits(qtbot, window):
+    window.run_steps.setValue(25)
+    window.method_panel.lr.setText("0.01")
+    window.method_panel.lr.editingFinished.emit()
+    window.method_panel.seed.setValue(3)
+    window.method_panel.optimizer.setCurrentIndex(1)
+    assert window.run_steps.value() == 25
+
+
+def test_failed_load_keeps_the_model_panel_true(qtbot, window, tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 64)
+    name = window.model_info["path"].rsplit("/", 1)[-1]
+    with qtbot.waitSignal(window.error, timeout=10000):
+        window.load_checkpoint(str(bad))
+    text = window.model_panel.status.text()
+    assert "Loading" not in text and name in text
+    assert window.step_action.isEnabled()
+
+
+def test_an_unreadable_image_shows_no_stale_episode(qtbot, window, tmp_path):
+    folder = tmp_path / "d"
+    (folder / "cat").mkdir(parents=True)
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "cat" / "0.png")
+    (folder / "cat" / "1.png").write_bytes(b"not a png")
+    assert window.open_data(str(folder))
+    qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
+    window.data_panel.select_index(1)
+    assert "1.png is corrupt" in window.last_error
+    assert window.episode is None and not window.step_action.isEnabled()
+    assert "1.png is corrupt" in window.plots.note("probs")
+    assert window.plots.point_counts()["entropy"] == 0
+    assert window.shift_panel.shifted.pixmap() is None or window.shift_panel.shifted.pixmap().isNull()
+
+
+def test_status_stops_offering_resume_after_reset(qtbot, window):
+    window.run_steps.setValue(50)
+    window.run()
+    qtbot.waitUntil(lambda: len(_records(window)) >= 2, timeout=20000)
+    with qtbot.waitSignal(window.run_done, timeout=5000):
+        window.pause()
+    assert "resumes" in window.statusBar().currentMessage()
+    window.reset()
+    assert "resume" not in window.statusBar().currentMessage().lower()
+    assert window.run_action.text() == "Run"
+
+
+def test_corruption_is_made_off_the_gui_thread(qtbot, window, monkeypatch):
+    from tttgui.gui import engine
+
+    seen, real = [], engine.apply_corruption
+    monkeypatch.setattr(engine, "apply_corruption",
+                        lambda *a, **k: seen.append(threading.current_thread() is threading.main_thread())
+                        or real(*a, **k))
+    window.shift_panel.set_choice("zoom_blur", 3)
+    qtbot.waitUntil(lambda: window.episode is not None and window.episode.corruption == "zoom_blur"
+                    and window.shifted is not None, timeout=20000)
+    assert seen and not any(seen)
+
+
+def test_views_shown_are_those_the_step_drew(qtbot, window):
+    import torch
+
+    with qtbot.waitSignal(window.run_done, timeout=20000):
+        window.step()      # the session exists from here on
+    method = window.controller.worker.session.adapter.method
+    drawn, real = [], method.draw
+    method.draw = lambda x, gen: drawn.append(real(x, gen)) or drawn[-1]
+    with qtbot.waitSignal(window.run_done, timeout=20000):
+        window.step()
+    qtbot.waitUntil(lambda: "step 2 used" in window.shift_panel.views_title.text(), timeout=5000)
+    views = method.display_views(drawn[0])[:16].clamp(0, 1)
+    want = (views.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    assert np.array_equal(window.shown_views, want)
+
+
+def test_source_shows_no_views(qtbot, window):
+    window.method_panel.set_method("source")
+    qtbot.waitUntil(lambda: "no views" in window.shift_panel.views_title.text(), timeout=20000)
+    assert window.shown_views is None
