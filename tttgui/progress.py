@@ -1,42 +1,28 @@
-"""A small text progress bar on stderr (the CLI's only one; the GUI uses its own widgets)."""
+"""The CLI's progress bar on stderr: tqdm behind the small interface the commands use (the GUI has its own
+widgets). tqdm comes with timm, so this adds no dependency."""
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
 
 
 class Progress:
     def __init__(self, total: int, desc: str = "", stream=None, enabled: bool = True, every: float = 0.2):
-        self.total, self.desc, self.n = max(int(total), 1), desc, 0
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.every = every
-        self.start = self._last = time.perf_counter()
-        self.postfix = ""
+        self.bar = tqdm(total=max(int(total), 1), desc=desc, file=stream or sys.stderr, disable=not enabled,
+                        mininterval=every, dynamic_ncols=True, leave=True)
+
+    @property
+    def n(self) -> int:
+        return self.bar.n
 
     def update(self, k: int = 1, postfix: str | None = None) -> None:
-        self.n += k
         if postfix is not None:
-            self.postfix = postfix
-        now = time.perf_counter()
-        if self.enabled and (now - self._last >= self.every or self.n >= self.total):
-            self._last = now
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        frac = min(self.n / self.total, 1.0)
-        bar = "#" * int(frac * 24)
-        rate = self.n / max(now - self.start, 1e-9)
-        eta = (self.total - self.n) / rate if rate > 0 else 0.0
-        self.stream.write(f"\r{self.desc} [{bar:<24}] {self.n}/{self.total} {rate:.1f}/s eta {eta:.0f}s "
-                          f"{self.postfix}\033[K")
-        self.stream.flush()
+            self.bar.set_postfix_str(postfix, refresh=False)
+        self.bar.update(k)
 
     def close(self) -> None:
-        if self.enabled:
-            self._draw(time.perf_counter())
-            self.stream.write("\n")
-            self.stream.flush()
+        self.bar.close()
 
     def __enter__(self):
         return self
