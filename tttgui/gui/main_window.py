@@ -208,8 +208,8 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent)
         file.addSeparator()
         self.export_action = self._action("&Export Statistics…", self.export_dialog, "Ctrl+E", file)
-        self._action("Export &Plots (PNG)…", lambda: self.export_png_dialog(plots=True), None, file)
-        self._action("Export &Window (PNG)…", lambda: self.export_png_dialog(plots=False), None, file)
+        self._action("Export &Plots (PNG, SVG)…", lambda: self.export_image_dialog(plots=True), "Ctrl+Shift+E", file)
+        self._action("Export &Window (PNG, SVG)…", lambda: self.export_image_dialog(plots=False), None, file)
         file.addSeparator()
         self._action("&Quit", self.close, QKeySequence.StandardKey.Quit, file)
 
@@ -658,24 +658,22 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Exported {len(self.history.rows)} row(s) to {csv_path} (+ {json_path.name})")
         return True
 
-    def export_png_dialog(self, plots: bool) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export PNG", self.settings.get("last_dir"), "PNG (*.png)")
+    def export_image_dialog(self, plots: bool) -> None:
+        what = "plots" if plots else "window"
+        path, chosen = QFileDialog.getSaveFileName(self, f"Export {what}", str(Path(self.settings.get("last_dir"))
+                                                   / f"tttgui-{what}.png"), "PNG (*.png);;SVG (*.svg)")
         if path:
+            if not Path(path).suffix:
+                path += ".svg" if chosen.startswith("SVG") else ".png"
             self.save_png(path, plots=plots)
 
     def save_png(self, path: str, plots: bool = False) -> bool:
-        """The whole window (or the plot area) as PNG, written atomically."""
-        from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+        """The whole window (or the plot area) as PNG, or as SVG when the path ends in .svg; written atomically."""
+        from tttgui.gui.exports import encode
 
         widget = self.plots.canvas if plots else self
         try:
-            data = QByteArray()
-            buf = QBuffer(data)
-            buf.open(QIODevice.OpenModeFlag.WriteOnly)
-            if not widget.grab().save(buf, "PNG"):
-                raise OSError("could not encode the PNG")
-            buf.close()
-            write_bytes(path, bytes(data.data()))
+            write_bytes(path, encode(widget, "svg" if path.lower().endswith(".svg") else "png"))
         except Exception as exc:  # noqa: BLE001
             self.report(one_line(exc, f"cannot save {path}"))
             return False

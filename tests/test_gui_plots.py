@@ -1,0 +1,56 @@
+"""Plots a reader can trust (issue 20, item 7): axis labels, whole-number steps, ranges that start afresh with
+each episode, empty plots that say why, and PNG/SVG export."""
+from test_gui import app_threads, assets, window  # noqa: F401  (fixtures)
+
+
+def _ticks(axis, lo, hi):
+    size = axis.width() if axis.orientation in ("top", "bottom") else axis.height()
+    return [v for _, values in axis.tickValues(lo, hi, size) for v in values]
+
+
+def test_step_axes_are_whole_numbers_without_prefix(qtbot, window):
+    qtbot.waitUntil(lambda: window.plots.point_counts()["entropy"] == 1, timeout=10000)
+    for plot in (window.plots.loss_plot, window.plots.conf_plot, window.plots.cos_plot):
+        axis = plot.getAxis("bottom")
+        (x0, x1), _ = plot.getViewBox().viewRange()
+        assert x1 - x0 >= 1, "a one-point episode must not be a 0.001-step sliver"
+        assert all(float(v).is_integer() for v in _ticks(axis, 0, 3))
+        assert axis.labelString().find("x0.") < 0 and "step" in axis.labelText
+    for plot in window.plots.plot_items():
+        assert plot.getAxis("left").labelText and plot.getAxis("bottom").labelText
+
+
+def test_empty_plots_say_why(qtbot, window):
+    qtbot.waitUntil(lambda: window.plots.point_counts()["entropy"] == 1, timeout=10000)
+    assert window.plots.note("loss").startswith("no step yet")
+    assert window.current_label is not None
+    assert "label unknown" not in window.plots.note("cosine"), "the true class is known (starred)"
+    window.method_panel.set_method("source")
+    qtbot.waitUntil(lambda: window.episode.config.method == "source"
+                    and window.plots.point_counts()["entropy"] == 1, timeout=20000)
+    assert "source does not adapt" in window.plots.note("loss")
+
+
+def test_ranges_start_afresh_with_each_episode(qtbot, window):
+    window.method_panel.lr.setText("5")     # a large rate: losses far from the next method's
+    window.method_panel.lr.editingFinished.emit()
+    qtbot.waitUntil(lambda: window.episode.config.lr == 5.0, timeout=20000)
+    window.run_steps.setValue(3)
+    with qtbot.waitSignal(window.run_done, timeout=30000):
+        window.run()
+    window.method_panel.set_method("source")
+    qtbot.waitUntil(lambda: window.episode.config.method == "source"
+                    and window.plots.point_counts()["entropy"] == 1, timeout=20000)
+    window._pull(force=True)
+    (x0, x1), (y0, y1) = window.plots.loss_plot.getViewBox().viewRange()
+    assert x1 <= 1.5 and y1 <= 1.5, "the loss plot kept the previous method's range"
+
+
+def test_plots_export_as_png_and_svg(window, tmp_path):
+    assert window.save_png(str(tmp_path / "p.svg"), plots=True)
+    svg = (tmp_path / "p.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "Self-supervised" in svg
+    assert window.save_png(str(tmp_path / "p.png"), plots=True)
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    menu = [a.text() for a in window.menuBar().actions()[0].menu().actions()]
+    assert any("SVG" in t for t in menu)
