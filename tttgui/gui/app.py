@@ -79,6 +79,9 @@ def run_app(argv: list[str]) -> int:
 
         QTimer.singleShot(opts.quit_after, window.close)
     code = app.exec()
+    if script is not None and script.phase not in ("done", "failed"):
+        print(f"tttgui: error: --quit-after {opts.quit_after} ms ended the scripted run before it finished "
+              f"(it was at: {script.phase})", file=sys.stderr)
     return script.exit_code if script is not None else int(code)
 
 

@@ -192,6 +192,8 @@ class MainWindow(QMainWindow):
             keys = shortcut if isinstance(shortcut, list) else [shortcut]
             act.setShortcuts([QKeySequence(k) for k in keys])
         act.triggered.connect(slot)
+        if shortcut is not None:   # toolbar buttons say their keys
+            act.setToolTip(f"{text.replace('&', '').rstrip('…')} ({', '.join(k.toString() for k in act.shortcuts())})")
         if menu is not None:
             menu.addAction(act)
         if toolbar is not None:
@@ -702,8 +704,10 @@ class MainWindow(QMainWindow):
             box.open()
 
     def _show_shortcuts(self) -> None:
-        rows = [(a.text(), a.shortcut().toString()) for a in self.findChildren(QAction) if not a.shortcut().isEmpty()]
-        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(f"{k:>14}   {t}" for t, k in rows))
+        rows = "".join(f"<tr><td>{a.text().replace('&', '')}</td><td>&nbsp;&nbsp;<b>"
+                       f"{' or '.join(k.toString() for k in a.shortcuts())}</b></td></tr>"
+                       for a in self.findChildren(QAction) if a.shortcuts())
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}</table>")
 
     def _show_about(self) -> None:
         import PySide6

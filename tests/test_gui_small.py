@@ -1,0 +1,41 @@
+"""The small things of issue 20: messages a user can read, shortcuts that are shown, scripted runs that say why
+they ended."""
+from test_gui import _run_cli, app_threads, assets, window  # noqa: F401  (fixtures)
+
+
+def test_long_messages_are_cut_at_a_word():
+    from tttgui.gui.errors import LIMIT, one_line
+
+    text = one_line(RuntimeError("word " * 100), "context")
+    assert len(text) <= LIMIT + 2 and text.endswith(" …") and text[:-2].endswith("word")
+
+
+def test_toolbar_tooltips_name_their_keys(window):
+    assert "F10" in window.step_action.toolTip() and "F5" in window.run_action.toolTip()
+    assert "F6" in window.pause_action.toolTip() and "Esc" in window.stop_action.toolTip()
+    assert "Ctrl+R" in window.reset_action.toolTip()
+
+
+def test_shortcuts_dialog_lists_every_key_without_ampersands(window, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "information", lambda parent, title, text: shown.append(text))
+    window._show_shortcuts()
+    assert "&" not in shown[0].replace("&nbsp;", "") and "Esc" in shown[0] and "<table>" in shown[0]
+
+
+def test_scripted_run_names_the_valid_methods(window, capsys):
+    from tttgui.gui.app import parse
+    from tttgui.gui.scripted import ScriptedRun
+
+    script = ScriptedRun(window, parse(["--data", "x", "--screenshot", "x.png", "--method", "bogus"]))
+    script._configure()
+    err = capsys.readouterr().err
+    assert "unknown method 'bogus'; expected one of" in err and "ttt" in err and "tent" in err
+
+
+def test_quit_after_says_it_ended_a_scripted_run(assets, tmp_path):
+    r = _run_cli(["--checkpoint", assets["checkpoint"], "--data", assets["data"], "--steps", "50",
+                  "--screenshot", str(tmp_path / "s.png"), "--quit-after", "1"], tmp_path)
+    assert r.returncode == 1 and "--quit-after 1 ms ended the scripted run" in r.stderr, r.stderr
