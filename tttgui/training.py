@@ -49,6 +49,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     momentum: float = 0.9
     heads: tuple[str, ...] = ("rotation",)
+    rotation: str = "random"                 # "random": one rotation per image; "expand": all four (TTT's)
     arch: str = "resnet26"                   # or timm:<name>
     weights: str | None = None               # timm: initial backbone weights (.safetensors / .pth state dict)
     norm: str = "gn"
@@ -200,11 +201,11 @@ class Trainer:
         loss = x.new_zeros(())
         tasks = ssl_tasks(self.cfg.ssl)
         if "rotation" in tasks:
-            r = random_rotations(len(x), self.gen, x.device)
-            logits = self.model.rotation_logits(rotate(crop_flip(x, self.gen), r))
+            xr, r = rotation_batch(x, self.gen, self.cfg.rotation)
+            logits = self.model.rotation_logits(xr)
             lr = F.cross_entropy(logits, r)
             stats["rot_loss"] = stats.get("rot_loss", 0) + lr.item() * len(x)
-            stats["rot_correct"] = stats.get("rot_correct", 0) + (logits.argmax(1) == r).sum().item()
+            stats["rot_correct"] = stats.get("rot_correct", 0) + (logits.argmax(1) == r).sum().item() * len(x) / len(r)
             loss = loss + lr
         if "simclr" in tasks:
             lc = self.contrastive_loss(x)
@@ -271,14 +272,13 @@ class Trainer:
         model = self.model
         xa = crop_flip(x, self.gen)
         if "rotation" in model.spec.heads:
-            r = random_rotations(len(x), self.gen, x.device)
-            xr = rotate(crop_flip(x, self.gen), r)
+            xr, r = rotation_batch(x, self.gen, self.cfg.rotation, xa)
             h = model.shared(torch.cat([xa, xr]))
             logits = model.fc(model.main(h[:len(x)]))
             rlog = model.rotation_logits_from_shared(h[len(x):])
             lr = F.cross_entropy(rlog, r)
             stats["rot_loss"] = stats.get("rot_loss", 0) + lr.item() * len(x)
-            stats["rot_correct"] = stats.get("rot_correct", 0) + (rlog.argmax(1) == r).sum().item()
+            stats["rot_correct"] = stats.get("rot_correct", 0) + (rlog.argmax(1) == r).sum().item() * len(x) / len(r)
         else:
             logits = model(xa)
             lr = logits.new_zeros(())
@@ -453,6 +453,21 @@ def refresh_batchnorm(model: TTTModel, images: torch.Tensor, batch: int, device)
 
 
 SSL_TASKS = ("rotation", "simclr")
+ROTATION = {"random": "one random rotation of a crop+flip of each image per step",
+            "expand": "all four rotations of each crop+flip image per step (the TTT code's --rotation_type expand)"}
+
+
+def rotation_batch(x, gen, mode: str, views=None):
+    """(rotated views, labels). "random": a random rotation of a new crop+flip of each image; "expand": all four
+    rotations of `views` (the classifier's crop+flip images; drawn when None), as TTT's rotate_batch 'expand'."""
+    if mode == "random":
+        r = random_rotations(len(x), gen, x.device)
+        return rotate(crop_flip(x, gen), r), r
+    if mode != "expand":
+        raise UserError(f"rotation {mode!r} is unknown; expected one of {', '.join(ROTATION)}")
+    v = crop_flip(x, gen) if views is None else views
+    r = torch.arange(4, device=x.device).repeat_interleave(len(v))
+    return rotate(v.repeat(4, 1, 1, 1), r), r
 FINETUNE = ("joint", "full", "linear", "none")
 FINETUNE_TEXT = {"joint": "joint (cross-entropy + the self-supervised losses on a shared trunk, the TTT paper's)",
                  "full": "full (cross-entropy alone, every weight)",
@@ -560,6 +575,8 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
              f"- Self-supervised phase: {cfg.ssl}" + (f", batch {cfg.ssl_batch_size or cfg.batch_size}, peak lr "
                                                         f"{cfg.ssl_lr or cfg.lr}" if cfg.ssl_epochs else " (none)")
              + (f", NT-Xent temperature {cfg.temperature}" if "simclr" in cfg.ssl else ""),
+             *([f"- Rotation task: {ROTATION.get(cfg.rotation, cfg.rotation)}"]
+               if "rotation" in model.spec.heads else []),
              f"- Fine-tuning: {FINETUNE_TEXT[cfg.finetune]}",
              f"- Test data: `{cfg.test}`",
              f"- Epochs: {cfg.ssl_epochs} self-supervised + {cfg.epochs} joint fine-tuning, batch {cfg.batch_size},"

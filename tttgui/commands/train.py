@@ -36,6 +36,8 @@ def add_arguments(p) -> None:
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--heads", default="rotation", help=f"comma list of {', '.join(HEADS)}")
     p.add_argument("--norm", choices=["gn", "bn"], default="gn")
+    p.add_argument("--rotation", choices=["expand", "random"], default="random",
+                   help="rotation task: all four rotations of each image (expand, the TTT code's) or one at random")
     p.add_argument("--arch", default="resnet26",
                    help="resnet26 (the TTT paper's ResNet-26) or timm:NAME (any timm model, trained at the "
                    "data's image size)")
@@ -69,7 +71,7 @@ def run(args) -> int:
         label_fraction=args.label_fraction, labels_per_class=args.labels_per_class, arch=args.arch,
         weights=args.weights, stats_images=args.stats_images, ssl=args.ssl, finetune=args.finetune, ssl_lr=args.ssl_lr,
         ssl_batch_size=args.ssl_batch_size, ssl_epochs=args.ssl_epochs, epochs=args.epochs,
-        swa_epochs=args.swa_epochs, swa_lr=args.swa_lr,
+        swa_epochs=args.swa_epochs, swa_lr=args.swa_lr, rotation=args.rotation,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, heads=heads, norm=args.norm,
         seed=args.seed, device=str(resolve_device(args.device)), limit=args.limit, cache_dir=args.cache_dir,
         command=shown("tttgui train " + " ".join(shlex.quote(a) for a in sys.argv[2:])) if sys.argv[1:2] == ["train"]
