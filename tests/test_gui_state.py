@@ -133,3 +133,11 @@ def test_source_shows_no_views(qtbot, window):
     window.method_panel.set_method("source")
     qtbot.waitUntil(lambda: "no views" in window.shift_panel.views_title.text(), timeout=20000)
     assert window.shown_views is None
+
+
+def test_a_step_right_after_an_edit_uses_the_edit(qtbot, window):
+    window.method_panel.set_method("source")      # the restart waits 150 ms for more edits
+    with qtbot.waitSignal(window.run_done, timeout=20000):
+        window.step()
+    assert window.episode.config.method == "source"
+    assert window.history.rows[-1].method == "source"

@@ -518,6 +518,8 @@ class MainWindow(QMainWindow):
         self._launch(self.remaining or self.run_steps.value())
 
     def _launch(self, n: int, stepping: bool = False) -> None:
+        if self._restart.isActive() and not self.running:
+            self._start_episode()     # an edit still in its debounce: the run must use it, not the old settings
         if self.running or not self._can_start():
             return
         self.running, self.requested, self.stepping = True, n, stepping
