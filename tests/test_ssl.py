@@ -184,3 +184,22 @@ def test_a_timm_model_goes_through_train_eval_and_the_window(data, tmp_path, qtb
             win.step()
     finally:
         win.close()
+
+
+def test_prototypes_from_a_self_supervised_checkpoint(data, tmp_path, capsys):
+    Trainer(_cfg(data, tmp_path / "ssl.pt", finetune="none"), log=lambda s: None).fit()
+    ssl_model, _ = load_checkpoint(tmp_path / "ssl.pt")
+    out = tmp_path / "proto.pt"
+    assert main(["train", "--labeled", str(data), "--test", str(data), "--init", str(tmp_path / "ssl.pt"),
+                 "--ssl-epochs", "0", "--finetune", "prototypes", "--labels-per-class", "3", "--out", str(out),
+                 "--no-progress", "--device", "cpu", "--stats-images", "16", "--heads", "contrastive"]) == 0
+    model, payload = load_checkpoint(out)
+    assert payload["spec"]["classifier"] == "cosine" and payload["meta"]["labeled_images"] == 12
+    # the encoder is the self-supervised one, untouched: forward passes only
+    for k, v in ssl_model.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(v, model.state_dict()[k]), k
+    assert "prototypes (forward passes only" in (tmp_path / "proto.md").read_text()
+    assert 0 <= payload["meta"]["clean_error"] <= 100
+    _err(capsys, ["train", "--labeled", str(data), "--out", str(tmp_path / "x.pt"), "--arch", "timm:test_resnet",
+                  "--init", str(tmp_path / "ssl.pt"), "--epochs", "1", "--ssl-epochs", "0"], "differs from the architecture")

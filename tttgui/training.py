@@ -20,10 +20,12 @@ import torch.nn.functional as F
 
 from tttgui.atomic import atomic_path, write_text
 from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to_float
+from tttgui.device import set_deterministic
 from tttgui.errors import UserError, shown
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
 from tttgui.models.factory import timm_spec
 from tttgui.probe import extract_features, fit_linear, linear_probe
+from tttgui.prototypes import prototype_model
 from tttgui.progress import Progress
 from tttgui.stats import source_statistics, statistics_sample
 
@@ -56,12 +58,14 @@ class TrainConfig:
     temperature: float = 0.5
     seed: int = 0
     device: str = "cpu"
+    deterministic: bool = False              # TF32 off, deterministic cuDNN (GPU runs that must repeat exactly)
     limit: int | None = None                 # use only the first N images of each set (tests)
     stats_images: int = 10000
     cache_dir: str | None = None
     command: str = ""
     progress: bool = True
     spec_overrides: dict = field(default_factory=dict)
+    init: str | None = None                  # start from this checkpoint's weights (e.g. a self-supervised one)
 
 
 def load_images(path: str, limit: int | None, cache_dir: str | None):
@@ -119,7 +123,29 @@ def per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep))
 
 
+def start_from(model: TTTModel, path: str) -> None:
+    """--init: copy every weight of a checkpoint that this model has with the same shape (heads the checkpoint
+    lacks, or a classifier of another size, keep their fresh initialisation); the trunk must match."""
+    from tttgui.models import load_checkpoint
+
+    init, _ = load_checkpoint(path, "cpu")
+    own, theirs = model.state_dict(), init.state_dict()
+    wrong = [k for k in own if k.startswith("trunk.") and (k not in theirs or theirs[k].shape != own[k].shape)]
+    if wrong:
+        raise UserError(f"--init {path} does not fit this architecture (trunk weight {wrong[0]} missing or of "
+                        f"another shape); expected a checkpoint of the same --arch")
+    model.load_state_dict({k: v for k, v in theirs.items() if k in own and v.shape == own[k].shape}, strict=False)
+
+
 def model_spec(cfg: TrainConfig, num_classes: int, size: int) -> ModelSpec:
+    if cfg.init:        # the architecture of the checkpoint it starts from, with a fresh linear classifier
+        from tttgui.models.checkpoint import read_checkpoint
+        spec = ModelSpec.from_dict(read_checkpoint(cfg.init)["spec"])
+        if cfg.arch not in ("resnet26", spec.arch):     # resnet26 is the default, so it says nothing
+            raise UserError(f"--arch {cfg.arch} differs from the architecture of --init {cfg.init} ({spec.arch}); "
+                            "expected no --arch with --init, or the same")
+        heads = tuple(h for h in ("rotation", "contrastive") if h in spec.heads or h in kept_heads(cfg))
+        return replace(spec, num_classes=num_classes, heads=heads, classifier="linear")
     if cfg.arch.startswith("timm:"):
         spec = timm_spec(cfg.arch[len("timm:"):], num_classes, kept_heads(cfg), cfg.weights, pretrained=False)
         return replace(spec, input_size=size, **cfg.spec_overrides)   # trained at the data's own size
@@ -147,6 +173,8 @@ class Trainer:
         self.cfg, self.log = cfg, log
         self.device = torch.device(cfg.device)
         torch.manual_seed(cfg.seed)
+        if cfg.deterministic:
+            set_deterministic(cfg.seed)
         labeled, labels, classes = load_images(cfg.data, cfg.limit, cfg.cache_dir)
         if cfg.finetune != "none" and (len(labels) == 0 or labels.min() < 0 or not classes):
             raise UserError(f"--labeled {cfg.data} has no class labels; expected a folder of <class>/<image> "
@@ -170,6 +198,8 @@ class Trainer:
         self.classes = list(classes)
         spec = model_spec(cfg, len(classes), labeled.shape[1])
         self.model: TTTModel = build_model(spec).to(self.device)
+        if cfg.init:
+            start_from(self.model, cfg.init)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                                    weight_decay=cfg.weight_decay)
         self.epoch = 0          # epochs finished, over the phases in order (1 ssl, 2 joint, 3 swa)
@@ -318,6 +348,8 @@ class Trainer:
         self.epoch, self.history, self.wall = st["epoch"], list(st["history"]), float(st["wall"])
         self.restarts = [int(r) for r in st.get("restarts", [])]
         self.swa, self.swa_n = st.get("swa"), int(st.get("swa_n", 0))
+        if self.swa is not None:    # loaded to the CPU; the running mean is updated with the model's weights
+            self.swa = {k: v.to(self.device) for k, v in self.swa.items()}
         self.changes = list(st.get("changes", []))
         self.probe = st.get("probe")
         old = st["config"]
@@ -399,6 +431,8 @@ class Trainer:
         xt = yt = None
         if cfg.test:
             xt, yt, _ = load_images(cfg.test, cfg.limit, cfg.cache_dir)
+        if cfg.finetune == "prototypes":     # forward passes only: the classifier is the class means
+            self.model = model = prototype_model(model, self.x_lab, self.y_lab, self.device)
         if cfg.finetune == "linear":     # the classifier is a probe on the frozen features
             w, b = fit_linear(extract_features(model, self.x_lab, self.device), self.y_lab, len(self.classes))
             with torch.no_grad():
@@ -468,10 +502,12 @@ def rotation_batch(x, gen, mode: str, views=None):
     v = crop_flip(x, gen) if views is None else views
     r = torch.arange(4, device=x.device).repeat_interleave(len(v))
     return rotate(v.repeat(4, 1, 1, 1), r), r
-FINETUNE = ("joint", "full", "linear", "none")
+FINETUNE = ("joint", "full", "linear", "prototypes", "none")
 FINETUNE_TEXT = {"joint": "joint (cross-entropy + the self-supervised losses on a shared trunk, the TTT paper's)",
                  "full": "full (cross-entropy alone, every weight)",
                  "linear": "linear (a probe on the frozen self-supervised features)",
+                 "prototypes": "prototypes (forward passes only: softmax(sigma cos(f, class means)) on the "
+                               "L2-normalised pooled features, Han et al. 2025's classifier)",
                  "none": "none (the self-supervised model; its classifier is untrained)"}
 
 
@@ -586,7 +622,8 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
              + (f"; then {cfg.swa_epochs} epochs of weight averaging (SWA) at constant lr {cfg.swa_lr}"
                 if cfg.swa_epochs else ""),
              *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
-             f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device} "
+             f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device}"
+             f"{' (deterministic: TF32 off, deterministic cuDNN)' if cfg.deterministic else ''} "
              f"({torch.get_num_threads()} threads), torch {torch.__version__}",
              ]
     if "linear_probe" in meta:

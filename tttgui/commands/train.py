@@ -21,7 +21,8 @@ def add_arguments(p) -> None:
                    help="phase-1 self-supervised task: rotation, simclr or rotation+simclr (default rotation)")
     p.add_argument("--finetune", default="joint",
                    help="phase 2: joint (classifier + self-supervised heads, the TTT paper's training), full "
-                   "(cross-entropy alone, all weights), linear (a probe on frozen features) or none (keep the "
+                   "(cross-entropy alone, all weights), linear (a probe on frozen features), prototypes (the cosine "
+                   "classifier of class means, by forward passes only) or none (keep the "
                    "self-supervised model, e.g. for methods that build their own classifier)")
     p.add_argument("--ssl-epochs", type=int, default=2, help="phase-1 epochs (default 2)")
     p.add_argument("--ssl-lr", type=float, help="phase-1 peak lr (default: --lr)")
@@ -41,11 +42,15 @@ def add_arguments(p) -> None:
     p.add_argument("--arch", default="resnet26",
                    help="resnet26 (the TTT paper's ResNet-26) or timm:NAME (any timm model, trained at the "
                    "data's image size)")
+    p.add_argument("--init", help="start from this checkpoint's weights (e.g. the self-supervised model, with "
+                   "--ssl-epochs 0 to fine-tune it)")
     p.add_argument("--weights", help="timm: initial backbone weights, a .safetensors or .pth state dict")
     p.add_argument("--limit", type=int, help="use only N images of each set (quick runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("--deterministic", action="store_true",
+                   help="TF32 off, deterministic cuDNN and algorithms, seeded CUDA generators (slower on GPUs)")
     p.add_argument("--stats-images", type=int, default=10000,
                    help="training images the stored source statistics are computed on (default 10000)")
     p.add_argument("--cache-dir", default=None, help="where decoded image arrays are cached")
@@ -69,11 +74,12 @@ def run(args) -> int:
     cfg = TrainConfig(
         data=args.data, out=args.out, unlabeled=args.unlabeled, test=args.test,
         label_fraction=args.label_fraction, labels_per_class=args.labels_per_class, arch=args.arch,
-        weights=args.weights, stats_images=args.stats_images, ssl=args.ssl, finetune=args.finetune, ssl_lr=args.ssl_lr,
+        weights=args.weights, init=args.init, stats_images=args.stats_images, ssl=args.ssl, finetune=args.finetune, ssl_lr=args.ssl_lr,
         ssl_batch_size=args.ssl_batch_size, ssl_epochs=args.ssl_epochs, epochs=args.epochs,
         swa_epochs=args.swa_epochs, swa_lr=args.swa_lr, rotation=args.rotation,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, heads=heads, norm=args.norm,
-        seed=args.seed, device=str(resolve_device(args.device)), limit=args.limit, cache_dir=args.cache_dir,
+        seed=args.seed, device=str(resolve_device(args.device)), deterministic=args.deterministic,
+        limit=args.limit, cache_dir=args.cache_dir,
         command=shown("tttgui train " + " ".join(shlex.quote(a) for a in sys.argv[2:])) if sys.argv[1:2] == ["train"]
         else "tttgui train (called from Python)",
         progress=not args.no_progress)
@@ -127,6 +133,7 @@ def check_arguments(args) -> None:
         checks.input_path("--weights", args.weights)
     for option, path in (("--labeled", args.data), ("--unlabeled", args.unlabeled), ("--test", args.test)):
         checks.input_path(option, path)
+    checks.input_path("--init", args.init)
     checks.cache_dir(args.cache_dir)
     out = checks.checkpoint_out("--out", args.out)
     if checks.shipped(out):

@@ -69,6 +69,7 @@ class Method:
     default_params = "all"             # "all" | "trunk" | "norm" | "trunk+rotation" | "encoder"
     default_param_words = "all parameters"
     carried_outputs = "after"          # with carried weights (online): predict after or "before" the update
+    protocols = PROTOCOLS              # the protocols it has a recipe for
 
     def __init__(self, model, source_stats: dict, recipe: Recipe, device: torch.device):
         self.model, self.stats, self.recipe, self.device = model, source_stats or {}, recipe, device

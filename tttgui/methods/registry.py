@@ -14,11 +14,15 @@ METHODS = {
     "actmad": "tttgui.methods.actmad:ActMAD",
     "tent": "tttgui.methods.tent:Tent",
     "memo": "tttgui.methods.memo:MEMO",
+    "aws": "tttgui.methods.aws:AWS",
 }
 
 
-def method_names() -> list[str]:
-    return list(METHODS)
+def method_names(protocol: str | None = None) -> list[str]:
+    """Every method, or those that have a recipe for `protocol` (aws runs online only)."""
+    if protocol is None:
+        return list(METHODS)
+    return [name for name in METHODS if protocol in get_method(name).protocols]
 
 
 def get_method(name: str):

@@ -28,6 +28,8 @@ class ModelSpec:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     proj_hidden: int = 256
     proj_dim: int = 128
+    classifier: str = "linear"        # "linear", or "cosine": prototypes (Han et al. 2025's classifier)
+    cosine_scale: float = 10.0        # sigma of the cosine classifier's softmax(sigma * cos)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -55,6 +57,18 @@ class ProjectionHead(nn.Module):
         return nn.functional.normalize(self.net(f), dim=1)
 
 
+class CosineClassifier(nn.Module):
+    """logits = scale * cos(f, w_c): a prototype classifier (weight row c = the prototype of class c)."""
+
+    def __init__(self, dim: int, classes: int, scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(classes, dim))
+        self.scale = float(scale)
+
+    def forward(self, f):
+        return self.scale * nn.functional.normalize(f, dim=1) @ nn.functional.normalize(self.weight, dim=1).t()
+
+
 class TTTModel(nn.Module):
     """trunk -> main (pooled features) -> fc; rotation: rot_body (own layer3 copy, or main) -> rot_fc."""
 
@@ -66,7 +80,10 @@ class TTTModel(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1), persistent=False)
         self.trunk = trunk
         self.main = main
-        self.fc = nn.Linear(feat_dim, spec.num_classes)
+        if spec.classifier not in ("linear", "cosine"):
+            raise UserError(f"unknown classifier {spec.classifier!r}; expected linear or cosine")
+        self.fc = (CosineClassifier(feat_dim, spec.num_classes, spec.cosine_scale) if spec.classifier == "cosine"
+                   else nn.Linear(feat_dim, spec.num_classes))
         self.feat_dim = feat_dim
         self.rot_body = rot_body if "rotation" in spec.heads else None
         self.rot_fc = nn.Linear(feat_dim, 4) if "rotation" in spec.heads else None

@@ -1,0 +1,109 @@
+"""Han et al. 2025: the prototype classifier and AWS's losses, pinned on hand-computable batches."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tttgui.errors import UserError
+from tttgui.methods import Adapter, MethodConfig, method_names
+from tttgui.methods.aws import (AWS, contrastive, distillation, mutual_information, mutual_learning,
+                                pair_weights)
+from tttgui.models import ModelSpec, build_model
+from tttgui.prototypes import class_prototypes, prototype_model
+
+
+def _ranked(orders):
+    """Logits whose class ranking per row is the given order (first = top-1)."""
+    out = torch.zeros(len(orders), 10)
+    for i, order in enumerate(orders):
+        for rank, c in enumerate(order):
+            out[i, c] = 10.0 - rank
+    return out
+
+
+def test_pair_weights_top1_agree_top5_disjoint():
+    a = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    b = [0, 9, 8, 7, 6, 5, 4, 3, 2, 1]           # same top-1 as a
+    c = [5, 6, 7, 8, 9, 0, 1, 2, 3, 4]           # top-5 disjoint from a's
+    d = [4, 5, 6, 7, 8, 0, 1, 2, 3, 9]           # neither: top-1 differs, top-5 overlaps a's
+    w = pair_weights(_ranked([a, b, c, d]))
+    assert w.tolist() == [[0, 1, -1, 0], [1, 0, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_contrastive_matches_the_equation():
+    torch.manual_seed(0)
+    f = torch.randn(4, 3)
+    logits = _ranked([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [0, 9, 8, 7, 6, 5, 4, 3, 2, 1],
+                      [5, 6, 7, 8, 9, 0, 1, 2, 3, 4], [4, 5, 6, 7, 8, 0, 1, 2, 3, 9]])
+    w = pair_weights(logits)
+    z = F.normalize(f, dim=1)
+    total = 0.0
+    for i in range(4):
+        others = [j for j in range(4) if j != i]
+        denom = sum(math.exp(float(z[i] @ z[k])) for k in others)
+        norm = max(sum(abs(float(w[i, j])) for j in others), 1.0)
+        total += -sum(float(w[i, j]) * math.log(math.exp(float(z[i] @ z[j])) / denom) for j in others) / norm
+    assert contrastive(f, logits).item() == pytest.approx(total / 4, abs=1e-6)
+
+
+def test_distillation_and_mutual_information_values():
+    e = torch.eye(2)
+    assert distillation(e, e).item() == pytest.approx(0.0)
+    assert distillation(e, e.flip(0)).item() == pytest.approx(2.0)       # orthogonal unit vectors
+    onehot = torch.tensor([[1.0, 0], [0, 1]])
+    assert mutual_information(onehot, onehot).item() == pytest.approx(math.log(2), abs=1e-6)
+    uniform = torch.full((2, 2), 0.5)
+    assert mutual_information(uniform, uniform).item() == pytest.approx(0.0, abs=1e-6)
+    # mutual learning: CE of p_ssl against the target's hard labels, minus I(p_t; p_ssl)
+    lt, ls = torch.tensor([[3.0, 0], [0, 3.0]]), torch.tensor([[1.0, 0], [1.0, 0]])
+    ce = F.cross_entropy(ls, torch.tensor([0, 1])).item()
+    mi = mutual_information(lt.softmax(1), ls.softmax(1)).item()
+    assert mutual_learning(lt, ls).item() == pytest.approx(ce - mi, abs=1e-6)
+
+
+def test_prototypes_are_class_means_of_normalised_features():
+    f = torch.tensor([[3.0, 0], [0, 2.0], [1.0, 1.0]])
+    protos = class_prototypes(f, torch.tensor([0, 0, 1]), 2)
+    assert torch.allclose(protos[0], torch.tensor([0.5, 0.5]))
+    assert torch.allclose(protos[1], torch.tensor([1.0, 1.0]) / math.sqrt(2))
+    with pytest.raises(UserError, match=r"class\(es\) \[2\]"):
+        class_prototypes(f, torch.tensor([0, 0, 1]), 3)
+
+
+def _cosine_model(n_classes=4):
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(num_classes=n_classes, heads=(), arch_args={"depth": 8, "width": 1, "norm": "gn"}))
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (16, 32, 32, 3), dtype=torch.uint8, generator=g)
+    return prototype_model(model, images, torch.arange(16) % n_classes, "cpu"), images
+
+
+def test_prototype_model_predicts_scaled_cosines():
+    model, images = _cosine_model()
+    x = images[:3].permute(0, 3, 1, 2).float() / 255
+    f = model.features(x)
+    expected = 10.0 * F.normalize(f, dim=1) @ F.normalize(model.fc.weight, dim=1).t()
+    assert model.spec.classifier == "cosine" and torch.allclose(model(x), expected, atol=1e-5)
+
+
+def test_aws_recipe_step_and_what_adapts():
+    model, images = _cosine_model()
+    assert "aws" in method_names("online") and "aws" not in method_names("episodic")
+    with pytest.raises(UserError, match="expected --protocol online"):
+        Adapter(model, {}, MethodConfig("aws", protocol="episodic"), "cpu")
+    ad = Adapter(model, {}, MethodConfig("aws", protocol="online"), "cpu")
+    r = ad.recipe
+    assert (r.lr, r.optimizer, r.momentum, r.steps, r.outputs) == (pytest.approx(1e-3 * 16 / 64), "sgd", 0.9, 1,
+                                                                   "before")
+    method: AWS = ad.method
+    frozen = {k: v.clone() for k, v in method.encoder_ssl.state_dict().items()}
+    g_ssl, trunk = method.classifier_ssl.weight.detach().clone(), model.trunk.conv1.weight.detach().clone()
+    x = images.permute(0, 3, 1, 2).float() / 255
+    for _ in range(3):
+        assert ad.update(x).status == "ok"
+    assert all(torch.equal(v, method.encoder_ssl.state_dict()[k]) for k, v in frozen.items())
+    assert not torch.equal(method.classifier_ssl.weight, g_ssl)
+    assert not torch.equal(model.trunk.conv1.weight, trunk)
+    ad.reset()        # a reset restores g_ssl too (it is among the adapted tensors)
+    assert torch.equal(method.classifier_ssl.weight, g_ssl) and torch.equal(model.trunk.conv1.weight, trunk)
