@@ -131,3 +131,13 @@ def test_old_projection_statistics_are_refused_in_one_line(source):
     old = {**stats, "projection": {k: v for k, v in stats["projection"].items() if k != "space"}}
     with pytest.raises(UserError, match="tttgui stats"):
         Adapter(copy.deepcopy(model), old, MethodConfig("ttt++"), "cpu")
+
+
+def test_observe_fills_the_queue_without_a_step(source):
+    model, stats, images = source
+    ad = Adapter(copy.deepcopy(model), stats, MethodConfig("ttt++", protocol="online", views=8), "cpu")
+    before = {k: v.clone() for k, v in ad.model.state_dict().items()}
+    x = images[:8].permute(0, 3, 1, 2).float() / 255
+    assert ad.observe(x) > 0 and ad.observe(x) > 0
+    assert ad.method.queue["features"].shape[0] == 16 and ad.method.queue["projection"].shape[0] == 16
+    assert all(torch.equal(v, before[k]) for k, v in ad.model.state_dict().items())

@@ -122,6 +122,17 @@ class Adapter:
         self.method.commit()
         return Update(value, gnorm, cosine, "ok")
 
+    @torch.no_grad()
+    def observe(self, images: torch.Tensor) -> float | None:
+        """The method's forward on `images` without a step, its online state advanced (TTT++'s queue): what the
+        original TTT++ does in its first epochs (--bnepoch 2), so its first step aligns a full queue."""
+        if not self.method.adapts:
+            return None
+        with self.method.train_mode(self.model):
+            value = float(self.method.loss(self.model, self.method.draw(images, self.gen)))
+        self.method.commit()
+        return value
+
     def _diverged(self, value, gnorm=None, cosine=None) -> Update:
         # Restore on every non-finite path, so no later step or image starts from a half-diverged model.
         self.reset()

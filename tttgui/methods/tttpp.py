@@ -15,8 +15,9 @@ Without a contrastive head only the feature alignment runs (the original's --met
 episodically (no such mode in the original) 10 steps on 32 views of one image, each term scaled for batches of
 the views aligned. A checkpoint without a measured yardstick (statistics older than it) gets the Gaussian
 expectation from its stored covariance; `tttgui stats --checkpoint FILE --data TRAIN --in-place` measures it.
-The original's offline protocol (epochs over the whole test set) is the evaluation engine's: it is the online
-update run per batch, without resets, for a fixed number of epochs; the queue carries over between epochs.
+The original's offline protocol (epochs over the whole test set) is the evaluation engine's: the online update
+per batch of 256, never reset, for a fixed number of epochs, the first two (--bnepoch 2) forward-only
+(Adapter.observe), so the first step already aligns a full queue; the queue carries over between epochs.
 """
 from __future__ import annotations
 
