@@ -102,6 +102,10 @@ def test_a_path_with_undecodable_bytes_trains_and_writes_its_card(data, tmp_path
     shutil.copytree(data, odd)
     assert main(_train(odd, odd + ".pt")) == 0
     assert "\\xff" in (tmp_path / os.fsdecode(b"\xff.md")).read_text()
+    # stats rewrites the card's source-statistics line with that path
+    assert main(["stats", "--checkpoint", odd + ".pt", "--data", odd, "--images", "8", "--in-place",
+                 "--device", "cpu"]) == 0
+    assert "from `" in (tmp_path / os.fsdecode(b"\xff.md")).read_text()
 
 
 def test_stats_never_writes_over_its_input_unless_told(data, tmp_path, capsys):

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from tttgui.atomic import write_text
+from tttgui.errors import shown
 
 
 def add_arguments(p) -> None:
@@ -69,7 +70,7 @@ def run(args) -> int:
     extra = {key: v for key, v in payload.items() if key not in CORE_KEYS}
     save_checkpoint(out, model, payload["classes"], stats, meta, extra)
     _update_card(out.with_suffix(".md"), stats_card_line(meta["source_stats"]))
-    print(f"wrote {out}: source statistics of {k} images of {args.data} ({time.perf_counter() - t0:.0f} s)")
+    print(shown(f"wrote {out}: source statistics of {k} images of {args.data} ({time.perf_counter() - t0:.0f} s)"))
     return 0
 
 
@@ -91,4 +92,4 @@ def _update_card(card: Path, line: str) -> None:
         last = max((i for i, s in enumerate(lines) if s.startswith("- ")), default=len(lines) - 1)
         lines.insert(last + 1, line)
         text = "\n".join(lines)
-    write_text(card, text)
+    write_text(card, shown(text))     # a path with undecodable bytes is written as \xNN
