@@ -39,3 +39,17 @@ def test_quit_after_says_it_ended_a_scripted_run(assets, tmp_path):
     r = _run_cli(["--checkpoint", assets["checkpoint"], "--data", assets["data"], "--steps", "50",
                   "--screenshot", str(tmp_path / "s.png"), "--quit-after", "1"], tmp_path)
     assert r.returncode == 1 and "--quit-after 1 ms ended the scripted run" in r.stderr, r.stderr
+
+
+def test_a_start_up_failure_is_one_line_and_closes_the_window(qtbot, monkeypatch, capsys, tmp_path, app_threads):
+    from tttgui.cli import main
+    from tttgui.gui import engine
+
+    def broken():
+        raise ImportError("cannot import name 'x' from half-written module")
+
+    monkeypatch.setattr(engine, "preload", broken)
+    assert main(["--settings", str(tmp_path / "s.ini")]) == 2
+    err = capsys.readouterr().err
+    assert "the window could not start (ImportError: cannot import name 'x'" in err
+    assert err.count("\n") == 1 and "Traceback" not in err

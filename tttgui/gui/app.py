@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tttgui.errors import UserError
+
 
 @dataclass(frozen=True)
 class AppOptions:
@@ -73,7 +75,15 @@ def run_app(argv: list[str]) -> int:
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     window, script = build_window(opts)
     window.show()
-    window.start()
+    try:
+        window.start()
+    except Exception as exc:    # close first: a window whose worker thread still runs aborts the process
+        window.close()
+        if isinstance(exc, UserError):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"the window could not start ({type(exc).__name__}: {first}); expected a working "
+                        "installation: reinstall with pip install -e .") from None
     if opts.quit_after is not None:
         from PySide6.QtCore import QTimer
 
