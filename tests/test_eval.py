@@ -107,7 +107,7 @@ def test_bad_options_are_one_line_errors(setup, tmp_path, capsys):
 def test_engine_loops_over_shifts_and_restores_the_model(setup, monkeypatch):
     root, model, stats = setup
     import tttgui.evaluation as ev
-    monkeypatch.setattr(ev, "check_config", lambda cfg, m: None)
+    monkeypatch.setattr(ev, "check_config", lambda cfg, m, **k: None)
     monkeypatch.setattr(ev, "corrupt_images", lambda images, c, s, cfg, d: (255 - images) // s)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     images = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
