@@ -63,3 +63,19 @@ def test_tent_on_groupnorm_is_named_for_what_it_adapts():
     assert display_name("tent", gn) == "Tent (GN affine)"
     assert display_name("tent", bn_model()) == "Tent"
     assert display_name("ttt", gn) == "ttt" and get_method("tent").display_name() == "Tent"
+
+
+def test_the_window_session_predicts_bn_tent_with_batch_statistics():
+    """The explorer's per-image session shows what the published method predicts, not eval-mode output."""
+    import numpy as np
+
+    from tttgui.session import Session
+
+    model = bn_model()
+    s = Session(model, {}, MethodConfig("tent", views=4, lr=0.05), "cpu")
+    image = (np.random.default_rng(0).random((16, 16, 3)) * 255).astype(np.uint8)
+    first = s.set_image(image, label=1)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        published = copy.deepcopy(bn_model()).train()(x).softmax(-1)[0]
+    assert torch.allclose(torch.as_tensor(first.probs, dtype=published.dtype), published, atol=1e-5)

@@ -188,7 +188,8 @@ class Session:
 
     @torch.no_grad()
     def _observe(self, step, loss, grad_norm, cosine, status, t0) -> StepRecord:
-        with capture_norm_outputs(self.model) as outs:
+        # the method's predict mode: Tent on BatchNorm predicts with the batch's statistics, as published
+        with capture_norm_outputs(self.model) as outs, self.adapter.method.predict_mode(self.model):
             logits = self.model(self._x)
         if not bool(torch.isfinite(logits).all()):   # as Adapter.outcome: no prediction, back to the source
             status = DIVERGED
