@@ -306,6 +306,7 @@ class MainWindow(QMainWindow):
         self.loading = False
         self.model_info = info
         self.model_panel.show_model(info)
+        self.method_panel.show_names(info.get("method_names", {}))
         self.device_label.setText(info["device"])
         self.model_panel.set_recent(self.settings.add_recent(info["path"]))
         self.plots.set_context(info["classes"], None, info["source_norm"])

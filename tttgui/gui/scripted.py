@@ -32,7 +32,7 @@ class ScriptedRun(QObject):
         if o.corruption is None and o.severity is not None:
             w.shift_panel.severity.setValue(o.severity)
         if o.method is not None and not w.method_panel.set_method(o.method):
-            names = [w.method_panel.method.itemText(i) for i in range(w.method_panel.method.count())]
+            names = w.method_panel.names()
             return self._fail(f"unknown method {o.method!r}; expected one of {', '.join(names)}")
         if o.steps is not None:
             w.method_panel.steps.setValue(o.steps)

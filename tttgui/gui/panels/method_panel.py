@@ -14,7 +14,8 @@ class MethodPanel(QGroupBox):
     def __init__(self, parent=None):
         super().__init__("Method", parent)
         self.method = QComboBox()
-        self.method.addItems(engine.method_names())
+        for name in engine.method_names():     # text: what the user reads; data: the registry name
+            self.method.addItem(name, name)
         self.steps = _spin(0, 1000, "default")
         self.lr = QLineEdit()
         self.lr.setPlaceholderText("default")
@@ -47,8 +48,8 @@ class MethodPanel(QGroupBox):
         self.params.setToolTip("Parameters the method adapts")
         for w in (self.method, self.optimizer, self.params, self.protocol):
             w.currentIndexChanged.connect(self.changed)
-        self.method.currentTextChanged.connect(self._describe)
-        self._describe(self.method.currentText())
+        self.method.currentIndexChanged.connect(lambda _: self._describe(self.name()))
+        self._describe(self.name())
         for w in (self.steps, self.views, self.seed):
             w.valueChanged.connect(self.changed)
         self.lr.editingFinished.connect(self.changed)
@@ -57,7 +58,7 @@ class MethodPanel(QGroupBox):
         lr = self.lr.text().strip().replace(",", ".")
         opt, params = self.optimizer.currentText(), self.params.currentText()
         return engine.make_config(
-            self.method.currentText(), steps=self.steps.value() or None, lr=float(lr) if lr else None,
+            self.name(), steps=self.steps.value() or None, lr=float(lr) if lr else None,
             optimizer=None if opt == "default" else opt, views=self.views.value() or None,
             params=None if params == "default" else params, protocol=self.protocol.currentText(),
             seed=self.seed.value())
@@ -66,10 +67,10 @@ class MethodPanel(QGroupBox):
         """Steps of one Run: the panel's number, else the method's paper default for the protocol."""
         if self.steps.value():
             return self.steps.value()
-        return engine.default_steps(self.method.currentText(), self.protocol.currentText())
+        return engine.default_steps(self.name(), self.protocol.currentText())
 
     def values(self) -> dict:
-        return {"method": self.method.currentText(), "steps": self.steps.value(), "lr": self.lr.text(),
+        return {"method": self.name(), "steps": self.steps.value(), "lr": self.lr.text(),
                 "optimizer": self.optimizer.currentText(), "views": self.views.value(),
                 "params": self.params.currentText(), "protocol": self.protocol.currentText(),
                 "seed": self.seed.value()}
@@ -77,7 +78,7 @@ class MethodPanel(QGroupBox):
     def load(self, d: dict) -> None:
         for key, box in (("method", self.method), ("optimizer", self.optimizer), ("params", self.params),
                          ("protocol", self.protocol)):
-            i = box.findText(str(d.get(key, "")))
+            i = box.findData(str(d.get(key, ""))) if box is self.method else box.findText(str(d.get(key, "")))
             if i >= 0:
                 box.setCurrentIndex(i)
         for key, spin in (("steps", self.steps), ("views", self.views), ("seed", self.seed)):
@@ -87,8 +88,20 @@ class MethodPanel(QGroupBox):
                 pass
         self.lr.setText(str(d.get("lr", "") or ""))
 
+    def name(self) -> str:
+        """The registry name of the chosen method (the item's text may be its display name)."""
+        return self.method.currentData() or self.method.currentText()
+
+    def names(self) -> list[str]:
+        return [self.method.itemData(i) for i in range(self.method.count())]
+
+    def show_names(self, shown: dict) -> None:
+        """Name each method for what it is on the loaded model, e.g. "Tent (GN affine)" on a GroupNorm network."""
+        for i, name in enumerate(self.names()):
+            self.method.setItemText(i, shown.get(name, name))
+
     def set_method(self, name: str) -> bool:
-        i = self.method.findText(name)
+        i = self.method.findData(name)
         if i >= 0:
             self.method.setCurrentIndex(i)
         return i >= 0
