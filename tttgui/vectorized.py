@@ -112,12 +112,10 @@ class VectorizedEpisodic:
         return 3 * total + 2 * views + 4 * params
 
     def chunk_size(self, image: torch.Tensor) -> int:
+        """Images per chunk within the budget; an image estimated above it still runs, alone (the estimate is
+        rough, and an actual out-of-memory error is caught and retried smaller)."""
         budget = self.vconfig.memory_budget or default_budget(self.device)
-        need = self.bytes_per_image(image)
-        if need > budget:
-            raise UserError(f"one image needs about {need / MB:.0f} MB for adaptation but the memory budget is "
-                            f"{budget / MB:.0f} MB; expected a larger budget or fewer views")
-        return max(1, min(self.vconfig.chunk, budget // need))
+        return max(1, min(self.vconfig.chunk, budget // max(1, self.bytes_per_image(image))))
 
     # -- work --------------------------------------------------------------------------------------------------
     def run(self, images: torch.Tensor, seeds, progress=None, should_stop=lambda: False) -> Outcome:
@@ -130,16 +128,16 @@ class VectorizedEpisodic:
         if not len(images):
             return np.zeros((0, self.model.spec.num_classes), np.float32), losses, status
         k = self.chunk_size(images[:1].to(self.device))
-        for start in range(0, len(images), k):
-            if should_stop():
-                break
-            x = images[start:start + k].to(self.device)
-            p, l_, s = self._chunk(x, list(seeds[start:start + k]))
+        work = lambda idx: self._chunk(images[idx[0]:idx[-1] + 1].to(self.device),  # noqa: E731
+                                       [seeds[i] for i in idx])
+        for idx, (p, l_, s) in in_chunks(np.arange(len(images)), k, work, should_stop):
             probs.append(p)
             losses += l_
             status += s
             if progress:
-                progress(len(x))
+                progress(len(idx))
+        if not probs:
+            return np.zeros((0, self.model.spec.num_classes), np.float32), losses, status
         return np.concatenate(probs), losses, status
 
     def _chunk(self, x: torch.Tensor, seeds: list[int]) -> Outcome:
@@ -233,18 +231,46 @@ def run_episodic(cell: Cell) -> list[ImageRow]:
     vec = VectorizedEpisodic(ad.model, ad.method.stats, ad.config, cell.device, VectorConfig(chunk=cell.chunk))
     k = vec.chunk_size(cell.x[:1].to(cell.device))
     rows = []
-    for start in range(0, len(cell.order), k):
-        if cell.should_stop():
-            break
-        idx = cell.order[start:start + k]
+
+    def work(idx):
         t0 = time.perf_counter()
-        probs, losses, status = vec._chunk(cell.x[torch.from_numpy(np.asarray(idx))].to(cell.device),
-                                           seeds_for(cell.seed, cell.indices[idx]))
-        seconds = (time.perf_counter() - t0) / len(idx)
+        out = vec._chunk(cell.x[torch.from_numpy(np.asarray(idx))].to(cell.device),
+                         seeds_for(cell.seed, cell.indices[idx]))
+        return out, (time.perf_counter() - t0) / len(idx)
+
+    for idx, ((probs, losses, status), seconds) in in_chunks(np.asarray(cell.order), k, work, cell.should_stop):
         for j, i in enumerate(idx):
             rows.append(cell.row(i, (int(probs[j].argmax()), float(probs[j].max())), losses[j], seconds, status[j]))
         cell.tick(len(idx))
     return rows
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or (isinstance(exc, RuntimeError)
+                                                             and "out of memory" in str(exc).lower())
+
+
+def in_chunks(order, k: int, work, should_stop=lambda: False):
+    """(idx, work(idx)) over `order`, k at a time. Out of memory: free the cache, halve k and redo the same
+    images (results do not depend on the chunk: every image has its own seed); only an image that cannot run
+    alone ends the run, in one line."""
+    start = 0
+    while start < len(order) and not should_stop():
+        idx = order[start:start + k]
+        try:
+            out = work(idx)
+        except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled; the rest re-raised
+            if not out_of_memory(exc):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if k == 1:
+                raise UserError("out of memory adapting a single image; expected fewer views, a smaller model, "
+                                "or --device cpu") from None
+            k = max(1, k // 2)
+            continue
+        yield idx, out
+        start += len(idx)
 
 
 def applies(cell: Cell) -> bool:
@@ -261,10 +287,11 @@ def auto_chunk(device) -> int:
 
 
 def default_budget(device: torch.device) -> int:
-    """Half of the memory free now (CUDA: free device memory; CPU: MemAvailable)."""
-    if device.type == "cuda":
+    """Half of the memory free now (CUDA: free plus reclaimable cached device memory; CPU: MemAvailable)."""
+    if device.type == "cuda":   # free memory plus what torch's caching allocator holds but does not use
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.5)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int((free + cached) * 0.5)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
