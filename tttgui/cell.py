@@ -30,22 +30,25 @@ class Cell:
     corruption: str
     severity: int
     seed: int
-    batch_size: int = 1                 # online: images per update
+    batch_size: int = 1                 # online, offline, continual: images per update
     chunk: int = 1                      # episodic: images adapted at once (vectorised when above 1)
     device: torch.device = torch.device("cpu")
     progress: Callable[[int, str], None] | None = None
     should_stop: Callable[[], bool] = lambda: False
+    epochs: int = 1                     # offline: passes over the cell's images (tttgui.protocols)
 
     @property
     def name(self) -> str:
         return f"{self.corruption}-{self.severity} {self.adapter.recipe.method}"
 
-    def row(self, i: int, after, losses, seconds: float, status: str) -> ImageRow:
-        """The row of position i: after = (prediction, confidence) of the adapted model."""
+    def row(self, i: int, after, losses, seconds: float, status: str, steps: int | None = None) -> ImageRow:
+        """The row of position i: after = (prediction, confidence) of the adapted model; steps: the updates it
+        took part in (default: len(losses))."""
         r = self.adapter.recipe
         return image_row(corruption=self.corruption, severity=self.severity, method=r.method, protocol=r.protocol,
                          index=self.indices[i], label=self.labels[i], before=(self.before[0][i], self.before[1][i]),
-                         after=after, losses=losses, seconds=seconds, status=status)
+                         after=after, losses=losses, seconds=seconds, status=status,
+                         steps=steps)
 
     def tick(self, k: int) -> None:
         if self.progress:
@@ -91,9 +94,14 @@ def run_episodic(cell: Cell) -> list[ImageRow]:
 
 
 def run_online(cell: Cell) -> list[ImageRow]:
+    cell.adapter.reset()
+    cell.adapter.seed(cell.seed)
+    return stream(cell)
+
+
+def stream(cell: Cell) -> list[ImageRow]:
+    """The cell's images in order and in batches, from the adapter's state as it is (continual carries it)."""
     ad, rows = cell.adapter, []
-    ad.reset()
-    ad.seed(cell.seed)
     for start in range(0, len(cell.order), cell.batch_size):
         if cell.should_stop():
             break

@@ -14,11 +14,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from tttgui import vectorized
+from tttgui import protocols, vectorized
 from tttgui.augment import to_float
 from tttgui.cell import Cell, predict_all, run_episodic, run_online
 from tttgui.errors import UserError
-from tttgui.methods import Adapter, MethodConfig, PROTOCOLS, get_method
+from tttgui.methods import Adapter, MethodConfig, get_method
+from tttgui.methods.base import EVAL_PROTOCOLS
 from tttgui.results import CLEAN, ImageRow, SummaryRow, run_info, summarise, write_outputs
 
 
@@ -28,7 +29,8 @@ class EvalConfig:
     severities: tuple[int, ...] = (5,)
     methods: tuple[str, ...] = ("source", "ttt")
     settings: MethodConfig = MethodConfig()   # steps, lr, ...: None = each method's paper default; its method unused
-    batch_size: int = 1               # online: images per update
+    batch_size: int | None = None     # images per update (None: the protocol's, tttgui.protocols.batch_size)
+    epochs: int | None = None         # offline: epochs per cell (None: the original's)
     frost_dir: str | None = None
     chunk: int | None = None          # episodic: images adapted at once (None: per device; 1: sequential loop)
 
@@ -46,8 +48,8 @@ class EvalConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["settings"].pop("method")
-        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if k != "settings"},
-                **d["settings"]}
+        return protocols.record(self, {**{k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
+                                          if k != "settings"}, **d["settings"]})
 
 
 @dataclass
@@ -62,9 +64,9 @@ class EvalResult:
 def check_config(cfg: EvalConfig, model, release: bool = False) -> None:
     """Validate everything before any work starts, so a typo fails in one line and not after an hour. A release
     (already corrupted images) names its corruptions by its files, which its reader checks."""
-    if cfg.protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {cfg.protocol!r}; expected episodic or online")
-    if cfg.batch_size < 1:
+    if cfg.protocol not in EVAL_PROTOCOLS:
+        raise UserError(f"unknown protocol {cfg.protocol!r}; expected one of {', '.join(EVAL_PROTOCOLS)}")
+    if cfg.batch_size is not None and cfg.batch_size < 1:
         raise UserError(f"batch size {cfg.batch_size} is invalid; expected 1 or more")
     if cfg.chunk is not None and cfg.chunk < 1:
         raise UserError(f"chunk {cfg.chunk} is invalid; expected 1 (sequential) or more images at once")
@@ -86,6 +88,7 @@ def check_config(cfg: EvalConfig, model, release: bool = False) -> None:
         if bad:
             raise UserError(f"unknown corruption(s) {', '.join(bad)}; expected none, all or names from: "
                             f"{', '.join(names)}")
+    protocols.check(cfg, [get_method(m) for m in cfg.methods])
 
 
 def check_labels(labels, model) -> None:
@@ -143,8 +146,20 @@ def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.nd
     for m in cfg.methods:
         ad = Adapter(model, source_stats, cfg.method_config(m), device)
         adapters[ad.recipe.method] = ad
-        result.recipes[ad.recipe.method] = ad.recipe.to_dict()
+        result.recipes[ad.recipe.method] = protocols.recipe_record(cfg, type(ad.method), ad.recipe.to_dict())
     order = stream_order(cfg, len(labels))
+
+    def images_of(corruption, severity):   # float images of a shift and the source model's predictions
+        x = to_float(torch.from_numpy(np.ascontiguousarray(
+            shift_images(images, corruption, severity, cfg, device, shifted))))
+        return x, predict_all(model, x, device)
+    if cfg.protocol == "continual":   # one stream per method across the corruptions
+        try:
+            protocols.run_continual(adapters, images_of, labels, indices, order, cfg, device, result, progress,
+                                    should_stop, store)
+        finally:
+            result.seconds = time.perf_counter() - t0
+        return result
     chunk = cfg.chunk if cfg.chunk is not None else vectorized.auto_chunk(device)
     try:
         for corruption, severity in shifts(cfg):
@@ -155,11 +170,10 @@ def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.nd
                 rows = stored[key]
                 if rows is None:
                     if x_all is None:   # corrupt once per shift, and only when a cell of it is left to run
-                        x_all = to_float(torch.from_numpy(np.ascontiguousarray(
-                            shift_images(images, corruption, severity, cfg, device, shifted))))
-                        before = predict_all(model, x_all, device)
+                        x_all, before = images_of(corruption, severity)
                     cell = Cell(ad, x_all, labels, indices, order, before, corruption, severity, cfg.seed,
-                                cfg.batch_size, chunk, device, progress, should_stop)
+                                protocols.batch_size(cfg, type(ad.method)), chunk, device, progress, should_stop,
+                                epochs=protocols.epochs(cfg))
                     rows = runner(cell)(cell)
                     ad.reset()
                     if store is not None and len(rows) == len(order):   # only whole cells are kept
@@ -180,13 +194,15 @@ def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.nd
 
 
 def runner(cell: Cell):
+    if cell.adapter.recipe.protocol == "offline":
+        return protocols.run_offline
     if cell.adapter.recipe.protocol == "online":
         return run_online
     return vectorized.run_episodic if vectorized.applies(cell) else run_episodic
 
 
 def stream_order(cfg: EvalConfig, n: int) -> np.ndarray:
-    if cfg.protocol == "online":   # the paper shuffles the stream; a class-sorted folder would be non-i.i.d.
+    if cfg.protocol in ("online", "continual"):   # the paper shuffles the stream; a class-sorted folder would be non-i.i.d.
         return np.random.default_rng(cfg.seed).permutation(n)
     return np.arange(n)
 
@@ -215,8 +231,8 @@ def write_result(out_dir, result: EvalResult, info: dict):
 
 
 def recipes(cfg: EvalConfig) -> dict:
-    return {get_method(m).name: get_method(m).resolve(cfg.method_config(get_method(m).name)).to_dict()
-            for m in cfg.methods}
+    return {get_method(m).name: protocols.recipe_record(cfg, get_method(m), get_method(m).resolve(
+        cfg.method_config(get_method(m).name)).to_dict()) for m in cfg.methods}
 
 
 def collect(store, cfg: EvalConfig) -> EvalResult:

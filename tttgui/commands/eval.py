@@ -20,8 +20,12 @@ def add_arguments(p) -> None:
                         "holds) or 'none' (clean images)")
     p.add_argument("--severities", default="5", help="comma list of severities 1-5 (default 5)")
     p.add_argument("--methods", default="source,ttt", help="comma list of methods or 'all' (default source,ttt)")
-    p.add_argument("--protocol", default="episodic", choices=["episodic", "online"])
-    p.add_argument("--batch-size", type=int, default=1, help="online: images per update (default 1)")
+    p.add_argument("--protocol", default="episodic", choices=["episodic", "online", "offline", "continual"],
+                   help="episodic (reset per image), online (one stream per corruption), offline (TTT++'s epochs "
+                        "over each corruption's test set) or continual (one stream over the corruptions, no reset)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per update (default: online 1, continual 16, offline the method's own)")
+    p.add_argument("--epochs", type=int, help="offline: epochs per cell, the first 2 forward-only (default 500)")
     p.add_argument("--chunk", type=int, default=None,
                    help="episodic: images adapted at once, vectorised (default: 1 on CPU, 32 on GPU; "
                         "1 = the sequential loop)")
@@ -95,6 +99,7 @@ def run(args) -> int:
     from tttgui.methods import MethodConfig, get_method, method_names
     from tttgui.models import default_checkpoint_path, load_checkpoint
     from tttgui.progress import Progress
+    from tttgui.protocols import stream_corruptions
     from tttgui.results import table
     from tttgui.store import CellStore, digest, sha256_file
 
@@ -125,10 +130,12 @@ def run(args) -> int:
         check_severities(inp, severities)
     elif corruptions == ["all"]:
         corruptions = benchmark_corruptions()
+    if args.protocol == "continual" and "none" not in corruptions:   # the stream runs in the paper's order
+        corruptions = stream_corruptions(corruptions)
     settings = MethodConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer, views=args.views,
                             params=args.params, protocol=args.protocol, seed=args.seed)
     cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods, settings=settings,
-                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir)
+                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir, epochs=args.epochs)
     all_labels = model_labels(inp.labels, inp.classes, payload["classes"], f"data {args.data}")
     n = len(inp)
     if args.limit is not None and args.limit < n:
@@ -154,6 +161,9 @@ def run(args) -> int:
     done = store.start(fingerprint, args.resume)
     if done:
         print(f"resuming: {done} finished cell(s) in {store.dir} are kept", file=sys.stderr)
+        if cfg.protocol == "continual":
+            print("resuming: a continual stream left partly done restarts from its first corruption (the state "
+                  "it carried is not stored)", file=sys.stderr)
     total = len(images) * len(methods) * len(shifts(cfg))
     interrupted = False
     with Progress(total, "eval", enabled=not args.no_progress) as bar:

@@ -17,7 +17,8 @@ Choices the paper leaves open (also in docs/results.md): the top-k sets come fro
 self-pairs are excluded; the row normaliser is sum_j |w_ij| (rows with no weight add nothing); no temperature
 (T = 1, the equation as printed); no weight decay; base lr 1e-3 for the small ResNet (the paper's ViT bases,
 1e-5 / 1e-6, are per backbone and were picked on the test stream; ours is fixed in advance); g_ssl's update
-uses the same optimizer and lr; no augmentation. Online only: one image has no in-batch pairs.
+uses the same optimizer and lr; no augmentation. Batches only (online, continual, offline): one image has no
+in-batch pairs.
 """
 from __future__ import annotations
 
@@ -45,12 +46,14 @@ class AWS(Method):
     default_params = "all"
     default_param_words = "target encoder and classifier, and the self-supervised model's classifier"
     carried_outputs = "before"
-    protocols = ("online",)
+    protocols = ("online", "continual", "offline")   # every protocol of batches (continual: the paper's)
+    batch_size = BATCH
 
     @classmethod
     def defaults(cls, protocol: str) -> dict:
-        if protocol != "online":    # its contrastive term needs the pairs of a batch
-            raise UserError(f"aws adapts on batches of a stream; expected --protocol online, not {protocol!r}")
+        if protocol not in cls.protocols:    # its contrastive term needs the pairs of a batch
+            raise UserError(f"aws adapts on batches of a stream; expected --protocol online, continual or "
+                            f"offline, not {protocol!r}")
         return dict(cls.online)
 
     def __init__(self, model, source_stats, recipe, device):

@@ -13,7 +13,9 @@ from torch import nn
 
 from tttgui.errors import UserError
 
-PROTOCOLS = ("episodic", "online")
+PROTOCOLS = ("episodic", "online")   # the window's: one image, or a stream
+# tttgui eval's too; offline (TTT++'s epochs) and continual (one stream over the corruptions) run the online recipe
+EVAL_PROTOCOLS = PROTOCOLS + ("offline", "continual")
 PARAM_CHOICES = ("default", "all", "trunk", "norm")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 NORM_TYPES = (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._NormBase)
@@ -69,7 +71,8 @@ class Method:
     default_params = "all"             # "all" | "trunk" | "norm" | "trunk+rotation" | "encoder"
     default_param_words = "all parameters"
     carried_outputs = "after"          # with carried weights (online): predict after or "before" the update
-    protocols = PROTOCOLS              # the protocols it has a recipe for
+    protocols = EVAL_PROTOCOLS         # the protocols it has a recipe for
+    batch_size: int | None = None      # images per update of its own stream recipe (offline's batches)
 
     def __init__(self, model, source_stats: dict, recipe: Recipe, device: torch.device):
         self.model, self.stats, self.recipe, self.device = model, source_stats or {}, recipe, device
@@ -81,8 +84,8 @@ class Method:
     # -- recipe ---------------------------------------------------------------------------------------------
     @classmethod
     def defaults(cls, protocol: str) -> dict:
-        if protocol not in PROTOCOLS:
-            raise UserError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        if protocol not in EVAL_PROTOCOLS:
+            raise UserError(f"unknown protocol {protocol!r}; expected one of {', '.join(EVAL_PROTOCOLS)}")
         return dict(cls.episodic if protocol == "episodic" else cls.online)
 
     @classmethod
@@ -111,7 +114,8 @@ class Method:
                       weight_decay=d.get("weight_decay", 0.0) if same_opt else (0.01 if opt == "adamw" else 0.0),
                       nesterov=d.get("nesterov", False) if same_opt else False,
                       views=views, params=params, param_set=words, seed=int(config.seed),
-                      outputs="after" if config.protocol == "episodic" else cls.carried_outputs)
+                      # offline predicts in a final pass after every epoch, so from after the updates
+                      outputs="after" if config.protocol in ("episodic", "offline") else cls.carried_outputs)
 
     @classmethod
     def display_name(cls, model=None) -> str:
@@ -214,4 +218,4 @@ def batchnorm_batch_stats(model):
 
 
 __all__ = ["MethodConfig", "Recipe", "Method", "select_parameters", "entropy", "view_index",
-           "batchnorm_batch_stats", "PROTOCOLS", "PARAM_CHOICES", "OPTIMIZERS"]
+           "batchnorm_batch_stats", "PROTOCOLS", "EVAL_PROTOCOLS", "PARAM_CHOICES", "OPTIMIZERS"]

@@ -44,6 +44,7 @@ class TTTPlusPlus(Method):
     online = {"steps": 1, "lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "weight_decay": 0.0, "views": 32}
     default_params = "encoder"
     default_param_words = "encoder (trunk + feature branch)"
+    batch_size = 256                   # BS_SSL = BS_ALIGN = 256 (the offline protocol's batches)
 
     def __init__(self, model, source_stats, recipe, device):
         super().__init__(model, source_stats, recipe, device)

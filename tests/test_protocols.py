@@ -1,0 +1,98 @@
+"""The offline (TTT++) protocol of the evaluation engine."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tttgui.evaluation as ev
+from test_eval import no_work, read, run_cli, setup  # noqa: F401 (setup: the tiny checkpoint and data)
+from tttgui.evaluation import EvalConfig, evaluate
+from tttgui.methods import Adapter, MethodConfig, method_names
+
+
+def record_calls(monkeypatch):
+    """Adapter.observe/update calls in order, with the images and the weights around each update."""
+    calls = []
+    real_observe, real_update = Adapter.observe, Adapter.update
+
+    def observe(self, images):
+        calls.append(("observe", images.clone(), None, None))
+        return real_observe(self, images)
+
+    def update(self, images, *a, **k):
+        before = [p.detach().clone() for p in self.params]
+        out = real_update(self, images, *a, **k)
+        calls.append(("update", images.clone(), before, [p.detach().clone() for p in self.params]))
+        return out
+    monkeypatch.setattr(Adapter, "observe", observe)
+    monkeypatch.setattr(Adapter, "update", update)
+    return calls
+
+
+def images6():
+    return np.random.default_rng(5).integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+
+
+def test_offline_runs_fixed_epochs_forward_only_first_and_predicts_in_a_final_pass(setup, monkeypatch):
+    _, model, stats = setup
+    calls = record_calls(monkeypatch)
+    predicted = []
+    real_predict = Adapter.predict
+
+    def predict(self, images):
+        predicted.append([p.detach().clone() for p in self.params])
+        return real_predict(self, images)
+    monkeypatch.setattr(Adapter, "predict", predict)
+    cfg = EvalConfig(methods=("ttt++",), settings=MethodConfig(protocol="offline", seed=1), epochs=4,
+                     batch_size=2)
+    res = evaluate(model, stats, images6(), np.array([0, 1, 2, 0, 1, 2]), np.arange(6), cfg, "cpu")
+    # 2 forward-only epochs (3 batches each), then 2 epochs of steps: nothing else, no early stop
+    assert [c[0] for c in calls] == ["observe"] * 6 + ["update"] * 6
+    epoch_sets = [sorted(tuple(sorted(c[1].sum((1, 2, 3)).tolist())) for c in calls[e * 3:e * 3 + 3])
+                  for e in range(4)]
+    assert epoch_sets[0] != epoch_sets[1] or epoch_sets[1] != epoch_sets[2]   # reshuffled per epoch
+    for a, b in zip(calls[6:], calls[7:]):   # never reset within the cell
+        assert all(torch.equal(x, y) for x, y in zip(a[3], b[2]))
+    final = calls[-1][3]
+    assert predicted and all(all(torch.equal(x, y) for x, y in zip(p, final)) for p in predicted)
+    assert len(res.images) == 6 and {r.protocol for r in res.images} == {"offline"}
+    assert {r.steps for r in res.images} == {2} and [r.index for r in res.images] == list(range(6))
+    # the rows are the final pass's predictions: the model with the last weights, on the un-augmented images
+    adapted = Adapter(model, stats, MethodConfig("ttt++", protocol="offline"), "cpu")
+    with torch.no_grad():
+        for p, w in zip(adapted.params, final):
+            p.copy_(w)
+        x = torch.from_numpy(images6()).permute(0, 3, 1, 2).float() / 255
+        expected = model(x).argmax(1).tolist()
+        adapted.reset()
+    assert [r.prediction_after for r in res.images] == expected
+    assert res.recipes["ttt++"]["batch_size"] == 2 and res.recipes["ttt++"]["outputs"] == "after"
+
+
+def test_offline_from_the_cli_records_epochs_and_the_methods_batch(setup, tmp_path):
+    root, _, _ = setup
+    assert run_cli(root, tmp_path / "o", "--protocol", "offline", "--methods", "source,ttt++", "--epochs", "3",
+                   "--steps", "1") == 0
+    info = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert info["config"]["protocol"] == "offline" and info["config"]["epochs"] == 3
+    assert info["config"]["forward_only_epochs"] == 2 and info["recipes"]["ttt++"]["batch_size"] == 256
+    summary = read(tmp_path / "o" / "summary.csv")
+    assert [(r["method"], r["protocol"]) for r in summary] == [("source", "offline"), ("ttt++", "offline")]
+    assert {r["steps"] for r in read(tmp_path / "o" / "images.csv") if r["method"] == "ttt++"} == {"1"}
+    assert "ttt++" in method_names("offline")
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--protocol", "offline", "--epochs", "2", "--methods", "ttt++"], "forward-only"),
+    (["--protocol", "online", "--epochs", "3"], "--epochs is for --protocol offline"),
+    (["--protocol", "offline", "--methods", "ttt"], "no batch size of its own"),
+    (["--protocol", "episodic", "--methods", "aws"], "expected --protocol online")])
+def test_bad_protocol_combinations_are_one_line_before_any_work(setup, tmp_path, capsys, monkeypatch, extra,
+                                                                needle):
+    root, _, _ = setup
+    calls = no_work(monkeypatch)
+    assert run_cli(root, tmp_path / "x", *extra) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and needle in err and "expected" in err, err
+    assert not calls and not (tmp_path / "x").exists()
