@@ -1,4 +1,4 @@
-"""The offline (TTT++) protocol of the evaluation engine."""
+"""The offline (TTT++) and continual (CoTTA / Han et al. 2025) protocols of the evaluation engine."""
 import json
 
 import numpy as np
@@ -80,14 +80,16 @@ def test_offline_from_the_cli_records_epochs_and_the_methods_batch(setup, tmp_pa
     summary = read(tmp_path / "o" / "summary.csv")
     assert [(r["method"], r["protocol"]) for r in summary] == [("source", "offline"), ("ttt++", "offline")]
     assert {r["steps"] for r in read(tmp_path / "o" / "images.csv") if r["method"] == "ttt++"} == {"1"}
-    assert "ttt++" in method_names("offline")
+    assert "ttt++" in method_names("offline") and "aws" in method_names("continual")
 
 
 @pytest.mark.parametrize("extra, needle", [
     (["--protocol", "offline", "--epochs", "2", "--methods", "ttt++"], "forward-only"),
     (["--protocol", "online", "--epochs", "3"], "--epochs is for --protocol offline"),
     (["--protocol", "offline", "--methods", "ttt"], "no batch size of its own"),
-    (["--protocol", "episodic", "--methods", "aws"], "expected --protocol online")])
+    (["--protocol", "continual", "--corruptions", "fog", "--severities", "4,5"], "one severity"),
+    (["--protocol", "continual"], "not clean images"),
+    (["--protocol", "episodic", "--methods", "aws"], "expected --protocol online, continual or offline")])
 def test_bad_protocol_combinations_are_one_line_before_any_work(setup, tmp_path, capsys, monkeypatch, extra,
                                                                 needle):
     root, _, _ = setup
@@ -96,3 +98,75 @@ def test_bad_protocol_combinations_are_one_line_before_any_work(setup, tmp_path,
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and needle in err and "expected" in err, err
     assert not calls and not (tmp_path / "x").exists()
+
+
+def fake_corruptions(monkeypatch):
+    shift = {"gaussian_noise": 40, "shot_noise": 90}
+    monkeypatch.setattr(ev, "corrupt_images", lambda images, c, s, cfg, d: (images // 2 + shift[c]).astype(np.uint8))
+
+
+def run_protocol(model, stats, protocol):
+    cfg = EvalConfig(corruptions=("shot_noise", "gaussian_noise"), methods=("tent",), batch_size=2,
+                     settings=MethodConfig(protocol=protocol, steps=1, seed=2))
+    return evaluate(model, stats, images6(), np.array([0, 1, 2, 0, 1, 2]), np.arange(6), cfg, "cpu")
+
+
+def test_continual_stream_never_resets_and_follows_the_papers_order(setup, monkeypatch):
+    _, model, stats = setup
+    fake_corruptions(monkeypatch)
+    source = [p.detach().clone() for p in Adapter(model, stats, MethodConfig("tent"), "cpu").params]
+    online_calls = record_calls(monkeypatch)
+    online = run_protocol(model, stats, "online")
+    monkeypatch.undo()
+    fake_corruptions(monkeypatch)
+    calls = record_calls(monkeypatch)
+    res = run_protocol(model, stats, "continual")
+    assert [c[0] for c in calls] == ["update"] * 6
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b))  # noqa: E731
+    assert same(calls[0][2], source)
+    for a, b in zip(calls, calls[1:]):   # the weights after each batch are the next one's start: no reset
+        assert same(a[3], b[2])
+    # online resets at its second cell; the stream carries the weights of the first corruption into the second
+    assert same(online_calls[3][2], source) and not same(calls[3][2], source)
+    # gaussian noise first, though --corruptions listed shot noise first: the same batches as online's gaussian cell
+    online_by_images = {c[1].sum().item() for c in online_calls if c[0] == "update"}
+    assert [c[1].sum().item() for c in calls] == [c[1].sum().item() for c in online_calls[3:] + online_calls[:3]]
+    assert len(online_by_images) == 6
+    assert [r.corruption for r in res.summary] == ["gaussian_noise", "shot_noise"]
+    assert {r.protocol for r in res.images} == {"continual"}
+    gauss = lambda rows: [(r.index, r.prediction_after) for r in rows if r.corruption == "gaussian_noise"]  # noqa
+    assert gauss(res.images) == gauss(online.images)
+
+
+def test_aws_runs_continual_from_the_cli_and_a_stopped_stream_resumes_to_the_same_files(setup, tmp_path,
+                                                                                       monkeypatch, capsys):
+    import tttgui.protocols as protocols
+    root, _, _ = setup
+    args = ("--protocol", "continual", "--methods", "source,aws", "--corruptions", "shot_noise,gaussian_noise",
+            "--batch-size", "3", "--steps", "1")
+    assert run_cli(root, tmp_path / "full", *args) == 0
+    summary = read(tmp_path / "full" / "summary.csv")
+    assert [(r["corruption"], r["method"]) for r in summary] == [
+        ("gaussian_noise", "source"), ("gaussian_noise", "aws"), ("shot_noise", "source"), ("shot_noise", "aws")]
+    info = json.loads((tmp_path / "full" / "run.json").read_text())
+    assert info["config"]["corruptions"] == ["gaussian_noise", "shot_noise"] and info["config"]["batch_size"] == 3
+    assert info["recipes"]["aws"]["outputs"] == "before" and info["recipes"]["aws"]["protocol"] == "continual"
+
+    segments, real = [], protocols.run_segment
+
+    def stop_in_the_second_corruption(cell):
+        segments.append(cell.name)
+        if cell.adapter.recipe.method == "aws" and cell.corruption == "shot_noise":
+            raise KeyboardInterrupt
+        return real(cell)
+    monkeypatch.setattr(protocols, "run_segment", stop_in_the_second_corruption)
+    out = tmp_path / "run"
+    assert run_cli(root, out, *args) == 130
+    assert len(list((out / "cells").glob("*.csv"))) == 3
+    monkeypatch.setattr(protocols, "run_segment", real)
+    capsys.readouterr()
+    assert run_cli(root, out, *args, "--resume") == 0
+    assert "restarts from its first corruption" in capsys.readouterr().err
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(read(out / "images.csv")) == strip(read(tmp_path / "full" / "images.csv"))
+    assert read(out / "summary.csv") == read(tmp_path / "full" / "summary.csv")
