@@ -198,3 +198,18 @@ def test_non_finite_logits_are_a_divergence(tiny, monkeypatch):
     assert record.status == "diverged" and record.correct is False
     assert all(torch.equal(v, source[k]) for k, v in s.model.state_dict().items())
     assert s.result().status == "diverged"
+
+
+def test_a_step_copies_its_statistics_to_the_host_once(tiny, monkeypatch):
+    """Probabilities, entropy and every norm layer's moments leave the device in one copy (on a GPU each
+    copy is a synchronisation: there were about 65 a step)."""
+    s = session(tiny)
+    s.set_image(img(0), label=1)
+    copies = []
+    real_cpu, real_numpy = torch.Tensor.cpu, torch.Tensor.numpy
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda t, *a, **k: copies.append("cpu") or real_cpu(t, *a, **k))
+    monkeypatch.setattr(torch.Tensor, "numpy", lambda t, *a, **k: copies.append("numpy") or real_numpy(t, *a, **k))
+    record = s._observe(1, 0.5, None, None, "ok", 0.0)
+    monkeypatch.undo()
+    assert copies.count("cpu") == 1 and len(record.layers) > 3
+    assert record.probs.sum() == pytest.approx(1.0) and np.isfinite(record.entropy)

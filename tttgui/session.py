@@ -88,7 +88,10 @@ class Session:
         self.config = config
         self.adapter = Adapter(self.model, source_stats or {}, config, self.device)
         self.recipe: Recipe = self.adapter.recipe
-        self._norm_stats = (source_stats or {}).get("norm", {})
+        # host copies once: a step then copies from the device once (logits and every layer's moments together)
+        self._norm_stats = {name: {k: np.asarray(v.detach().cpu(), dtype=np.float32) for k, v in st.items()
+                                   if k in ("mean", "var")}
+                            for name, st in ((source_stats or {}).get("norm", {}) or {}).items()}
         self._x: torch.Tensor | None = None
         self._label: int | None = None
         self._index: int | None = None
@@ -195,24 +198,27 @@ class Session:
             status = DIVERGED
             if step > 0:
                 self.adapter.reset()
-        probs = logits.softmax(-1)[0]
+        moments = [channel_moments(out) for out in outs.values()]
+        parts = [logits.softmax(-1)[0].double(), entropy(logits)[:1].double()]
+        parts += [t.double() for pair in moments for t in pair]
+        host = torch.cat([t.flatten() for t in parts]).cpu().numpy()      # the step's one device->host copy
+        sizes = np.cumsum([t.numel() for t in parts])[:-1]
+        values = np.split(host, sizes)
+        p, ent = values[0].copy(), float(values[1][0])
         layers = []
-        for name, out in outs.items():
-            mean, var = channel_moments(out)
-            mean, var = mean.cpu().numpy().astype(np.float32), var.cpu().numpy().astype(np.float32)
+        for k, name in enumerate(outs):
+            mean, var = values[2 + 2 * k].astype(np.float32), values[3 + 2 * k].astype(np.float32)
             src = self._norm_stats.get(name)
             s_mean = s_var = None
             md = vd = float("nan")
-            if src is not None and src["mean"].numel() == mean.size:
-                s_mean = src["mean"].cpu().numpy().astype(np.float32).copy()
-                s_var = src["var"].cpu().numpy().astype(np.float32).copy()
+            if src is not None and "mean" in src and src["mean"].size == mean.size:
+                s_mean, s_var = src["mean"].copy(), src["var"].copy()
                 md = float(np.sqrt(np.mean((mean - s_mean) ** 2)))
                 vd = float(np.sqrt(np.mean((var - s_var) ** 2)))
             bm, bv = self._before.get(name, (md, vd))
             layers.append(LayerStat(name, md, vd, bm, bv, mean.copy(), var.copy(), s_mean, s_var))
-        p = probs.cpu().numpy().astype(np.float64).copy()
         pred = int(p.argmax())
-        return StepRecord(step=step, loss=loss, entropy=float(entropy(logits)[0]), probs=p, prediction=pred,
+        return StepRecord(step=step, loss=loss, entropy=ent, probs=p, prediction=pred,
                           confidence=float(p[pred]), layers=tuple(layers), grad_norm=grad_norm,
                           seconds=time.perf_counter() - t0, grad_cosine=cosine, uses_label=cosine is not None,
                           status=status, label=self._label,
