@@ -37,7 +37,7 @@ def release(root, labels, classes_txt=None, size=16):
 
 
 def eval_cli(checkpoint, data, out, *extra):
-    return main(["eval", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
+    return main(["eval", "--device", "cpu", "--checkpoint", str(checkpoint), "--data", str(data), "--out", str(out),
                  "--corruptions", "none", "--methods", "source", "--no-progress", *extra])
 
 

@@ -39,7 +39,8 @@ def setup(tmp_path_factory):
 
 
 def run_cli(root, out, *extra):
-    return main(["eval", "--checkpoint", str(root / "ck.pt"), "--data", str(root / "data"), "--out", str(out),
+    return main(["eval", "--device", "cpu",
+                 "--checkpoint", str(root / "ck.pt"), "--data", str(root / "data"), "--out", str(out),
                  "--corruptions", "none", "--methods", "source,ttt,tent", "--steps", "2", "--views", "4",
                  "--no-progress", *extra])
 

@@ -94,7 +94,8 @@ def test_window_opens_with_model_and_data(window):
     assert window.model_info["classes"] == CLASSES
     assert window.dataset is not None and len(window.dataset) == 6
     assert window.center.currentWidget() is window.plots
-    assert "CPU" in window.device_label.text()
+    import torch   # the window's default device is auto: a GPU machine shows its GPU
+    assert ("CUDA" if torch.cuda.is_available() else "CPU") in window.device_label.text().upper()
     assert window.step_action.isEnabled() and window.run_action.isEnabled()
     assert not window.pause_action.isEnabled()
 

@@ -15,7 +15,7 @@ import tttgui.evaluation as ev
 
 
 def eval_cli(root, data, out, *extra):
-    return main(["eval", "--checkpoint", str(root / "ck.pt"), "--data", str(data), "--out", str(out),
+    return main(["eval", "--device", "cpu", "--checkpoint", str(root / "ck.pt"), "--data", str(data), "--out", str(out),
                  "--methods", "source,ttt", "--steps", "1", "--views", "4", "--no-progress", *extra])
 
 

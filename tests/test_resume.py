@@ -63,7 +63,8 @@ def test_ctrl_c_keeps_cells_and_resume_finishes_the_same_run(setup, tmp_path, mo
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs kill -9")
 def test_kill_9_loses_at_most_the_cells_in_flight(setup, tmp_path):
     root, _, _ = setup
-    args = ["eval", "--checkpoint", str(root / "ck.pt"), "--data", str(root / "data"), "--corruptions", "none",
+    args = ["eval", "--device", "cpu",
+            "--checkpoint", str(root / "ck.pt"), "--data", str(root / "data"), "--corruptions", "none",
             "--methods", "ttt,tent,actmad", "--steps", "8", "--views", "4", "--no-progress", "--threads", "1"]
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
