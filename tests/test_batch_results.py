@@ -39,7 +39,7 @@ def test_batch_export_writes_the_eval_files(result, tmp_path):
     window = SimpleNamespace(model_info={"path": "ck.pt"}, dataset=None, report=shown.append,
                              device_label=SimpleNamespace(text=lambda: "cpu"),
                              statusBar=lambda: SimpleNamespace(showMessage=lambda *a: shown.append(a[0])))
-    panel = SimpleNamespace(last=res, config_run=cfg, window=window)
+    panel = SimpleNamespace(last=res, config_run=cfg, window=window, skipped=[])
     assert BatchPanel.export(panel, tmp_path / "batch") is True, shown
     for name, columns in (("summary.csv", SUMMARY_COLUMNS), ("images.csv", IMAGE_COLUMNS)):
         with open(tmp_path / "batch" / name, newline="") as f:
@@ -55,7 +55,7 @@ def test_batch_on_a_release_block_is_not_corrupted_again(qapp, tmp_path, monkeyp
 
     import tttgui.evaluation as ev
     from tttgui.data.corrupted import CorruptionDataset
-    from tttgui.gui.batch import BatchPanel, batch_dataset
+    from tttgui.gui.batch import batch_dataset
     from tttgui.gui.worker import RecordBuffer, SessionWorker
 
     torch.manual_seed(0)
@@ -67,11 +67,8 @@ def test_batch_on_a_release_block_is_not_corrupted_again(qapp, tmp_path, monkeyp
     whole = CorruptionDataset(tmp_path, "fog", classes=["a", "b", "c"])
     block = batch_dataset(whole, 3)
     assert (block.corruption, block.severity, len(block)) == ("fog", 3, 4)
-    panel = SimpleNamespace(window=SimpleNamespace(
-        method_panel=SimpleNamespace(config=lambda: MethodConfig("ttt", steps=1, views=4)),
-        shift_panel=SimpleNamespace(choice=lambda: ("gaussian_noise", 5))))
-    cfg = BatchPanel.config(panel, block)
-    assert (cfg.corruptions, cfg.severities) == (("fog",), (3,))
+    cfg = EvalConfig(corruptions=("fog",), severities=(3,), methods=("ttt",),
+                     settings=MethodConfig("ttt", steps=1, views=4))
     monkeypatch.setattr(ev, "corrupt_images", lambda *a: pytest.fail("a release was corrupted again"))
     worker = SessionWorker(RecordBuffer(), threading.Event(), threading.Event())
     worker.model, worker.source_stats, worker.device = model, {}, torch.device("cpu")
@@ -83,4 +80,4 @@ def test_batch_on_a_release_block_is_not_corrupted_again(qapp, tmp_path, monkeyp
     want = evaluate(model, {}, None, np.array([0, 1, 2, 0]), np.arange(4), cfg, "cpu",
                     shifted=lambda c, s: np.load(tmp_path / "fog.npy")[8:12])
     key = lambda r: (r.corruption, r.severity, r.index, r.prediction_before, r.prediction_after)  # noqa: E731
-    assert [key(r) for r in got[0].images] == [key(r) for r in want.images]
+    assert [key(r) for r in got[0].result.images] == [key(r) for r in want.images]

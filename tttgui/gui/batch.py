@@ -1,12 +1,17 @@
-"""Batch evaluation: N images of the current shift with the current method, through the same engine as
-`tttgui eval` (run on the worker thread), with progress and Cancel; a corruption × severity heatmap of the
-error after adaptation once several shifts were run."""
+"""Batch evaluation: a grid of corruptions × severities × methods over N images, through the same engine as
+`tttgui eval` (run on the worker thread), with progress and Cancel; unreadable images are skipped and listed; the
+grid is drawn as a heatmap (tttgui.gui.heatmap) and exported as the files `tttgui eval` writes."""
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
+                               QSpinBox, QVBoxLayout, QWidget)
+
+from tttgui.gui.batch_input import is_release, skipped_record
+from tttgui.gui.checklist import CheckList
+from tttgui.gui.heatmap import Heatmap
 
 
 def summary_line(s) -> str:
@@ -26,16 +31,53 @@ def batch_dataset(dataset, severity: int):
     return CorruptionDataset(dataset.root, dataset.corruption, severity, classes=list(dataset.classes))
 
 
+
+def batch_text(run) -> str:
+    """What the summary says after a batch: one cell in full, a grid as mean errors per method; then what was
+    cancelled and which images could not be read."""
+    res = run.result
+    if len(res.summary) == 1:
+        text = summary_line(res.summary[0])
+    elif res.summary:
+        by = {}
+        for s in res.summary:
+            by.setdefault(s.method, []).append(s)
+        mean = lambda v: "n/a" if any(x is None for x in v) else f"{np.mean(v):.1f}%"  # noqa: E731
+        text = f"{len(res.summary)} cells of {run.asked} images; mean error without adaptation " + mean(
+            [s.error_before for s in res.summary]) + "; with: " + ", ".join(
+            f"{m} {mean([s.error_after for s in ss])} (diverged {sum(s.diverged for s in ss)})"
+            for m, ss in by.items())
+    else:
+        text = "no images evaluated"
+    text += f" ({res.seconds:.1f} s)"
+    if run.cancelled:
+        text = "Cancelled — partial result. " + text
+    if run.skipped:
+        first = "; ".join(why for _, why in run.skipped[:3])
+        more = f" and {len(run.skipped) - 3} more" if len(run.skipped) > 3 else ""
+        text += (f"\nSkipped {len(run.skipped)} unreadable image(s) (index "
+                 f"{', '.join(str(i) for i, _ in run.skipped[:10])}): {first}{more}")
+    return text
+
+
 class BatchPanel(QWidget):
     def __init__(self, window, parent=None):
         super().__init__(parent)
         self.window = window
         self.results: dict[tuple[str, int], tuple[float, float, int]] = {}   # shift -> (before %, after %, n)
         self.running = False
+        self.custom = False       # the grid follows the Shift and Method panels until the user ticks in it
+        self.corruptions = CheckList("corruptions")
+        self.severities = CheckList("severities")
+        self.methods = CheckList("methods")
+        for box in (self.corruptions, self.severities, self.methods):
+            box.menu().aboutToShow.connect(self.refresh_choices)
+            box.menu().triggered.connect(self._ticked)
         self.count = QSpinBox()
         self.count.setRange(1, 100000)
         self.count.setValue(100)
         self.count.setPrefix("N = ")
+        self.count.setToolTip("Images per cell (a seeded spread over the data set)")
         self.start_button = QPushButton("Evaluate")
         self.start_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel")
@@ -46,42 +88,92 @@ class BatchPanel(QWidget):
         self.export_button.setEnabled(False)
         self.export_button.clicked.connect(self.export_dialog)
         self.last = None          # the last EvalResult
+        self.run = None           # the last BatchRun (result, skipped images, images per cell)
         self.progress = QProgressBar()
-        self.summary = QLabel("Evaluate N images of the current corruption and severity with the current method.")
+        self.summary = QLabel("Evaluate N images for every ticked corruption × severity × method.")
         self.summary.setWordWrap(True)
-        self.heat = pg.PlotWidget(title="Error after adaptation (%)")
-        self.heat.setBackground("w")
-        self.image = pg.ImageItem()
-        self.heat.addItem(self.image)
-        self.heat.getViewBox().invertY(True)
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.heat = Heatmap()
         self.heat.setVisible(False)
-        self.heat.setMinimumHeight(160)
+        self.heat.setMinimumHeight(150)
 
+        grid = QHBoxLayout()
+        for w in (self.corruptions, self.severities, self.methods, self.count):
+            grid.addWidget(w)
+        grid.addStretch(1)
         row = QHBoxLayout()
-        row.addWidget(self.count)
-        row.addWidget(self.start_button)
-        row.addWidget(self.cancel_button)
-        row.addWidget(self.export_button)
+        for w in (self.start_button, self.cancel_button, self.export_button):
+            row.addWidget(w)
         row.addWidget(self.progress, 1)
-        lay = QVBoxLayout(self)
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
+        lay.addLayout(grid)
         lay.addLayout(row)
         lay.addWidget(self.summary)
         lay.addWidget(self.heat, 1)
+        # the History dock is short on a 720 px screen: the panel scrolls rather than make the window taller
+        scroll = QScrollArea()
+        scroll.setWidget(inner)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self._grown = False
         w = window.controller.worker
         w.batch_progress.connect(self._progress)
         w.batch_done.connect(self._done)
+        self.refresh_choices()
+
+    # -- the grid's choices ---------------------------------------------------------------------------
+    def refresh_choices(self) -> None:
+        """Items from the data set (a release offers its own files and severities); ticks follow the Shift and
+        Method panels until the user ticks in the grid."""
+        from tttgui.gui import engine
+
+        ds = self.window.dataset
+        if is_release(ds):
+            corruptions, severities = list(ds.available), [str(s) for s in ds.severities]
+        else:
+            corruptions, severities = engine.corruption_names(), [str(s) for s in range(1, 6)]
+        name, severity = self.window.shift_panel.choice()
+        follow = not self.custom
+        for box, items, own in ((self.corruptions, corruptions, [name]), (self.severities, severities, [severity]),
+                                (self.methods, engine.method_names(), [self.window.method_panel.config().method])):
+            keep = {str(c) for c in (own if follow else box.checked())}
+            if box.items() != list(items) or box.checked() != [i for i in items if i in keep]:
+                box.set_items(items, keep)
+
+    @Slot()
+    def _ticked(self, *_) -> None:
+        self.custom = True
+
+    def choose(self, corruptions, severities, methods) -> None:
+        """Tick these (what a user does in the three menus)."""
+        self.refresh_choices()
+        self.custom = True
+        self.corruptions.set_checked(corruptions)
+        self.severities.set_checked(severities)
+        self.methods.set_checked(methods)
 
     def config(self, dataset=None):
         from tttgui.evaluation import EvalConfig
 
+        self.refresh_choices()
         m = self.window.method_panel.config()
-        name, severity = self.window.shift_panel.choice()
-        if getattr(dataset, "severity", None) is not None:   # a release block: its own corruption, already done
-            name, severity = dataset.corruption, dataset.severity
-        return EvalConfig(corruptions=(name,), severities=(severity,), methods=(m.method,), settings=m)
+        corruptions = tuple(self.corruptions.checked())
+        severities = tuple(int(s) for s in self.severities.checked())
+        methods = tuple(self.methods.checked())
+        for what, chosen in (("corruption", corruptions), ("severity", severities), ("method", methods)):
+            if not chosen:
+                raise ValueError(f"no {what} ticked; tick at least one in the grid's menus")
+        return EvalConfig(corruptions=corruptions, severities=severities, methods=methods, settings=m)
 
     @Slot()
     def start(self) -> None:
+        from tttgui.evaluation import shifts
+
         win = self.window
         if win.dataset is None or win.model_info is None:
             win.report("batch evaluation needs a model and a data set")
@@ -94,8 +186,8 @@ class BatchPanel(QWidget):
             win.report("batch evaluation needs labelled images (it measures error); this data set has no labels")
             return
         try:
-            dataset = batch_dataset(win.dataset, self.window.shift_panel.choice()[1])
-            cfg = self.config(dataset)
+            cfg = self.config()
+            dataset = batch_dataset(win.dataset, cfg.severities[0])
         except Exception as exc:  # noqa: BLE001
             from tttgui.gui.errors import one_line
             win.report(one_line(exc, "invalid batch settings"))
@@ -109,9 +201,10 @@ class BatchPanel(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, n)
         self.progress.setValue(0)
-        self.summary.setText(f"Evaluating {n} images: {cfg.corruptions[0]} s{cfg.severities[0]}, "
-                             f"{cfg.methods[0]} ({cfg.protocol})…")
-        win.controller.evaluate(dataset, indices, cfg)
+        cells = len(cfg.methods) * len(shifts(cfg))
+        self.summary.setText(f"Evaluating {n} images × {cells} cell(s): {', '.join(cfg.corruptions)} × "
+                             f"s{','.join(map(str, cfg.severities))} × {', '.join(cfg.methods)} ({cfg.protocol})…")
+        win.controller.evaluate(win.dataset, indices, cfg)
 
     @Slot()
     def cancel(self) -> None:
@@ -123,23 +216,33 @@ class BatchPanel(QWidget):
         self.progress.setValue(done)
 
     @Slot(object)
-    def _done(self, result) -> None:
+    def _done(self, run) -> None:
         self.running = False
         self.start_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
-        if result is None:
+        if run is None:
             self.summary.setText("Batch evaluation failed; see the status bar.")
             return
-        self.last = result
-        self.export_button.setEnabled(bool(result.images))
-        lines = []
-        for s in result.summary:
-            self.results[(s.corruption, s.severity)] = (s.error_before, s.error_after, s.n)
-            lines.append(summary_line(s))
-        state = "Cancelled — partial result. " if result.cancelled else ""
-        self.summary.setText(state + ("; ".join(lines) or "no images evaluated") + f" ({result.seconds:.1f} s)")
-        self.window.statusBar().showMessage(self.summary.text(), 10000)
-        self._draw_heatmap()
+        self.run, self.last, self.skipped = run, run.result, run.skipped
+        self.export_button.setEnabled(bool(run.result.images))
+        self.results = {(s.corruption, s.severity): (s.error_before, s.error_after, s.n) for s in run.result.summary}
+        self.summary.setText(batch_text(run))
+        self.window.statusBar().showMessage(self.summary.text().split("\n")[0], 10000)
+        from tttgui.evaluation import shifts
+
+        cfg = self.config_run
+        self.heat.set_summary(run.result.summary, run.asked, [(c, s, m) for c, s in shifts(cfg) for m in cfg.methods])
+        self.heat.setVisible(bool(run.result.summary))
+        self._grow()
+
+    def _grow(self) -> None:
+        """Once there is a grid to read, give the History dock (this tab) about 40 % of the window's height."""
+        win = self.window
+        if self._grown or not hasattr(win, "history_dock") or not self.isVisible():
+            return
+        self._grown = True
+        win.resizeDocks([win.history_dock], [max(win.history_dock.height(), int(win.height() * 0.4))],
+                        Qt.Orientation.Vertical)
 
     @Slot()
     def export_dialog(self) -> None:
@@ -150,14 +253,17 @@ class BatchPanel(QWidget):
             self.export(folder)
 
     def export(self, folder) -> bool:
-        """The last batch as tttgui eval writes a run: summary.csv, images.csv, run.json."""
-        from tttgui.evaluation import run_record, write_result
+        """The last batch as tttgui eval writes a run: summary.csv, images.csv, run.json (+ the skipped images)."""
+        from tttgui.evaluation import run_record, shifts, write_result
 
-        win = self.window
+        win, cfg = self.window, self.config_run
         try:
-            info = run_record(self.last, self.config_run, "tttgui (window batch evaluation)",
+            info = run_record(self.last, cfg, "tttgui (window batch evaluation)",
                               checkpoint=(win.model_info or {}).get("path"), data=getattr(win.dataset, "source", None),
-                              images=len({r.index for r in self.last.images}), device=win.device_label.text())
+                              images=len({r.index for r in self.last.images}), device=win.device_label.text(),
+                              skipped=skipped_record(self.skipped), complete=not self.last.cancelled,
+                              cells={"finished": len(self.last.summary),
+                                     "total": len(cfg.methods) * len(shifts(cfg))})
             out = write_result(folder, self.last, info)
         except Exception as exc:  # noqa: BLE001
             from tttgui.gui.errors import one_line
@@ -165,21 +271,6 @@ class BatchPanel(QWidget):
             return False
         win.statusBar().showMessage(f"Exported the batch evaluation to {out}", 10000)
         return True
-
-    def _draw_heatmap(self) -> None:
-        corr = sorted({c for c, _ in self.results})
-        sev = sorted({s for _, s in self.results})
-        if len(self.results) < 2:
-            self.heat.setVisible(False)
-            return
-        grid = np.full((len(corr), len(sev)), np.nan)
-        for (c, s), (_, after, _) in self.results.items():
-            grid[corr.index(c), sev.index(s)] = np.nan if after is None else after
-        self.image.setImage(np.nan_to_num(grid, nan=0.0), levels=(0, 100),
-                            lut=pg.colormap.get("viridis").getLookupTable())
-        self.heat.getAxis("left").setTicks([[(i + 0.5, c) for i, c in enumerate(corr)]])
-        self.heat.getAxis("bottom").setTicks([[(j + 0.5, f"s{s}") for j, s in enumerate(sev)]])
-        self.heat.setVisible(True)
 
     def shutdown(self) -> None:
         self.cancel()

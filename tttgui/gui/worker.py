@@ -51,7 +51,7 @@ class SessionWorker(QObject):
     run_finished = Signal(int, str, int)  # episode, "done" | "stopped" | "paused" | record status, steps done
     failed = Signal(str)                  # one line for the status bar and a dialog
     batch_progress = Signal(int, int)     # images done, total
-    batch_done = Signal(object)           # tttgui.evaluation.EvalResult (cancelled=True when stopped)
+    batch_done = Signal(object)           # tttgui.gui.batch_input.BatchRun (None: the batch failed)
 
     def __init__(self, buffer: RecordBuffer, stop: threading.Event, pause: threading.Event,
                  session_factory=None):
@@ -165,34 +165,33 @@ class SessionWorker(QObject):
 
     @Slot(object, object, object)
     def evaluate(self, dataset, indices, cfg) -> None:
-        """Batch evaluation through the same engine as `tttgui eval`, on this thread's model."""
+        """Batch evaluation through the same engine as `tttgui eval`, on this thread's model; unreadable images
+        are skipped and listed (tttgui.gui.batch_input)."""
         try:
-            from tttgui.evaluation import evaluate
+            from tttgui.evaluation import EvalResult, evaluate, shifts
+            from tttgui.gui.batch_input import BatchRun, prepare
 
             if self.model is None:
                 raise RuntimeError("no model loaded; open a checkpoint first")
-            images, labels = [], []
-            for i in indices:
-                image, label, _ = dataset[int(i)]
-                images.append(image)
-                labels.append(label)
-                if self.batch_cancel.is_set():
-                    break
-            total = len(images) * len(cfg.methods) * len(cfg.corruptions) * len(cfg.severities)
+            job = prepare(dataset, indices, cfg, self.batch_cancel.is_set)
+            total = len(job.indices) * len(cfg.methods) * len(shifts(cfg))
             done = [0]
 
             def progress(k, _text=""):
                 done[0] += k
                 self.batch_progress.emit(done[0], total)
 
-            stack = np.stack(images)
-            corrupted = getattr(dataset, "severity", None) is not None   # a release's block: never corrupted again
-            result = evaluate(self.model, self.source_stats, None if corrupted else stack,
-                              np.asarray(labels, np.int64), np.asarray(indices[:len(images)], np.int64), cfg,
-                              self.device, progress=progress, should_stop=self.batch_cancel.is_set,
-                              shifted=(lambda _c, _s: stack) if corrupted else None)
-            result.cancelled = bool(getattr(result, "cancelled", False) or self.batch_cancel.is_set())
-            self.batch_done.emit(result)
+            if len(job.indices) == 0 and not self.batch_cancel.is_set():
+                raise RuntimeError(f"none of the {len(indices)} images could be read"
+                                   + (f" (first: {job.skipped[0][1]})" if job.skipped else ""))
+            if len(job.indices) == 0:    # cancelled while reading
+                result = EvalResult(cancelled=True)
+            else:
+                result = evaluate(self.model, self.source_stats, job.images, job.labels, job.indices, cfg,
+                                  self.device, progress=progress, should_stop=self.batch_cancel.is_set,
+                                  shifted=job.shifted)
+            result.cancelled = bool(result.cancelled or self.batch_cancel.is_set())
+            self.batch_done.emit(BatchRun(result, job.skipped, len(job.indices), result.cancelled))
         except BaseException as exc:  # noqa: BLE001
             self.failed.emit(one_line(exc, "batch evaluation failed"))
             self.batch_done.emit(None)

@@ -1,0 +1,114 @@
+"""The batch evaluation as a grid (issue 20, item 4): corruptions × severities × methods through the eval engine,
+unreadable images skipped and listed, a heatmap with values and a colour bar (before / after / change), partial
+cells marked, and the files `tttgui eval` writes."""
+import csv
+import json
+
+import numpy as np
+from PIL import Image
+
+from test_gui import CLASSES, app_threads, assets, window  # noqa: F401  (fixtures)
+
+
+def _folder(root, n=10, broken=True):
+    rng = np.random.default_rng(1)
+    for name in CLASSES:
+        (root / name).mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / CLASSES[i % 10] / f"{i}.png")
+    if broken:
+        (root / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    return root
+
+
+def test_grid_skips_unreadable_images_and_draws_every_cell(qtbot, window, tmp_path):
+    assert window.open_data(str(_folder(tmp_path / "c")))
+    window.show_batch()
+    panel = window.batch_panel
+    panel.choose(["contrast", "fog"], ["1", "5"], ["source", "ttt"])
+    assert sorted(panel.corruptions.text().split(", ")) == ["contrast", "fog"]
+    assert sorted(panel.methods.checked()) == ["source", "ttt"]
+    panel.count.setValue(11)                       # every image, the broken one too
+    window.method_panel.steps.setValue(1)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
+    res = panel.last
+    assert res is not None, window.last_error
+    assert {(s.corruption, s.severity, s.method) for s in res.summary} == {
+        (c, s, m) for c in ("contrast", "fog") for s in (1, 5) for m in ("source", "ttt")}
+    assert all(s.n == 10 for s in res.summary)     # the broken image is skipped, not fatal
+    assert len(panel.skipped) == 1 and "Skipped 1 unreadable image" in panel.summary.text()
+    assert "broken.png" in panel.summary.text()
+
+    heat = panel.heat
+    assert heat.isVisible() and len(heat.texts) == 8 and all(t for t in heat.cell_texts())
+    after = {s: f"{s.error_after:.1f}" for s in res.summary}
+    assert sorted(heat.cell_texts()) == sorted(after.values())
+    assert heat.bar.levels() == (0.0, 100.0)
+    heat.set_mode("before")                        # the source model's error: one column per severity
+    assert len(heat.texts) == 4 and "without adaptation" in heat.plot.getPlotItem().titleLabel.text
+    heat.set_mode("change")
+    lo, hi = heat.bar.levels()
+    assert lo == -hi and all(t.startswith(("+", "-")) for t in heat.cell_texts())
+
+    out = tmp_path / "export"
+    assert panel.export(str(out))
+    with open(out / "summary.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 8
+    with open(out / "images.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 80
+    info = json.loads((out / "run.json").read_text())
+    assert sorted(info["config"]["corruptions"]) == ["contrast", "fog"]
+    assert sorted(info["config"]["methods"]) == ["source", "ttt"]
+    assert info["complete"] is True and info["cells"] == {"finished": 8, "total": 8}
+    assert len(info["skipped"]) == 1 and "broken.png" in info["skipped"][0]["reason"]
+
+
+def test_grid_follows_the_panels_until_the_user_ticks(window, tmp_path):
+    assert window.open_data(str(_folder(tmp_path / "c", broken=False)))
+    window.show_batch()
+    panel = window.batch_panel
+    window.shift_panel.set_choice("fog", 2)
+    panel.refresh_choices()
+    assert panel.corruptions.checked() == ["fog"] and panel.severities.checked() == ["2"]
+    panel.choose(["frost"], ["3"], ["tent"])
+    window.shift_panel.set_choice("snow", 4)
+    panel.refresh_choices()
+    assert panel.corruptions.checked() == ["frost"] and panel.methods.checked() == ["tent"]
+    panel.choose([], ["3"], ["tent"])
+    panel.start()
+    assert not panel.running and "no corruption ticked" in window.last_error
+
+
+def test_cancelled_batch_marks_its_partial_cell(qtbot, window, tmp_path):
+    assert window.open_data(str(_folder(tmp_path / "c", n=20, broken=False)))
+    window.show_batch()
+    panel = window.batch_panel
+    panel.choose(["contrast", "fog"], ["5"], ["ttt"])
+    panel.count.setValue(20)
+    window.method_panel.steps.setValue(3)
+    panel.start()
+    qtbot.waitUntil(lambda: panel.progress.value() >= 1, timeout=30000)
+    panel.cancel()
+    qtbot.waitUntil(lambda: not panel.running, timeout=30000)
+    assert panel.summary.text().startswith("Cancelled")
+    cells = panel.last.summary
+    assert len(cells) == 1 and cells[0].n < 20    # cancelled within the first cell: fog never ran
+    assert sorted(panel.heat.cell_texts()) == sorted([f"{cells[0].error_after:.1f}*", "not run"])
+    assert "partial" in panel.heat.note.text() and "not run" in panel.heat.note.text()
+
+
+def test_partial_and_missing_cells_in_the_grid():
+    from tttgui.gui.heatmap import grid_values
+    from tttgui.results import SummaryRow
+
+    summary = [SummaryRow("fog", 5, "ttt", "episodic", 10, 50.0, 40.0), SummaryRow("fog", 5, "tent", "episodic",
+                                                                                     4, 50.0, 25.0)]
+    rows, cols, values, partial = grid_values(summary, "change", asked=10)
+    assert rows == ["fog"] and cols == [("ttt", 5), ("tent", 5)]
+    assert values.tolist() == [[-10.0, -25.0]] and partial.tolist() == [[False, True]]
+    assert grid_values(summary, "before", asked=10)[1] == [("", 5)]
+    rows, cols, values, _ = grid_values(summary, "after", 10, planned=[("fog", s, m) for s in (3, 5)
+                                                                       for m in ("ttt", "tent")])
+    assert cols == [("ttt", 3), ("ttt", 5), ("tent", 3), ("tent", 5)]     # grouped by method
+    assert np.isnan(values[0, 0]) and values[0, 1] == 40.0               # s3 never ran
