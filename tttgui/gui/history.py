@@ -86,3 +86,23 @@ def export(path, rows, **meta) -> tuple[Path, Path]:
 
 def field_names() -> tuple[str, ...]:
     return tuple(f.name for f in fields(HistoryRow))
+
+
+def accuracy_by_method(rows) -> list[tuple[str, int, int, int]]:
+    """(method, labelled rows, correct before, correct after) per method, in the order rows first name them;
+    rows without a label are left out (they have no accuracy)."""
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        if r.correct_before == "":
+            continue
+        n = out.setdefault(r.method, [0, 0, 0])
+        n[0] += 1
+        n[1] += r.correct_before == "yes"
+        n[2] += r.correct_after == "yes"
+    return [(m, n, b, a) for m, (n, b, a) in out.items()]
+
+
+def accuracy_text(rows) -> str:
+    parts = [f"{m} {b}/{n} → {a}/{n} ({100 * b / n:.0f}% → {100 * a / n:.0f}%)"
+             for m, n, b, a in accuracy_by_method(rows)]
+    return ("Accuracy before → after: " + "; ".join(parts)) if parts else "No labelled rows: no accuracy"

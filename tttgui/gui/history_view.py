@@ -1,12 +1,15 @@
-"""The history table: one row per adapted image (HistoryRow), newest last."""
+"""The history table: one row per adapted image (HistoryRow), newest last, with each row's step records (so a
+click shows that episode's plots again); the pane around it filters, deletes and summarises rows."""
 from __future__ import annotations
 
 from dataclasses import astuple
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QMenu, QSizePolicy, QTableView,
+                               QVBoxLayout, QWidget)
 
-from tttgui.gui.history import COLUMNS, HistoryRow, field_names
+from tttgui.gui.history import COLUMNS, HistoryRow, accuracy_text, field_names
 from tttgui.methods import DIVERGED
 
 _POS = {name: i for i, name in enumerate(field_names())}
@@ -16,9 +19,25 @@ class HistoryTableModel(QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.rows: list[HistoryRow] = []
+        self.records: dict[int, tuple] = {}   # row number -> the episode's step records (step 0 first)
+        self._last = 0
 
-    def upsert(self, row: HistoryRow) -> None:
+    def next_row(self) -> int:
+        """A number no row has had (deleting rows must not make a new episode overwrite an old one)."""
+        return max([self._last] + [r.row for r in self.rows]) + 1
+
+    def remove(self, numbers) -> None:
+        for i in sorted((i for i, r in enumerate(self.rows) if r.row in set(numbers)), reverse=True):
+            self.beginRemoveRows(QModelIndex(), i, i)
+            self.records.pop(self.rows[i].row, None)
+            del self.rows[i]
+            self.endRemoveRows()
+
+    def upsert(self, row: HistoryRow, records=None) -> None:
         """Replace the row with the same number, or append it."""
+        self._last = max(self._last, row.row)
+        if records is not None:
+            self.records[row.row] = tuple(records)
         for i, old in enumerate(self.rows):
             if old.row == row.row:
                 self.rows[i] = row
@@ -56,3 +75,75 @@ class HistoryTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.BackgroundRole and col == "status" and value == DIVERGED:
             return QColor(210, 60, 50, 80)
         return None
+
+
+class HistoryPane(QWidget):
+    """Filter line, the table (click: show that row's plots; Delete: remove rows; right click: pin) and a line
+    of accuracy before → after per method over the rows shown."""
+    row_chosen = Signal(int)        # row number
+    pin_requested = Signal(int)
+
+    def __init__(self, model: HistoryTableModel, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(model)
+        self.proxy.setFilterKeyColumn(-1)
+        self.proxy.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.filter = QLineEdit()
+        self.filter.setPlaceholderText("Filter rows (method, corruption, class, status…)")
+        self.filter.setClearButtonEnabled(True)
+        self.filter.textChanged.connect(self.proxy.setFilterFixedString)
+        self.summary = QLabel("")
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.table = QTableView()
+        self.table.setModel(self.proxy)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._menu)
+        self.table.clicked.connect(lambda index: self.row_chosen.emit(self.number(index)))
+        delete = QShortcut(QKeySequence.StandardKey.Delete, self.table)
+        delete.activated.connect(self.delete_selected)
+        for signal in (model.rowsInserted, model.rowsRemoved, model.dataChanged, self.proxy.layoutChanged,
+                       self.filter.textChanged):
+            signal.connect(self._summarise)
+        top = QHBoxLayout()
+        top.addWidget(self.filter, 1)
+        top.addWidget(self.summary, 2)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(top)
+        lay.addWidget(self.table, 1)
+        self._summarise()
+
+    def number(self, index) -> int:
+        return self.model.rows[self.proxy.mapToSource(index).row()].row
+
+    def shown(self) -> list[HistoryRow]:
+        return [self.model.rows[self.proxy.mapToSource(self.proxy.index(i, 0)).row()]
+                for i in range(self.proxy.rowCount())]
+
+    def selected(self) -> list[int]:
+        return sorted({self.number(i) for i in self.table.selectionModel().selectedRows()})
+
+    @Slot()
+    def delete_selected(self) -> None:
+        self.model.remove(self.selected())
+
+    @Slot()
+    def _summarise(self, *_) -> None:
+        rows = self.shown()
+        self.summary.setText(accuracy_text(rows) if rows else "")
+
+    def _menu(self, pos) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        number = self.number(index)
+        menu = QMenu(self)
+        menu.addAction("Show this episode's plots", lambda: self.row_chosen.emit(number))
+        menu.addAction("Pin for comparison", lambda: self.pin_requested.emit(number))
+        menu.addAction("Delete selected rows", self.delete_selected)
+        menu.exec(self.table.viewport().mapToGlobal(pos))

@@ -14,14 +14,15 @@ import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QProgressBar, QScrollArea, QSpinBox, QStackedWidget, QTableView, QTabWidget,
+                               QProgressBar, QScrollArea, QSpinBox, QStackedWidget, QTabWidget,
                                QToolBar, QVBoxLayout, QWidget)
 
 from tttgui.gui import engine
 from tttgui.gui.errors import one_line
 from tttgui.atomic import write_bytes
 from tttgui.gui.history import build_row, export
-from tttgui.gui.history_view import HistoryTableModel
+from tttgui.gui.compare import Compare
+from tttgui.gui.history_view import HistoryPane, HistoryTableModel
 from tttgui.gui.panels.data_panel import DataPanel
 from tttgui.gui.panels.method_panel import MethodPanel
 from tttgui.gui.panels.model_panel import ModelPanel
@@ -153,12 +154,10 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
 
         self.history = HistoryTableModel(self)
-        self.history_view = QTableView()
-        self.history_view.setModel(self.history)
-        self.history_view.setAlternatingRowColors(True)
-        self.history_view.verticalHeader().setVisible(False)
+        self.history_pane = HistoryPane(self.history)
+        self.history_view = self.history_pane.table
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.history_view, "History")
+        self.tabs.addTab(self.history_pane, "History")
         self.history_dock = self._dock("History", self.tabs, Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.center = QStackedWidget()
@@ -231,6 +230,12 @@ class MainWindow(QMainWindow):
         self.reset_action = self._action("Reset", self.reset, "Ctrl+R", run, tb)
         run.addSeparator()
         self.batch_action = self._action("Batch Evaluation…", self.show_batch, "Ctrl+B", run)
+        # side by side (tttgui.gui.compare): a pinned episode's curves stay, dashed, on the same image
+        self.compare = Compare(self)
+        self.history_pane.row_chosen.connect(self.compare.show_row)
+        self.history_pane.pin_requested.connect(self.compare.pin_row)
+        self.pin_action = self._action("Pin Episode for Comparison", self.compare.pin_current, "Ctrl+P", run)
+        self._action("Unpin", self.compare.unpin, None, run)
 
         view = bar.addMenu("&View")
         for dock in self.findChildren(QDockWidget):
@@ -468,6 +473,7 @@ class MainWindow(QMainWindow):
         self.plots.set_context(self.model_info["classes"], self.current_label,
                                adapts=engine.method_adapts(config.method))
         self.plots.clear()
+        self.compare.live()
         self.controller.set_image(self.clean, name, severity, self.current_label, self.index, config, ep.id)
         # a paused run of the previous episode cannot be resumed: the status must not offer it any more
         self.statusBar().showMessage(f"Image {self.index}: {name} s{severity}, {config.method} ({config.protocol})"
@@ -576,11 +582,11 @@ class MainWindow(QMainWindow):
         if ep_id != ep.id or len(records) < 2:
             return
         if ep.row is None:
-            ep.row = len(self.history.rows) + 1
+            ep.row = self.history.next_row()
         row = build_row(ep.row, records, self.model_info["classes"], image=ep.source, index=ep.index,
                         label=ep.label, corruption=ep.corruption, severity=ep.severity, config=ep.config,
                         status=status)
-        self.history.upsert(row)
+        self.history.upsert(row, records)
         self.history_view.scrollToBottom()
         if ep.label is not None:
             self.data_panel.model.mark(ep.index, row.correct_after == "yes")
@@ -602,6 +608,7 @@ class MainWindow(QMainWindow):
         fresh = version != self._seen_version and self.episode is not None and ep_id == self.episode.id
         self._seen_version = version
         if fresh:
+            self.compare.live()
             self.plots.set_records(records)
         if self.plots.pending():
             self.plots.draw_pending(budget=None if force else 0.0)   # one plot per tick while running

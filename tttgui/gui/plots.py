@@ -34,6 +34,7 @@ class LivePlots(QWidget):
         self.adapts = True                 # False for `source`: no loss, no cosine, nothing to wait for
         self.source_norm: dict = {}
         self.message = ""                  # why there are no records (a broken image); "" otherwise
+        self.extra_steps = 0               # a pinned episode's last step (tttgui.gui.compare): the axes show it too
         self._records: tuple = ()
         self._layer_names: list[str] = []
         self._place: dict[int, int] = {}     # id(plot) -> index into PLACES of its legend
@@ -256,7 +257,7 @@ class LivePlots(QWidget):
     def _step_range(self, plot) -> None:
         # every step plot shows steps 0..last, so their x axes line up and a one-step run is not a sliver
         last = self._records[-1].step if self._records else 1
-        plot.setXRange(0, max(last, 1), padding=0.05)
+        plot.setXRange(0, max(last, self.extra_steps, 1), padding=0.05)
 
     def _draw_loss(self):
         lossy = [r for r in self._records if r.loss is not None]
