@@ -7,9 +7,11 @@ The shipped checkpoint at severity 5 on the 15 CIFAR-10-C corruptions, regenerat
 with `tttgui.corruptions` (seed fixed), for source, TTT (episodic and online), Tent, MEMO, ActMAD and TTT++, each
 with its paper defaults, through `tttgui.evaluation.evaluate` (the engine of `tttgui eval`).
 
-Resumable: one cell = (row, corruption) is one small JSON file under --work, written atomically; a rerun skips
-finished cells whose configuration (checkpoint hash, images, seed, recipe) is unchanged. The page is rewritten
-after every cell, with "pending" wherever a cell is missing, so a partial run still gives a valid page.
+Each row is one run of `tttgui eval`'s engine: its cells (one per corruption) go atomically to
+--work/<row>/cells/ as they finish, and a rerun reads them back while the row's configuration (checkpoint hash,
+images, seed, recipe) is unchanged. `torchrun --nproc_per_node N benchmarks/results.py ...` shares the work
+(tttgui.distributed). The page is rewritten after every row, with "pending" wherever a cell is missing, so a
+partial run still gives a valid page.
 
 Every row sees the same corrupted images: the corruption is generated once per corruption for the largest image
 set (exactly the bytes `tttgui eval --limit N --seed S` would generate) and the episodic rows take a nested
@@ -24,6 +26,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -36,9 +39,11 @@ sys.path.insert(0, str(ROOT))
 
 from tttgui.atomic import atomic_path, write_text  # noqa: E402
 from tttgui.corruptions import BENCHMARK_CORRUPTIONS as CORRUPTIONS  # noqa: E402
+from tttgui.distributed import World, open_store  # noqa: E402
 from tttgui.evaluation import EvalConfig, evaluate  # noqa: E402
 from tttgui.methods import MethodConfig, get_method  # noqa: E402
 from tttgui.results import CLEAN, ImageRow, library_versions, paired_difference, summarise  # noqa: E402
+from tttgui.store import CellStore  # noqa: E402
 
 SEVERITY = 5
 SHORT = ("gauss", "shot", "impul", "defoc", "glass", "motn", "zoom", "snow", "frost", "fog", "brit", "contr",
@@ -104,7 +109,7 @@ def parse_args(argv):
     p.add_argument("--all", action="store_true", help="all test images for every row (meant for a GPU)")
     p.add_argument("--only", default="", help="comma list of row keys and/or corruptions to compute "
                    f"(rows: {', '.join(ROW_KEYS)}); the page still shows every cell")
-    p.add_argument("--work", default=str(WORK), help="folder of finished cells (one JSON each)")
+    p.add_argument("--work", default=str(WORK), help="folder of finished cells (<row>/cells/, one CSV each)")
     p.add_argument("--docs", default=str(DOCS), help="where results.md and results.png go")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -144,64 +149,61 @@ def positions(row: Row, sets) -> np.ndarray:
 
 
 # -- cells -------------------------------------------------------------------------------------------------------
-def cell_path(work: Path, row: Row, corruption: str) -> Path:
-    return work / f"{row.key}__{corruption}.json"
-
-
+# Each row is one run of the engine (`tttgui eval`'s): WORK/<row>/cells/<corruption>-5-<method>.csv per finished
+# cell, WORK/<row>/cells/config.json its fingerprint. Under torchrun the ranks share each row's cells
+# (tttgui.distributed); a rerun reads finished cells back.
 def fingerprint(row: Row, ctx: dict, n: int) -> dict:
-    """What a cell's numbers depend on; a stored cell with another fingerprint is recomputed."""
-    cfg = cell_config(row, ctx)
+    """What a row's numbers depend on; cells stored under another fingerprint are computed again."""
+    cfg = cell_config(row, ctx, ())
     recipe = get_method(row.method).resolve(cfg.method_config(row.method)).to_dict()
     return {"checkpoint_sha256": ctx["sha"], "n": int(n), "seed": ctx["seed"], "batch": row.batch,
             "recipe": recipe, "frost": bool(ctx["frost_dir"]), "indices_sha": ctx["indices_sha"][row.size]}
 
 
-def cell_config(row: Row, ctx: dict) -> EvalConfig:
-    return EvalConfig(corruptions=(CLEAN,), methods=(row.method,), batch_size=row.batch, frost_dir=ctx["frost_dir"],
+def cell_config(row: Row, ctx: dict, corruptions) -> EvalConfig:
+    return EvalConfig(corruptions=tuple(corruptions), severities=(SEVERITY,), methods=(row.method,),
+                      batch_size=row.batch, frost_dir=ctx["frost_dir"],
                       settings=MethodConfig(steps=ctx["steps"], protocol=row.protocol, seed=ctx["seed"]))
 
 
-def load_cell(path: Path, fp: dict | None = None) -> dict | None:
+def engine_name(corruption: str) -> str:
+    return CLEAN if corruption == "clean" else corruption
+
+
+def cell_key(row: Row, corruption: str) -> tuple:
+    return (CLEAN, 0, row.method) if corruption == "clean" else (corruption, SEVERITY, row.method)
+
+
+def row_store(work: Path, row: Row, fp: dict | None) -> CellStore:
+    """The row's cell store; cells made under another fingerprint are cleared (rank 0 only touches files)."""
+    store = CellStore(work / row.key)
+    if fp is not None and World.from_env().rank == 0 and stored_fingerprint(store) not in (None, normal(fp)):
+        shutil.rmtree(store.dir)
+    return store
+
+
+def stored_fingerprint(store: CellStore) -> dict | None:
     try:
-        cell = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads((store.dir / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if fp is not None and cell.get("fingerprint") != fp:
+
+
+def normal(obj):
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def load_cell(store: CellStore, row: Row, corruption: str) -> dict | None:
+    rows = store.load(cell_key(row, corruption)) if store.path(cell_key(row, corruption)).is_file() else None
+    if not rows:
         return None
-    return cell
-
-
-def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, separators=(",", ":")) + "\n")
-
-
-def run_cell(row: Row, corruption: str, shifted: np.ndarray, labels, indices, ctx: dict) -> dict:
-    """One evaluate() call on already corrupted images (passed as "clean"), relabelled with the corruption."""
-    t0 = time.perf_counter()
-    done = [0]
-    last = [t0]
-
-    def progress(k, _text):
-        done[0] += k
-        if time.perf_counter() - last[0] > 30:
-            last[0] = time.perf_counter()
-            rate = (last[0] - t0) / done[0]
-            print(f"    {done[0]}/{len(labels)} images, {rate:.2f} s/image, "
-                  f"{rate * (len(labels) - done[0]) / 60:.1f} min left in this cell", flush=True)
-
-    res = evaluate(ctx["model"], ctx["stats"], shifted, labels, indices, cell_config(row, ctx),
-                   ctx["device"], progress=progress)
-    rows = [replace(r, corruption=corruption, severity=0 if corruption == "clean" else SEVERITY)
-            for r in res.images]
-    return {"row": row.key, "corruption": corruption, "seconds": round(res.seconds, 3),
-            "recipe": res.recipes.get(row.method), "device": str(ctx["device"]),
-            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+    return {"row": row.key, "corruption": corruption, "seconds": sum(r.seconds for r in rows),
             "images": {k: [getattr(r, k) for r in rows] for k in ("index", "label", "prediction_before",
                                                                   "prediction_after", "status")}}
 
 
 def cell_rows(cell: dict) -> list[ImageRow]:
-    """The stored per-image columns back as engine rows (for paired_difference)."""
+    """A cell's per-image columns as engine rows (for paired_difference)."""
     im = cell["images"]
     sev = 0 if cell["corruption"] == "clean" else SEVERITY
     return [ImageRow(cell["corruption"], sev, cell["row"], "", im["index"][j], im["label"][j],
@@ -222,37 +224,56 @@ def compute(args, ctx: dict, work: Path) -> None:
     from tttgui.corruptions import corrupt
     from tttgui.data import open_dataset
 
+    world = World.from_env()
     rows_sel, corr_sel = select(args.only)
-    todo = [(row, c) for row in ROWS for c in (("clean",) + CORRUPTIONS if row.key == "source" else CORRUPTIONS)
-            if (not rows_sel or row.key in rows_sel) and (not corr_sel or c in corr_sel)]
-    big, small = ctx["sets"]
+    todo = {row: [c for c in (("clean",) + CORRUPTIONS if row.key == "source" else CORRUPTIONS)
+                  if not corr_sel or c in corr_sel] for row in ROWS if not rows_sel or row.key in rows_sel}
     fps = {row.key: fingerprint(row, ctx, len(positions(row, ctx["sets"]))) for row in ROWS}
-    pending = [(row, c) for row, c in todo if load_cell(cell_path(work, row, c), fps[row.key]) is None]
-    print(f"{len(todo) - len(pending)} of {len(todo)} selected cells already done; {len(pending)} to compute",
-          flush=True)
-    if not pending:
+    stores = {row: row_store(work, row, fps[row.key]) for row in todo}
+    finished = sum(load_cell(stores[row], row, c) is not None for row, cs in todo.items() for c in cs)
+    total = sum(len(cs) for cs in todo.values())
+    say = print if world.rank == 0 else (lambda *a, **k: None)
+    say(f"{finished} of {total} selected cells already done; {total - finished} to compute", flush=True)
+    if finished == total:
         return
+    big, _ = ctx["sets"]
     images, labels = open_dataset(args.data).arrays(big)
-    shifted_cache: dict[str, np.ndarray] = {}
+    cache: dict[str, np.ndarray] = {}
+
+    def shifted_all(c):   # one corruption of the big set serves every row (keeps cells paired)
+        if c not in cache:
+            cache[c] = images if c == CLEAN else corrupt(images, c, SEVERITY, seed=ctx["seed"],
+                                                         frost_dir=ctx["frost_dir"], device=ctx["device"])
+        return cache[c]
+
     t_start = time.perf_counter()
-    for k, (row, c) in enumerate(pending, 1):
-        if load_cell(cell_path(work, row, c), fps[row.key]) is not None:   # another process finished it
-            print(f"[{k}/{len(pending)}] {row.key} {c}: done meanwhile by another run", flush=True)
-            continue
-        if c not in shifted_cache:   # one corruption of the big set serves every row (keeps cells paired)
-            shifted_cache[c] = images if c == "clean" else corrupt(images, c, SEVERITY, seed=ctx["seed"],
-                                                                    frost_dir=ctx["frost_dir"],
-                                                                    device=ctx["device"])
+    for row, corrs in todo.items():
         pos = positions(row, ctx["sets"])
-        print(f"[{k}/{len(pending)}] {row.key} {c}: {len(pos)} images ...", flush=True)
-        cell = run_cell(row, c, shifted_cache[c][pos], labels[pos], big[pos], ctx)
-        cell["fingerprint"] = fps[row.key]
-        write_json(cell_path(work, row, c), cell)
-        per = cell["seconds"] / max(len(pos), 1)
-        elapsed = time.perf_counter() - t_start
-        print(f"    done in {cell['seconds']:.1f} s ({per:.3f} s/image), error {error(cell):.1f} % "
-              f"(source {error(cell, before=True):.1f} %); {elapsed / 60:.1f} min so far", flush=True)
-        write_report(args, ctx, work)   # a partial run always leaves a valid page
+        cfg = cell_config(row, ctx, map(engine_name, corrs))
+        store = open_store(work / row.key, world, ctx["device"], cfg, len(pos), name=row.key)
+        store.start(fps[row.key], resume=True)   # the engine reads finished cells back
+        left = sum(not store.path(cell_key(row, c)).is_file() for c in corrs)
+        say(f"{row.key}: {left} of {len(corrs)} corruptions to compute, {len(pos)} images each", flush=True)
+        run = store.evaluate if world.size > 1 else evaluate
+        res = run(ctx["model"], ctx["stats"], None, labels[pos], big[pos], cfg, ctx["device"],
+                  progress=reporter(say), store=store, shifted=lambda c, _s, pos=pos: shifted_all(c)[pos])
+        if world.rank == 0:
+            say(f"    done in {res.seconds:.1f} s; {(time.perf_counter() - t_start) / 60:.1f} min so far", flush=True)
+            write_report(args, ctx, work)   # a partial run always leaves a valid page
+
+
+def reporter(say):
+    """progress(k, text) that prints a line at most every 30 s."""
+    t0 = last = time.perf_counter()
+    done = 0
+
+    def progress(k, text):
+        nonlocal done, last
+        done += k
+        if time.perf_counter() - last > 30:
+            last = time.perf_counter()
+            say(f"    {done} images, {(last - t0) / done:.2f} s/image ({text})", flush=True)
+    return progress
 
 
 # -- the page ----------------------------------------------------------------------------------------------------
@@ -260,9 +281,11 @@ def gather(ctx: dict, work: Path) -> dict:
     """Finished cells with the current fingerprint: {row key: {corruption: cell}}."""
     out = {}
     for row in ROWS:
+        store = row_store(work, row, None)
         fp = fingerprint(row, ctx, len(positions(row, ctx["sets"])))
         names = (("clean",) if row.key == "source" else ()) + CORRUPTIONS
-        out[row.key] = {c: cell for c in names if (cell := load_cell(cell_path(work, row, c), fp)) is not None}
+        ok = stored_fingerprint(store) == normal(fp)
+        out[row.key] = {c: cell for c in names if ok and (cell := load_cell(store, row, c)) is not None}
     return out
 
 
@@ -353,9 +376,9 @@ def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
         L.append(f"- **Steps overridden to {ctx['steps']} for every method** (not the paper defaults).")
     L += ["", "## Run", "",
           f"- Page written by: `{ctx['command']}`. The cells are computed by `python benchmarks/results.py` with "
-          "these image counts (several processes with `--threads 1 --only ROWS` can share the work; a cell "
-          "finished by one is skipped by the others); each cell's JSON under benchmarks/results_work records its "
-          "seconds, device and finishing time.",
+          "these image counts on `tttgui eval`'s engine (`torchrun --nproc_per_node N benchmarks/results.py ...` "
+          "shares each row over N processes); benchmarks/results_work/<row>/cells/ holds one CSV per finished "
+          "cell (per image: predictions, status, seconds).",
           f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}",
           f"- Device: {ctx['device']} ({ctx['device_words']}), torch threads {ctx['threads']}",
           f"- Checkpoint: `{shown(ctx['checkpoint'])}` (sha256 {ctx['sha'][:16]}…)",
@@ -461,7 +484,8 @@ def context(args) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
+    world = World.from_env()   # under torchrun each rank takes its own GPU
+    device = world.device(args.device) if world.size > 1 else resolve_device(args.device)
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint_path()
     if not checkpoint.is_file():
         raise SystemExit(f"error: no checkpoint at {checkpoint}; expected the shipped model or --checkpoint PATH")
@@ -514,6 +538,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         compute(args, ctx, work)
+    if World.from_env().rank:   # rank 0 writes the page
+        return 0
     page = write_report(args, ctx, work)
     print(f"wrote {page} and {page.with_suffix('.png')}")
     return 0

@@ -10,6 +10,7 @@ from PIL import Image
 from tests.conftest import ROOT
 from tttgui.models import ModelSpec, build_model, save_checkpoint
 from tttgui.stats import source_statistics
+from tttgui.store import CellStore
 
 CLASSES = ["cat", "dog", "ship"]
 
@@ -48,9 +49,12 @@ def argv(root, *extra):
 def test_page_from_cells_and_resume(setup, monkeypatch, capsys):
     results = load_script()
     assert results.main(argv(setup)) == 0
-    cells = sorted(p.name for p in (setup / "work").glob("*.json"))
-    assert cells == sorted(f"{r}__{c}.json" for r in ("source", "ttt-episodic", "ttt-online")
+    # the engine's cell files, one folder per row (tttgui.store.CellStore)
+    cells = sorted(str(p.relative_to(setup / "work")) for p in (setup / "work").glob("*/cells/*.csv"))
+    assert cells == sorted(f"{r}/cells/{c}-5-{m}.csv" for r, m in (("source", "source"), ("ttt-episodic", "ttt"),
+                                                                  ("ttt-online", "ttt"))
                            for c in ("gaussian_noise", "fog"))
+    assert len(CellStore(setup / "work" / "ttt-online").load(("fog", 5, "ttt"))) == 3
     page = (setup / "docs" / "results.md").read_text()
     for paper_row in ("| Object recognition only | 8.9 |", "| Joint training | 8.1 |", "| TTT (standard) | 7.9 |",
                       "| TTT-Online | 8.2 |", "| 33.3 |", "| 20.4 |"):
@@ -69,12 +73,12 @@ def test_page_from_cells_and_resume(setup, monkeypatch, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # a rerun finds every cell and computes nothing
-    stamps = {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*.json")}
+    stamps = {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*/cells/*.csv")}
     monkeypatch.setattr(results, "evaluate", lambda *a, **k: pytest.fail("a finished cell was recomputed"))
     capsys.readouterr()
     assert results.main(argv(setup)) == 0
     assert "6 of 6 selected cells already done; 0 to compute" in capsys.readouterr().out
-    assert {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*.json")} == stamps
+    assert {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*/cells/*.csv")} == stamps
     assert (setup / "docs" / "results.md").read_text().count("pending") == page.count("pending")
 
 
@@ -83,9 +87,10 @@ def test_changed_recipe_recomputes_and_typos_fail(setup):
     with pytest.raises(SystemExit, match="neither a row"):
         results.main(argv(setup, "--only", "tnet"))
     assert results.main(argv(setup, "--only", "source,fog")) == 0
-    first = (setup / "work" / "source__fog.json").read_text()
+    cell = setup / "work" / "source" / "cells" / "fog-5-source.csv"
+    first = cell.read_text()
     assert results.main(argv(setup, "--only", "source,fog", "--seed", "1")) == 0   # other images: a new cell
-    assert (setup / "work" / "source__fog.json").read_text() != first
+    assert cell.read_text() != first
 
 
 def _cell(row, corruption, index, label, before, after):
@@ -127,3 +132,36 @@ def test_cell_errors_go_by_status_and_labels():
     unlabeled = _cell("ttt-online", "fog", [0, 1], [-1, -1], [0, 0], [-1, -1])
     unlabeled["images"]["status"] = ["diverged", "diverged"]
     assert results.error(unlabeled) is None
+
+
+def test_two_ranks_share_the_rows_and_give_the_same_cells(setup):
+    """torchrun with two gloo ranks on CPU: the same cell files as one process (but the seconds column)."""
+    import csv
+    import os
+    import socket
+    import subprocess
+
+    results = load_script()
+    one = argv(setup, "--only", "ttt-episodic,ttt-online,fog,snow")
+    assert results.main(one) == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    two = [a.replace(str(setup / "work"), str(setup / "work2")).replace(str(setup / "docs"), str(setup / "docs2"))
+           for a in one]
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+                           "127.0.0.1", "--master_port", str(port), str(ROOT / "benchmarks" / "results.py"), *two],
+                          capture_output=True, text=True, cwd=ROOT, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "QT_QPA_PLATFORM": "offscreen"})
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    def cells(work):
+        out = {}
+        for p in sorted(work.glob("*/cells/*.csv")):
+            with open(p, newline="") as f:
+                out[str(p.relative_to(work))] = [{k: v for k, v in r.items() if k != "seconds"}
+                                                 for r in csv.DictReader(f)]
+        return out
+    first, second = cells(setup / "work"), cells(setup / "work2")
+    assert len(first) == 4 and second == first
+    assert (setup / "docs2" / "results.md").is_file()

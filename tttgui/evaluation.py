@@ -168,15 +168,19 @@ def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.nd
             before = x_all = None
             for key, ad in zip(keys, adapters.values()):
                 rows = stored[key]
+                # this process's part of the cell: all of it, or a rank's (tttgui.distributed)
+                share = order if rows is not None or store is None else store.share(key, order)
+                if rows is None and not len(share):   # another rank's cell
+                    rows = []
                 if rows is None:
                     if x_all is None:   # corrupt once per shift, and only when a cell of it is left to run
                         x_all, before = images_of(corruption, severity)
-                    cell = Cell(ad, x_all, labels, indices, order, before, corruption, severity, cfg.seed,
+                    cell = Cell(ad, x_all, labels, indices, share, before, corruption, severity, cfg.seed,
                                 protocols.batch_size(cfg, type(ad.method)), chunk, device, progress, should_stop,
                                 epochs=protocols.epochs(cfg))
                     rows = runner(cell)(cell)
                     ad.reset()
-                    if store is not None and len(rows) == len(order):   # only whole cells are kept
+                    if store is not None and len(rows) == len(share):   # only whole cells (or parts) are kept
                         store.save(key, rows)
                 elif progress:
                     progress(len(rows), f"{corruption}-{severity} {key[2]} (done before)")

@@ -62,6 +62,10 @@ class CellStore:
     def save(self, key, rows: list[ImageRow]) -> None:
         write_csv(self.path(key), IMAGE_COLUMNS, rows)
 
+    def share(self, key, order):
+        """The positions of a cell this process runs: all of them (a rank of tttgui.distributed runs a part)."""
+        return order
+
     def _read_config(self) -> dict | None:
         try:
             return json.loads((self.dir / CONFIG).read_text(encoding="utf-8"))

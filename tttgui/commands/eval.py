@@ -101,7 +101,8 @@ def run(args) -> int:
     from tttgui.progress import Progress
     from tttgui.protocols import stream_corruptions
     from tttgui.results import table
-    from tttgui.store import CellStore, digest, sha256_file
+    from tttgui.distributed import RankFailed, World, open_store
+    from tttgui.store import digest, sha256_file
 
     check_options(args)
     corruptions = _list(args.corruptions.lower(), "--corruptions", "all, none or a comma list of corruptions")
@@ -118,7 +119,8 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = resolve_device(args.device)
+    world = World.from_env()   # set by torchrun (tttgui.distributed); one process otherwise
+    device = world.device(args.device) if world.size > 1 else resolve_device(args.device)
     checkpoint = args.checkpoint or default_checkpoint_path()
     model, payload = load_checkpoint(checkpoint, device)
     stats = payload.get("source_stats") or {}
@@ -154,7 +156,7 @@ def run(args) -> int:
 
     check_config(cfg, model, release=shifted is not None)   # before the store opens: a typo leaves no run
     check_labels(labels, model)
-    store = CellStore(args.out)
+    store = open_store(args.out, world, device, cfg, len(images))
     fingerprint = {**cfg.to_dict(), "checkpoint_sha256": sha256_file(checkpoint), "data": str(Path(args.data)
                    .resolve()), "input": inp.kind, "images": int(len(images)), "indices": digest(indices),
                    "device": str(device)}
@@ -165,14 +167,22 @@ def run(args) -> int:
             print("resuming: a continual stream left partly done restarts from its first corruption (the state "
                   "it carried is not stored)", file=sys.stderr)
     total = len(images) * len(methods) * len(shifts(cfg))
-    interrupted = False
-    with Progress(total, "eval", enabled=not args.no_progress) as bar:
+    interrupted, stopped = False, None
+    run_eval = store.evaluate if world.size > 1 else evaluate   # a rank's parts, merged on rank 0
+    with Progress(total, "eval", enabled=not args.no_progress and world.rank == 0) as bar:   # rank 0 shows all
         try:
-            result = evaluate(model, stats, None if shifted else images, labels, indices, cfg, device,
+            result = run_eval(model, stats, None if shifted else images, labels, indices, cfg, device,
                               progress=lambda k, text: bar.update(k, text), store=store, shifted=shifted)
         except KeyboardInterrupt:   # Ctrl+C: the finished cells and a summary of them
             interrupted = True
             result = collect(store, cfg)
+        except RankFailed as exc:   # another rank died: the finished cells and a summary of them
+            stopped = exc
+            result = collect(store, cfg)
+    if world.rank:   # rank 0 writes the files and speaks for the run
+        if stopped is not None and not stopped.quiet:
+            print(f"tttgui eval: {stopped}", file=sys.stderr)
+        return 130 if interrupted else 1 if stopped is not None else 0
     command = ("tttgui eval " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if sys.argv[1:2] == ["eval"]
                else "tttgui eval (called from Python)")
     info = run_record(result, cfg, command, checkpoint=str(checkpoint),
@@ -180,13 +190,14 @@ def run(args) -> int:
                                        for k in ("clean_error", "command", "train_seconds")},
                       data=str(args.data), input=inp.record(), images=int(len(images)), limit=args.limit, seed=args.seed,
                       device=str(device), threads=torch.get_num_threads(), data_classes=list(inp.classes),
-                      indices=[int(i) for i in indices], complete=not interrupted and not result.cancelled,
+                      indices=[int(i) for i in indices], complete=not (interrupted or stopped or result.cancelled),
                       cells={"finished": len(result.summary), "total": len(methods) * len(shifts(cfg))})
     out = write_result(args.out, result, info)
-    if interrupted:
-        print(f"tttgui eval: interrupted; {len(result.summary)} of {info['cells']['total']} cells finished, "
-              f"summarised in {out / 'summary.csv'}; the same command with --resume continues", file=sys.stderr)
-        return 130
+    if interrupted or stopped is not None:
+        print(f"tttgui eval: {stopped or 'interrupted'}; {len(result.summary)} of {info['cells']['total']} cells "
+              f"finished, summarised in {out / 'summary.csv'}; the same command with --resume continues",
+              file=sys.stderr)
+        return 130 if interrupted else 1
     print(table(result.summary))
     if (labels == UNLABELED).any():
         print(f"no labels in {args.data}: predictions only (images.csv), no error rate")
