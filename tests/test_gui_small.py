@@ -53,3 +53,32 @@ def test_a_start_up_failure_is_one_line_and_closes_the_window(qtbot, monkeypatch
     err = capsys.readouterr().err
     assert "the window could not start (ImportError: cannot import name 'x'" in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_method_list_names_tent_for_what_it_is_on_the_model(window):
+    panel = window.method_panel
+    i = panel.names().index("tent")
+    assert panel.method.itemText(i) == "Tent (GN affine)"          # the fixture's model is GroupNorm
+    assert panel.set_method("tent") and panel.name() == "tent" and panel.values()["method"] == "tent"
+    assert panel.config().method == "tent"
+
+
+def test_restoring_saved_settings_with_a_method_change_does_not_raise(qtbot, tmp_path, app_threads):
+    """Settings that load a method emit the Method panel's change before the window's own state existed
+    (AttributeError '_auto_run_steps' in _method_changed)."""
+    import sys
+
+    from tttgui.gui.app import build_window, parse
+    from tttgui.gui.settings import Settings
+
+    ini = tmp_path / "s.ini"
+    saved = Settings(str(ini))
+    saved.set("method", {"method": "tent", "steps": 3, "lr": "", "protocol": "episodic"})
+    errors = []
+    hook, sys.excepthook = sys.excepthook, lambda *exc: errors.append(exc)
+    try:
+        win, _ = build_window(parse(["--settings", str(ini)]))
+        qtbot.addWidget(win)
+    finally:
+        sys.excepthook = hook
+    assert not errors and win.method_panel.name() == "tent"

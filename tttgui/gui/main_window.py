@@ -257,6 +257,7 @@ class MainWindow(QMainWindow):
 
     def _restore(self) -> None:
         s = self.settings
+        self._auto_run_steps = self.run_steps.value()   # before load(): loading the method panel emits changed
         if s.get("geometry"):
             self.restoreGeometry(s.get("geometry"))
         else:
