@@ -72,8 +72,10 @@ def test_two_ranks_give_a_single_process_predictions(root, tmp_path, protocol, e
 
 DYING = """
 import os, sys
-from tttgui import evaluation
+from tttgui import distributed, evaluation
 from tttgui.cli import main
+
+distributed.HEARTBEAT_TIMEOUT = 3.0
 
 if os.environ["RANK"] == "1":   # rank 1 dies (as a kill -9 would) at the start of its second cell
     cells, run = [], evaluation.run_online
@@ -102,6 +104,9 @@ def test_a_rank_that_dies_stops_the_run_in_one_line_and_keeps_finished_cells(roo
     assert "gaussian_noise-1-ttt.csv" in cells and "gaussian_noise-2-ttt.csv" not in cells
     assert json.loads((out / "run.json").read_text())["complete"] is False
     assert len(rows(out / "summary.csv")) == len(cells)
+    changed = torchrun(*options(root, out, *extra, "--resume", "--steps", "2"))
+    assert changed.returncode != 0 and len(tttgui_lines(changed.stderr)) == 1, changed.stderr[-3000:]
+    assert "--resume: steps is 2 now but was 1" in changed.stderr
     # the ranks continue the run (rank 0 reads the finished cells back) and end with an uninterrupted run's files
     resumed = torchrun(*options(root, out, *extra, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -126,3 +131,27 @@ def test_continual_and_bad_rank_variables_are_one_line(tmp_path):
         open_store(tmp_path, World(0, 2, 0), torch.device("cpu"), cfg, 4)
     with pytest.raises(UserError, match="WORLD_SIZE"):
         World.from_env({"RANK": "0", "WORLD_SIZE": "two"})
+
+
+def test_without_torchrun_a_rank_that_stops_answering_is_given_up(root, tmp_path):
+    """Ranks started by another launcher (here by hand; srun alike): rank 0 hosts the store and gives rank 1 up
+    after HEARTBEAT_TIMEOUT seconds without a heartbeat."""
+    script = tmp_path / "dying.py"
+    script.write_text(DYING)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, extra = tmp_path / "out", ["--protocol", "online", "--corruptions", "gaussian_noise", "--severities", "1,2",
+                                    "--no-progress"]
+    ranks = [subprocess.Popen([sys.executable, str(script), *options(root, out, *extra)], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "RANK": str(r),
+                                   "LOCAL_RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                                   "MASTER_PORT": str(port)}) for r in (0, 1)]
+    _, err = ranks[0].communicate(timeout=120)
+    ranks[1].communicate(timeout=30)
+    assert ranks[0].returncode == 1 and ranks[1].returncode == 3
+    lines = tttgui_lines(err)
+    assert len(lines) == 1 and "rank 1 stopped answering (3 s without a heartbeat)" in lines[0], err[-3000:]
+    assert "gaussian_noise-1-ttt.csv" in {p.name for p in (out / "cells").glob("*.csv")}
+    assert json.loads((out / "run.json").read_text())["complete"] is False

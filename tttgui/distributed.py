@@ -148,8 +148,10 @@ class ShardedStore(CellStore):
             except UserError as exc:
                 msg = [exc]
         self.dist.broadcast_object_list(msg, src=0, device=self._object_device())
-        if isinstance(msg[0], UserError):
-            raise msg[0]
+        if isinstance(msg[0], UserError):   # rank 0 says it; the others leave without repeating it
+            if self.world.rank == 0:
+                raise msg[0]
+            raise SystemExit(2)
         self.done = {tuple(k) for k in msg[0]}
         self.parts = plan([k for k in self.keys if k not in self.done], self.episodic, self.n, self.world.size)
         return len(self.done)
