@@ -74,8 +74,11 @@ def run_app(argv: list[str]) -> int:
     app.setStyle("Fusion")
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
     window, script = build_window(opts)
-    window.show()
     try:
+        # the imports the worker needs (seconds of torch) before the window shows: a shown window never freezes
+        from tttgui.gui import engine
+        engine.preload()
+        window.show()
         window.start()
     except Exception as exc:    # close first: a window whose worker thread still runs aborts the process
         window.close()

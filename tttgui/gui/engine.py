@@ -71,6 +71,9 @@ def preload() -> None:
     process (seen with torch.optim's lazy import of torch._dynamo on the first optimizer). So: create one
     optimizer of each kind and load the session and every method module here, before the worker runs.
     """
+    global _PRELOADED
+    if _PRELOADED:
+        return
     import importlib
 
     import torch
@@ -80,3 +83,7 @@ def preload() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.1)
     for name in method_names():
         get_method(name)
+    _PRELOADED = True
+
+
+_PRELOADED = False
