@@ -54,3 +54,23 @@ def test_swa_resume_puts_the_running_mean_on_the_model_device(tmp_path):
     trainer.device = torch.device("meta")       # stands in for CUDA: anything not the CPU
     assert trainer.load_state()
     assert {v.device.type for v in trainer.swa.values()} == {"meta"}
+
+
+def test_views_need_no_host_round_trip_and_crop_flip_one_copy(monkeypatch):
+    """On a GPU every .item()/.cpu()/.tolist() stalls the device: drawing views makes none, and crop_flip moves
+    its draws in one copy (it made three); the draws themselves are unchanged (same generator order)."""
+    from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views
+
+    x = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    calls = []
+    for name in ("to", "cpu", "item", "tolist"):
+        real = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, (lambda n, r: lambda t, *a, **k: calls.append(n) or r(t, *a, **k))(
+            name, real))
+    g = torch.Generator().manual_seed(1)
+    crop_flip(x, g)
+    assert calls == ["to"]
+    calls.clear()
+    simclr_views(x, g)
+    rotate(x, random_rotations(16, g, "cpu"))
+    assert not {"cpu", "item", "tolist"} & set(calls)

@@ -1,6 +1,8 @@
 """Batched augmentations in torch (CPU or GPU): the views TTT, training and the methods draw.
 
 Images are float NCHW in [0, 1]. Every function takes an explicit torch.Generator so draws are reproducible.
+Random numbers are drawn on the generator's device (the CPU) in a fixed order, so the views are the same on
+every device, and crop_flip and simclr_views move their draws to the images' device in one copy.
 """
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tens
     n, c, h, w = x.shape
     dev = x.device
     padded = F.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(dev)
-    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device).to(dev)
-    flip = torch.rand(n, generator=gen, device=gen.device).to(dev) < 0.5
+    oy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device)
+    ox = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=gen.device)
+    flip = torch.rand(n, generator=gen, device=gen.device) < 0.5
+    oy, ox, flip = torch.stack([oy, ox, flip.long()]).to(dev)      # one copy to the device
+    flip = flip.bool()
     rows = (oy[:, None] + torch.arange(h, device=dev)[None, :])                       # n×h
     cols = ox[:, None] + torch.arange(w, device=dev)[None, :]                         # n×w
     cols = torch.where(flip[:, None], cols.flip(1), cols)
@@ -29,6 +33,11 @@ def crop_flip(x: torch.Tensor, gen: torch.Generator, pad: int = 4) -> torch.Tens
 
 def rotate(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Rotate image i by labels[i] * 90 degrees counter-clockwise (the TTT rotation task)."""
+    if x.shape[2] == x.shape[3]:     # square: select among the four rotations, no host round trip per angle
+        out = x
+        for k in range(1, 4):
+            out = torch.where((labels == k)[:, None, None, None], torch.rot90(x, k, dims=(2, 3)), out)
+        return out
     out = torch.empty_like(x)
     for k in range(4):
         sel = labels == k
@@ -48,7 +57,7 @@ def simclr_views(x: torch.Tensor, gen: torch.Generator, scale=(0.2, 1.0)) -> tor
     p 0.2. Differs from torchvision only in skipping the uint8 rounding between PIL ops."""
     n, c, h, w = x.shape
     dev = x.device
-    u = lambda *s: torch.rand(*s, generator=gen, device=gen.device).to(dev)  # noqa: E731
+    u = lambda *s: torch.rand(*s, generator=gen, device=gen.device)  # noqa: E731  (on the CPU; moved once)
     tries = 10
     area = (scale[0] + (scale[1] - scale[0]) * u(n, tries)) * (h * w)
     lo, hi = math.log(3 / 4), math.log(4 / 3)
@@ -56,34 +65,39 @@ def simclr_views(x: torch.Tensor, gen: torch.Generator, scale=(0.2, 1.0)) -> tor
     cw = torch.sqrt(area * ratio).round()
     ch = torch.sqrt(area / ratio).round()
     ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
-    first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1, device=dev))
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1))
     pick = first.clamp_min(0)[:, None]
-    cw = torch.where(first >= 0, cw.gather(1, pick)[:, 0], torch.full((n,), float(w), device=dev))
-    ch = torch.where(first >= 0, ch.gather(1, pick)[:, 0], torch.full((n,), float(h), device=dev))
+    cw = torch.where(first >= 0, cw.gather(1, pick)[:, 0], torch.full((n,), float(w)))
+    ch = torch.where(first >= 0, ch.gather(1, pick)[:, 0], torch.full((n,), float(h)))
     # torchvision: i = randint(0, h - ch + 1), j = randint(0, w - cw + 1)
     top = (u(n) * (h - ch + 1)).floor().clamp(max=h - ch)
     left = (u(n) * (w - cw + 1)).floor().clamp(max=w - cw)
     sign = torch.where(u(n) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3, device=dev)
+    theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = cw / w * sign                   # a flip mirrors the crop about its own centre
     theta[:, 0, 2] = -1 + (2 * left + cw) / w
     theta[:, 1, 1] = ch / h
     theta[:, 1, 2] = -1 + (2 * top + ch) / h
-    grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
-    v = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     apply = u(n) < 0.8
     factors = torch.stack([1 + (u(n) * 0.8 - 0.4), 1 + (u(n) * 0.8 - 0.4), 1 + (u(n) * 0.8 - 0.4),
                            u(n) * 0.2 - 0.1], 1)
     order = torch.argsort(u(n, 4), dim=1)            # a random permutation of the 4 ops per image
+    gray = u(n) < 0.2
+    packed = torch.cat([theta.flatten(1), factors, apply[:, None].float(), gray[:, None].float()], 1).to(dev)
+    theta, factors = packed[:, :6].view(n, 2, 3), packed[:, 6:10]
+    grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
+    v = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     jittered = v.clone()
     ops = (_brightness, _contrast, _saturation, _hue_shift)
     for slot in range(4):                            # each op on just the images that drew it in this slot
         for k, op in enumerate(ops):
+            # selected on the CPU, where the draws are: no device-to-host copy per op
             sel = (apply & (order[:, slot] == k)).nonzero().flatten()
             if len(sel):
+                sel = sel.to(dev)
                 jittered[sel] = op(jittered[sel], factors[sel, k])
     v = jittered
-    gray = (u(n) < 0.2)[:, None, None, None]
+    gray = packed[:, 11].bool()[:, None, None, None]
     return torch.where(gray, _gray(v).expand_as(v), v)
 
 
