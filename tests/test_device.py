@@ -74,3 +74,39 @@ def test_views_need_no_host_round_trip_and_crop_flip_one_copy(monkeypatch):
     simclr_views(x, g)
     rotate(x, random_rotations(16, g, "cpu"))
     assert not {"cpu", "item", "tolist"} & set(calls)
+
+
+def test_eval_records_determinism_and_takes_a_memory_budget(tmp_path, capsys):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from tttgui.cli import main
+    from tttgui.models import ModelSpec, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(arch_args={"depth": 8, "width": 1, "norm": "gn"}))
+    save_checkpoint(tmp_path / "m.pt", model, [f"c{i}" for i in range(10)], {}, {})
+    (tmp_path / "d" / "c1").mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(tmp_path / "d" / "c1" / f"{i}.png")
+    base = ["eval", "--checkpoint", str(tmp_path / "m.pt"), "--data", str(tmp_path / "d"), "--corruptions", "none",
+            "--methods", "ttt", "--steps", "1", "--views", "4", "--chunk", "3", "--device", "cpu", "--no-progress"]
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
+           torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
+    try:
+        assert main(base + ["--out", str(tmp_path / "a"), "--deterministic", "--memory-budget", "0.5"]) == 0
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic,
+         torch.backends.cudnn.benchmark) = old[:4]
+        torch.use_deterministic_algorithms(old[4])
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["deterministic"] is True and run["tf32"] is False
+    assert main(base + ["--out", str(tmp_path / "b")]) == 0    # a tiny budget changes chunks, never results
+    a = (tmp_path / "a" / "images.csv").read_text().splitlines()
+    b = (tmp_path / "b" / "images.csv").read_text().splitlines()
+    col = a[0].split(",").index("prediction_after")
+    assert [r.split(",")[col] for r in a[1:]] == [r.split(",")[col] for r in b[1:]]
+    assert main(base + ["--out", str(tmp_path / "c"), "--memory-budget", "-1"]) == 2
+    assert "--memory-budget -1.0 is invalid" in capsys.readouterr().err

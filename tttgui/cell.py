@@ -36,6 +36,7 @@ class Cell:
     progress: Callable[[int, str], None] | None = None
     should_stop: Callable[[], bool] = lambda: False
     epochs: int = 1                     # offline: passes over the cell's images (tttgui.protocols)
+    memory_budget: int | None = None    # episodic vectorised: bytes a chunk may use (None: half the free memory)
 
     @property
     def name(self) -> str:

@@ -33,6 +33,8 @@ class EvalConfig:
     epochs: int | None = None         # offline: epochs per cell (None: the original's)
     frost_dir: str | None = None
     chunk: int | None = None          # episodic: images adapted at once (None: per device; 1: sequential loop)
+    memory_budget: int | None = None  # bytes a vectorised chunk may use (None: half the free memory); no effect
+                                      # on results, so not part of the run's record or resume fingerprint
 
     @property
     def protocol(self) -> str:
@@ -47,6 +49,7 @@ class EvalConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
+        d.pop("memory_budget")
         d["settings"].pop("method")
         return protocols.record(self, {**{k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
                                           if k != "settings"}, **d["settings"]})
@@ -177,7 +180,7 @@ def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.nd
                         x_all, before = images_of(corruption, severity)
                     cell = Cell(ad, x_all, labels, indices, share, before, corruption, severity, cfg.seed,
                                 protocols.batch_size(cfg, type(ad.method)), chunk, device, progress, should_stop,
-                                epochs=protocols.epochs(cfg))
+                                epochs=protocols.epochs(cfg), memory_budget=cfg.memory_budget)
                     rows = runner(cell)(cell)
                     ad.reset()
                     if store is not None and len(rows) == len(share):   # only whole cells (or parts) are kept

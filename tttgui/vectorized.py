@@ -228,7 +228,8 @@ def run_episodic(cell: Cell) -> list[ImageRow]:
     The cell's adapter model is used read-only."""
     ad = cell.adapter
     ad.reset()   # the source weights: the sequential loop resets before every image
-    vec = VectorizedEpisodic(ad.model, ad.method.stats, ad.config, cell.device, VectorConfig(chunk=cell.chunk))
+    vec = VectorizedEpisodic(ad.model, ad.method.stats, ad.config, cell.device, VectorConfig(chunk=cell.chunk,
+                                                                                  memory_budget=cell.memory_budget))
     k = vec.chunk_size(cell.x[:1].to(cell.device))
     rows = []
 

@@ -36,7 +36,12 @@ def add_arguments(p) -> None:
     p.add_argument("--params", choices=["default", "all", "trunk", "norm"], help="parameters to adapt")
     p.add_argument("--limit", type=int, help="use N images drawn by --seed (default: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--deterministic", action="store_true",
+                   help="TF32 off, deterministic cuDNN and algorithms, seeded CUDA generators (GPU runs that must "
+                   "repeat exactly; slower); recorded in run.json")
+    p.add_argument("--memory-budget", type=float, metavar="MB",
+                   help="memory a vectorised chunk may use, in MB (default: half the free memory, cached included)")
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--frost-dir", help="folder of frost images for the frost corruption")
     p.add_argument("--out", required=True, help="output folder: summary.csv, images.csv, run.json")
@@ -61,6 +66,7 @@ def _list(text: str, option: str, expected: str) -> list[str]:
 def check_options(args) -> None:
     """The options that need no model or data, checked before anything is loaded."""
     checks.threads(args.threads)
+    checks.positive("--memory-budget", args.memory_budget)
     checks.seed(args.seed)
     checks.at_least("--limit", args.limit, 1)
     check_out(Path(args.out))
@@ -92,7 +98,7 @@ def run(args) -> int:
     import torch
 
     from tttgui.data.labels import UNLABELED, model_labels
-    from tttgui.device import resolve_device
+    from tttgui.device import resolve_device, set_deterministic
     from tttgui.evaluation import (EvalConfig, benchmark_corruptions, check_config, check_labels, collect,
                                    evaluate, run_record, shifts, write_result)
     from tttgui.inputs import RELEASE, check_severities, open_input, pick_corruptions
@@ -121,6 +127,8 @@ def run(args) -> int:
     torch.manual_seed(args.seed)
     world = World.from_env()   # set by torchrun (tttgui.distributed); one process otherwise
     device = world.device(args.device) if world.size > 1 else resolve_device(args.device)
+    if args.deterministic:
+        set_deterministic(args.seed)
     checkpoint = args.checkpoint or default_checkpoint_path()
     model, payload = load_checkpoint(checkpoint, device)
     stats = payload.get("source_stats") or {}
@@ -137,7 +145,8 @@ def run(args) -> int:
     settings = MethodConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer, views=args.views,
                             params=args.params, protocol=args.protocol, seed=args.seed)
     cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods, settings=settings,
-                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir, epochs=args.epochs)
+                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir, epochs=args.epochs,
+                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2 ** 20))
     all_labels = model_labels(inp.labels, inp.classes, payload["classes"], f"data {args.data}")
     n = len(inp)
     if args.limit is not None and args.limit < n:
@@ -159,7 +168,7 @@ def run(args) -> int:
     store = open_store(args.out, world, device, cfg, len(images))
     fingerprint = {**cfg.to_dict(), "checkpoint_sha256": sha256_file(checkpoint), "data": str(Path(args.data)
                    .resolve()), "input": inp.kind, "images": int(len(images)), "indices": digest(indices),
-                   "device": str(device)}
+                   "device": str(device), "deterministic": bool(args.deterministic)}
     done = store.start(fingerprint, args.resume)
     if done:
         print(f"resuming: {done} finished cell(s) in {store.dir} are kept", file=sys.stderr)
@@ -189,7 +198,8 @@ def run(args) -> int:
                       checkpoint_meta={k: payload.get("meta", {}).get(k)
                                        for k in ("clean_error", "command", "train_seconds")},
                       data=str(args.data), input=inp.record(), images=int(len(images)), limit=args.limit, seed=args.seed,
-                      device=str(device), threads=torch.get_num_threads(), data_classes=list(inp.classes),
+                      device=str(device), deterministic=bool(args.deterministic),
+                      tf32=bool(torch.backends.cuda.matmul.allow_tf32), threads=torch.get_num_threads(), data_classes=list(inp.classes),
                       indices=[int(i) for i in indices], complete=not (interrupted or stopped or result.cancelled),
                       cells={"finished": len(result.summary), "total": len(methods) * len(shifts(cfg))})
     out = write_result(args.out, result, info)
