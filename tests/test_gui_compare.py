@@ -15,7 +15,7 @@ def _step(qtbot, win, n=1):
 
 def _method(qtbot, win, name):
     with qtbot.waitSignal(win.image_ready, timeout=30000):
-        win.method_panel.method.setCurrentText(name)
+        win.method_panel.set_method(name)    # the item text is the display name
 
 
 def _image(qtbot, win, index):
