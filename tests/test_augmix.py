@@ -73,3 +73,27 @@ def test_views_mix_uint8_chains_with_the_image():
     v = augmix_views(x, torch.Generator().manual_seed(0))
     assert v.shape == x.shape and 0 <= v.min() and v.max() <= 1
     assert torch.equal(v, augmix_views(x, torch.Generator().manual_seed(0)))
+
+
+def test_views_are_drawn_in_one_transfer_without_syncs(monkeypatch):
+    """Issue 22, item 2: every draw made on the generator's device (the CPU) and moved in one copy; on the meta
+    device any device-to-host sync (nonzero, item, a data-dependent shape) would raise, so the device side has
+    none. The views are those of the per-slot version this replaced (sums pinned from it)."""
+    rng = np.random.default_rng(5)
+    x = torch.from_numpy(rng.integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)).permute(0, 3, 1, 2).float() / 255
+    v = augmix_views(x, torch.Generator().manual_seed(0))
+    assert float(v.double().sum()) == pytest.approx(48832.87172755739, abs=1e-6)
+    weights = torch.arange(32 * 32, dtype=torch.float64).reshape(1, 1, 32, 32)
+    assert float((v.double() * weights).sum()) == pytest.approx(24992243.538169272, rel=1e-12)
+
+    assert augmix_views(x.to("meta"), torch.Generator().manual_seed(0)).device.type == "meta"
+    moves = []
+    real = torch.Tensor.to
+
+    def spy(t, *a, **k):
+        if any(isinstance(v, (torch.device, str)) for v in (*a, *k.values())):
+            moves.append(t.numel())
+        return real(t, *a, **k)
+    monkeypatch.setattr(torch.Tensor, "to", spy)
+    augmix_views(x, torch.Generator().manual_seed(0))
+    assert len(moves) == 1

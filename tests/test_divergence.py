@@ -220,3 +220,17 @@ def test_history_row_of_a_divergence_is_never_correct(last, status):
                     corruption="none", severity=0, config=MethodConfig("ttt"), status=status)
     assert (row.status, row.pred_after, row.correct_after, row.correct_before) == (DIVERGED, "", "no", "yes")
     assert math.isnan(row.conf_after)
+
+
+def test_history_row_records_the_values_that_ran():
+    """Issue 20, item 6: lr, optimizer, views and params are the resolved recipe's, never "default"."""
+    from tttgui.gui.history import build_row
+
+    rows = [record(0, 0, 0.9), record(1, 0, 0.8)]
+    row = build_row(1, rows, ["airplane", "car"], image="x", index=0, label=0, corruption="none", severity=0,
+                    config=MethodConfig("ttt"))
+    assert (row.steps_config, row.lr, row.optimizer, row.views) == ("default", "0.001", "sgd", "32")
+    assert row.params == "shared trunk + rotation head"
+    row = build_row(1, rows, ["airplane", "car"], image="x", index=0, label=0, corruption="none", severity=0,
+                    config=MethodConfig("ttt", lr=0.5, optimizer="adam", views=8, steps=3))
+    assert (row.steps_config, row.lr, row.optimizer, row.views) == ("3", "0.5", "adam", "8")

@@ -112,3 +112,34 @@ def test_partial_and_missing_cells_in_the_grid():
                                                                        for m in ("ttt", "tent")])
     assert cols == [("ttt", 3), ("ttt", 5), ("tent", 3), ("tent", 5)]     # grouped by method
     assert np.isnan(values[0, 0]) and values[0, 1] == 40.0               # s3 never ran
+
+
+def test_gradient_diagnostic_scatter(qtbot, window, tmp_path):
+    """Beyond any anchor (issue 20, item 7): the TTT paper's diagnostic as a scatter over the batch's images, the
+    correlation printed; it needs the episodic protocol and says so otherwise."""
+    assert window.open_data(str(_folder(tmp_path / "c", n=8, broken=False)))
+    window.show_batch()
+    panel = window.batch_panel
+    panel.choose(["fog"], ["5"], ["source", "ttt"])
+    panel.count.setValue(8)
+    window.method_panel.steps.setValue(1)
+    assert not panel.scatter.isVisible()
+    panel.diagnose.setChecked(True)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
+    res = panel.last
+    assert res is not None, window.last_error
+    ttt = [r for r in res.images if r.method == "ttt"]
+    assert len(ttt) == 8 and all(-1 <= r.grad_cosine <= 1 for r in ttt)
+    assert panel.scatter.isVisible() and list(panel.scatter.by_method) == ["ttt"]   # source has nothing to plot
+    x, y, r = panel.scatter.by_method["ttt"]
+    assert len(x) == 8 and f"r = {r:+.2f} (n = 8)" in panel.scatter.text.text()
+    out = tmp_path / "export"
+    assert panel.export(str(out))
+    with open(out / "images.csv", newline="") as f:
+        rows = [d for d in csv.DictReader(f) if d["method"] == "ttt"]
+    assert all(d["grad_cosine"] and d["loss_decrease"] for d in rows)
+
+    window.method_panel.protocol.setCurrentText("online")
+    panel.start()
+    assert not panel.running and "episodic" in window.last_error

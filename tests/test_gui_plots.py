@@ -54,3 +54,17 @@ def test_plots_export_as_png_and_svg(window, tmp_path):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     menu = [a.text() for a in window.menuBar().actions()[0].menu().actions()]
     assert any("SVG" in t for t in menu)
+
+
+def test_channel_plot_draws_even_when_its_turn_comes_before_the_layer_list(qtbot, window):
+    """Under load the plots are drawn in turns starting where the last frame stopped; when the channel plot's
+    turn came before the layer list was filled, it said "the model has no norm layers" until the next step."""
+    qtbot.waitUntil(lambda: window.plots.point_counts()["entropy"] == 1, timeout=10000)
+    plots = window.plots
+    records = plots._records
+    plots._layer_names = None
+    plots.layer_box.clear()
+    plots._next = 5                      # the channel plot first
+    plots.show_records(records)
+    assert plots.layer_box.count() > 0 and plots.note("channels") == ""
+    assert plots.chan_now.getData()[0] is not None and len(plots.chan_now.getData()[0]) > 0

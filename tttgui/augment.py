@@ -164,24 +164,43 @@ def augmix_views(x: torch.Tensor, gen: torch.Generator, severity: float = 1.0, w
     _augmix_aug. Batched: each (chain, depth) slot applies every op to the views that drew it."""
     n = len(x)
     dev = x.device
-    u = lambda *s: torch.rand(*s, generator=gen, device=gen.device).to(dev)  # noqa: E731
-    q = (x * 255).round().clamp(0, 255)                               # the PIL image: values 0..255
+    u = lambda *s: torch.rand(*s, generator=gen, device=gen.device)  # noqa: E731  (on the CPU; moved once)
+    # Every draw on the generator's device in MEMO's order, the views each (chain, depth, op) slot selects
+    # computed there too, and all of it packed into one tensor moved to the images' device in one copy: no
+    # transfer or device-to-host sync per slot.
     w = -torch.log(u(n, width).clamp_min(1e-12))
     w = w / w.sum(1, keepdim=True)                                    # Dirichlet(1, ..., 1)
     m = u(n)                                                          # Beta(1, 1)
-    mix = torch.zeros_like(x)
+    levels, signs, picks, sizes = [], [], [], []
     for c in range(width):
-        depth = torch.randint(1, max_depth + 1, (n,), generator=gen, device=gen.device).to(dev)
+        depth = torch.randint(1, max_depth + 1, (n,), generator=gen, device=gen.device)
+        for d in range(max_depth):
+            ops = torch.randint(0, len(AUGMIX_OPS), (n,), generator=gen, device=gen.device)
+            levels.append(0.1 + (severity - 0.1) * u(n))
+            signs.append(torch.where(u(n) < 0.5, -1.0, 1.0))
+            for k in range(len(AUGMIX_OPS)):
+                sel = ((depth > d) & (ops == k)).nonzero().flatten()
+                picks.append(sel)
+                sizes.append(len(sel))
+    packed = torch.cat([w.flatten().double(), m.double(), torch.cat(levels).double(), torch.cat(signs).double(),
+                        torch.cat(picks).double()]).to(dev)        # indices < 2**53: exact in float64
+    w, m, level, sign, sel_all = packed.split([n * width, n, n * width * max_depth, n * width * max_depth,
+                                              sum(sizes)])
+    w, m = w.float().reshape(n, width), m.float()
+    level, sign = level.float().reshape(-1, n), sign.float().reshape(-1, n)
+    sel_all = sel_all.long().split(sizes)
+    q = (x * 255).round().clamp(0, 255)                               # the PIL image: values 0..255
+    mix = torch.zeros_like(x)
+    slot = 0
+    for c in range(width):
         chain = q.clone()
         for d in range(max_depth):
-            ops = torch.randint(0, len(AUGMIX_OPS), (n,), generator=gen, device=gen.device).to(dev)
-            level = 0.1 + (severity - 0.1) * u(n)
-            sign = torch.where(u(n) < 0.5, -1.0, 1.0)
-            active = depth > d
+            row = c * max_depth + d
             for k, name in enumerate(AUGMIX_OPS):
-                sel = (active & (ops == k)).nonzero().flatten()
-                if len(sel):
-                    chain[sel] = _augmix_op(name, chain[sel], level[sel], sign[sel])
+                sel = sel_all[slot * len(AUGMIX_OPS) + k]
+                if sizes[slot * len(AUGMIX_OPS) + k]:
+                    chain[sel] = _augmix_op(name, chain[sel], level[row][sel], sign[row][sel])
+            slot += 1
         mix = mix + w[:, c, None, None, None] * chain / 255
     m = m[:, None, None, None]
     return (m * q / 255 + (1 - m) * mix).clamp(0, 1)
@@ -246,7 +265,8 @@ def pil_affine(q: torch.Tensor, mat: torch.Tensor, fill) -> torch.Tensor:
     top = at(y0, x0) + (at(y0, x0 + 1) - at(y0, x0)) * dx
     bottom = at(y0 + 1, x0) + (at(y0 + 1, x0 + 1) - at(y0 + 1, x0)) * dx
     v = (top + (bottom - top) * dy).floor().clamp(0, 255)
-    fill = torch.tensor(fill, dtype=torch.float64, device=dev)[None, :, None, None]
+    # made on the device from scalars: torch.tensor(list, device=...) would be a host copy per op
+    fill = torch.stack([torch.full((), float(f), dtype=torch.float64, device=dev) for f in fill])[None, :, None, None]
     return torch.where(inside[:, None], v, fill).to(q.dtype)
 
 

@@ -37,19 +37,22 @@ class Cell:
     should_stop: Callable[[], bool] = lambda: False
     epochs: int = 1                     # offline: passes over the cell's images (tttgui.protocols)
     memory_budget: int | None = None    # episodic vectorised: bytes a chunk may use (None: half the free memory)
+    diagnose: bool = False              # episodic: record the TTT paper's diagnostic per labelled image
+
 
     @property
     def name(self) -> str:
         return f"{self.corruption}-{self.severity} {self.adapter.recipe.method}"
 
-    def row(self, i: int, after, losses, seconds: float, status: str, steps: int | None = None) -> ImageRow:
+    def row(self, i: int, after, losses, seconds: float, status: str, steps: int | None = None,
+            diagnostic=(None, None)) -> ImageRow:
         """The row of position i: after = (prediction, confidence) of the adapted model; steps: the updates it
         took part in (default: len(losses))."""
         r = self.adapter.recipe
         return image_row(corruption=self.corruption, severity=self.severity, method=r.method, protocol=r.protocol,
                          index=self.indices[i], label=self.labels[i], before=(self.before[0][i], self.before[1][i]),
                          after=after, losses=losses, seconds=seconds, status=status,
-                         steps=steps)
+                         steps=steps, grad_cosine=diagnostic[0], loss_decrease=diagnostic[1])
 
     def tick(self, k: int) -> None:
         if self.progress:
@@ -78,20 +81,34 @@ def run_episodic(cell: Cell) -> list[ImageRow]:
             x = cell.x[i:i + 1].to(cell.device)
             ad.reset()
             ad.seed(image_seed(cell.seed, int(cell.indices[i])))
-            losses, status = [], "ok"
-            for _ in range(ad.recipe.steps):
-                up = ad.update(x)
+            y = torch.tensor([int(cell.labels[i])], device=cell.device) if diagnosed(cell, i) else None
+            nll_before = true_class_loss(ad.predict(x), y) if y is not None else None
+            losses, status, cosine = [], "ok", None
+            for k in range(ad.recipe.steps):
+                up = ad.update(x, labels=y if k == 0 else None)   # the label only measures; it never steps
+                cosine = up.grad_cosine if k == 0 else cosine
                 losses.append(up.loss)
                 if up.status != "ok":
                     status = up.status
                     break
+            decrease = nll_before - true_class_loss(ad.predict(x), y) if y is not None else None
             preds, confs, finite = ad.outcome(x)
             after, status = (preds[0], confs[0]), status if finite[0] else DIVERGED
         else:   # the source model's prediction (-1: its logits are not finite, a diverged row)
-            losses, after, status = [], (cell.before[0][i], cell.before[1][i]), "ok"
-        rows.append(cell.row(i, after, losses, time.perf_counter() - t0, status))
+            losses, after, status, cosine, decrease = [], (cell.before[0][i], cell.before[1][i]), "ok", None, None
+        rows.append(cell.row(i, after, losses, time.perf_counter() - t0, status, diagnostic=(cosine, decrease)))
         cell.tick(1)
     return rows
+
+
+def diagnosed(cell: Cell, i: int) -> bool:
+    return cell.diagnose and int(cell.labels[i]) >= 0
+
+
+@torch.no_grad()
+def true_class_loss(logits: torch.Tensor, label: torch.Tensor) -> float:
+    """Cross-entropy of the true class (nats); nan when the logits are not finite."""
+    return float(torch.nn.functional.cross_entropy(logits.float(), label))
 
 
 def run_online(cell: Cell) -> list[ImageRow]:

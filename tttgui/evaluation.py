@@ -35,6 +35,8 @@ class EvalConfig:
     chunk: int | None = None          # episodic: images adapted at once (None: per device; 1: sequential loop)
     memory_budget: int | None = None  # bytes a vectorised chunk may use (None: half the free memory); no effect
                                       # on results, so not part of the run's record or resume fingerprint
+    diagnose: bool = False            # episodic: per labelled image, the TTT paper's gradient cosine and loss
+                                      # decrease (tttgui.results.ImageRow); sequential, so slower
 
     @property
     def protocol(self) -> str:
@@ -50,6 +52,8 @@ class EvalConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("memory_budget")
+        if not d["diagnose"]:   # runs from before the option keep their resume fingerprint
+            d.pop("diagnose")
         d["settings"].pop("method")
         return protocols.record(self, {**{k: list(v) if isinstance(v, tuple) else v for k, v in d.items()
                                           if k != "settings"}, **d["settings"]})
@@ -73,6 +77,9 @@ def check_config(cfg: EvalConfig, model, release: bool = False) -> None:
         raise UserError(f"batch size {cfg.batch_size} is invalid; expected 1 or more")
     if cfg.chunk is not None and cfg.chunk < 1:
         raise UserError(f"chunk {cfg.chunk} is invalid; expected 1 (sequential) or more images at once")
+    if cfg.diagnose and cfg.protocol != "episodic":
+        raise UserError(f"the gradient diagnostic is recorded per image in the episodic protocol; expected "
+                        f"--protocol episodic, not {cfg.protocol}")
     if not cfg.methods:
         raise UserError("no methods given; expected a comma list such as source,ttt")
     for s in cfg.severities:
@@ -180,7 +187,8 @@ def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.nd
                         x_all, before = images_of(corruption, severity)
                     cell = Cell(ad, x_all, labels, indices, share, before, corruption, severity, cfg.seed,
                                 protocols.batch_size(cfg, type(ad.method)), chunk, device, progress, should_stop,
-                                epochs=protocols.epochs(cfg), memory_budget=cfg.memory_budget)
+                                epochs=protocols.epochs(cfg), memory_budget=cfg.memory_budget,
+                                diagnose=cfg.diagnose)
                     rows = runner(cell)(cell)
                     ad.reset()
                     if store is not None and len(rows) == len(share):   # only whole cells (or parts) are kept

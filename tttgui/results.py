@@ -44,6 +44,11 @@ class ImageRow:
     steps: int
     seconds: float
     status: str                       # OK | DIVERGED (the window's history also has stopped/paused)
+    # The TTT paper's diagnostic (episodic, `diagnose`): cosine of the self-supervised and classification
+    # gradients on the shared trunk at the first step, and how much adaptation lowered the true class's
+    # cross-entropy (before − after, nats). Both use the label, which never enters the update.
+    grad_cosine: float | None = None
+    loss_decrease: float | None = None
 
     @property
     def labeled(self) -> bool:
@@ -64,7 +69,8 @@ IMAGE_COLUMNS = [f.name for f in fields(ImageRow)]
 
 
 def image_row(*, corruption: str, severity: int, method: str, protocol: str, index, label, before, after,
-              losses, seconds: float, status: str, steps: int | None = None) -> ImageRow:
+              losses, seconds: float, status: str, steps: int | None = None, grad_cosine: float | None = None,
+              loss_decrease: float | None = None) -> ImageRow:
     """The one way rows are made: `before`/`after` are (prediction, confidence); a diverged image (or one whose
     confidence is not finite) keeps no prediction after, so it can never count as a hit."""
     pred, conf = int(after[0]), float(after[1])
@@ -76,7 +82,9 @@ def image_row(*, corruption: str, severity: int, method: str, protocol: str, ind
                     prediction_before=int(before[0]), confidence_before=float(before[1]),
                     prediction_after=pred, confidence_after=conf,
                     loss_first=float(losses[0]) if losses else None, loss_last=float(losses[-1]) if losses else None,
-                    steps=len(losses) if steps is None else int(steps), seconds=float(seconds), status=status)
+                    steps=len(losses) if steps is None else int(steps), seconds=float(seconds), status=status,
+                    grad_cosine=None if grad_cosine is None else float(grad_cosine),
+                    loss_decrease=None if status == DIVERGED or loss_decrease is None else float(loss_decrease))
 
 
 @dataclass(frozen=True)
@@ -157,13 +165,27 @@ def write_json(path, obj) -> Path:
 
 
 def read_rows(path) -> list[ImageRow]:
-    """images.csv (or a cell file) back as rows; the inverse of write_csv for IMAGE_COLUMNS."""
+    """images.csv (or a cell file) back as rows; the inverse of write_csv for IMAGE_COLUMNS. Files written before
+    the diagnostic columns existed read back with them empty."""
     types = {f.name: f.type for f in fields(ImageRow)}
+    optional = {"grad_cosine", "loss_decrease"}
     out = []
     with open(path, newline="", encoding="utf-8") as f:
         for d in csv.DictReader(f):
-            out.append(ImageRow(**{k: _parse(d[k], types[k]) for k in IMAGE_COLUMNS}))
+            out.append(ImageRow(**{k: _parse(d[k], types[k]) for k in IMAGE_COLUMNS if k in d or k not in optional}))
     return out
+
+
+def diagnostic(rows) -> tuple[np.ndarray, np.ndarray, float]:
+    """(gradient cosines, loss decreases, Pearson r) of the rows that carry the TTT paper's diagnostic; r is nan
+    with fewer than 3 points or no spread."""
+    pts = [(r.grad_cosine, r.loss_decrease) for r in rows if r.grad_cosine is not None and r.loss_decrease is not None
+           and math.isfinite(r.grad_cosine) and math.isfinite(r.loss_decrease)]
+    x = np.array([p[0] for p in pts], float)
+    y = np.array([p[1] for p in pts], float)
+    if len(pts) < 3 or x.std() == 0 or y.std() == 0:
+        return x, y, float("nan")
+    return x, y, float(np.corrcoef(x, y)[0, 1])
 
 
 def _parse(text: str, kind: str):

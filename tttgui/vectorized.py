@@ -275,9 +275,10 @@ def in_chunks(order, k: int, work, should_stop=lambda: False):
 
 
 def applies(cell: Cell) -> bool:
-    """Whether the vectorised runner applies: a chunk above 1, an adapting method, a model without BatchNorm."""
+    """Whether the vectorised runner applies: a chunk above 1, an adapting method, a model without BatchNorm, and
+    no diagnostic (the sequential loop records it)."""
     ad = cell.adapter
-    return cell.chunk > 1 and ad.method.adapts and ad.recipe.steps > 0 and supports(ad.model, ad.config)
+    return not cell.diagnose and cell.chunk > 1 and ad.method.adapts and ad.recipe.steps > 0 and supports(ad.model, ad.config)
 
 
 def auto_chunk(device) -> int:

@@ -34,6 +34,9 @@ def add_arguments(p) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help="default: each method's paper choice")
     p.add_argument("--views", type=int, help="augmented views per update; default: each method's paper value")
     p.add_argument("--params", choices=["default", "all", "trunk", "norm"], help="parameters to adapt")
+    p.add_argument("--diagnose", action="store_true",
+                   help="episodic: also write per labelled image the TTT paper's diagnostic (gradient cosine at the "
+                        "first step, decrease of the true class's loss) to images.csv; runs images one at a time")
     p.add_argument("--limit", type=int, help="use N images drawn by --seed (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -146,7 +149,8 @@ def run(args) -> int:
                             params=args.params, protocol=args.protocol, seed=args.seed)
     cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods, settings=settings,
                      batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir, epochs=args.epochs,
-                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2 ** 20))
+                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2 ** 20),
+                     diagnose=args.diagnose)
     all_labels = model_labels(inp.labels, inp.classes, payload["classes"], f"data {args.data}")
     n = len(inp)
     if args.limit is not None and args.limit < n:

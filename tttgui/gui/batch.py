@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Slot
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
-                               QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
+                               QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from tttgui.gui.batch_input import is_release, skipped_record
 from tttgui.gui.checklist import CheckList
 from tttgui.gui.heatmap import Heatmap
+from tttgui.gui.scatter import DiagnosticPlot
 
 
 def summary_line(s) -> str:
@@ -32,6 +33,10 @@ def batch_dataset(dataset, severity: int):
 
 
 
+def diverged(n: int) -> str:
+    return f" (diverged {n})" if n else ""
+
+
 def batch_text(run) -> str:
     """What the summary says after a batch: one cell in full, a grid as mean errors per method; then what was
     cancelled and which images could not be read."""
@@ -45,7 +50,7 @@ def batch_text(run) -> str:
         mean = lambda v: "n/a" if any(x is None for x in v) else f"{np.mean(v):.1f}%"  # noqa: E731
         text = f"{len(res.summary)} cells of {run.asked} images; mean error without adaptation " + mean(
             [s.error_before for s in res.summary]) + "; with: " + ", ".join(
-            f"{m} {mean([s.error_after for s in ss])} (diverged {sum(s.diverged for s in ss)})"
+            f"{m} {mean([s.error_after for s in ss])}" + diverged(sum(s.diverged for s in ss))
             for m, ss in by.items())
     else:
         text = "no images evaluated"
@@ -78,6 +83,10 @@ class BatchPanel(QWidget):
         self.count.setValue(100)
         self.count.setPrefix("N = ")
         self.count.setToolTip("Images per cell (a seeded spread over the data set)")
+        self.diagnose = QCheckBox("Gradient diagnostic")
+        self.diagnose.setToolTip("Episodic: per labelled image, the cosine of the self-supervised and classification "
+                                 "gradients at step 1 against the decrease of the true class's loss (the TTT "
+                                 "paper's diagnostic). The label never enters the update; images run one at a time.")
         self.start_button = QPushButton("Evaluate")
         self.start_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel")
@@ -92,25 +101,41 @@ class BatchPanel(QWidget):
         self.progress = QProgressBar()
         self.summary = QLabel("Evaluate N images for every ticked corruption × severity × method.")
         self.summary.setWordWrap(True)
-        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
         self.heat = Heatmap()
         self.heat.setVisible(False)
         self.heat.setMinimumHeight(150)
+        self.scatter = DiagnosticPlot()
+        self.scatter.setVisible(False)
+        self.scatter.setMinimumHeight(150)
 
-        grid = QHBoxLayout()
-        for w in (self.corruptions, self.severities, self.methods, self.count):
-            grid.addWidget(w)
-        grid.addStretch(1)
+        # Controls in a column on the left, the heatmap and the scatter beside them at the tab's full height: on
+        # a 720 px screen the History dock is about 250 px tall, too short to stack results under controls.
+        from PySide6.QtWidgets import QGridLayout
+
+        controls = QGridLayout()
+        controls.addWidget(self.corruptions, 0, 0)
+        controls.addWidget(self.severities, 0, 1)
+        controls.addWidget(self.methods, 1, 0)
+        controls.addWidget(self.count, 1, 1)
+        controls.addWidget(self.diagnose, 2, 0, 1, 2)
         row = QHBoxLayout()
         for w in (self.start_button, self.cancel_button, self.export_button):
             row.addWidget(w)
-        row.addWidget(self.progress, 1)
+        left = QWidget()
+        left.setFixedWidth(330)   # a fixed width keeps the wrapped summary's height-for-width small
+        col = QVBoxLayout(left)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.addLayout(controls)
+        col.addLayout(row)
+        col.addWidget(self.progress)
+        col.addWidget(self.summary)
+        col.addStretch(1)
         inner = QWidget()
-        lay = QVBoxLayout(inner)
-        lay.addLayout(grid)
-        lay.addLayout(row)
-        lay.addWidget(self.summary)
-        lay.addWidget(self.heat, 1)
+        lay = QHBoxLayout(inner)
+        lay.addWidget(left, 0)
+        lay.addWidget(self.heat, 3)
+        lay.addWidget(self.scatter, 2)
         # the History dock is short on a 720 px screen: the panel scrolls rather than make the window taller
         scroll = QScrollArea()
         scroll.setWidget(inner)
@@ -168,7 +193,12 @@ class BatchPanel(QWidget):
         for what, chosen in (("corruption", corruptions), ("severity", severities), ("method", methods)):
             if not chosen:
                 raise ValueError(f"no {what} ticked; tick at least one in the grid's menus")
-        return EvalConfig(corruptions=corruptions, severities=severities, methods=methods, settings=m)
+        diagnose = self.diagnose.isChecked()
+        if diagnose and m.protocol != "episodic":
+            raise ValueError(f"the gradient diagnostic is per image, in the episodic protocol; choose episodic in the "
+                             f"Method panel (now {m.protocol}) or untick it")
+        return EvalConfig(corruptions=corruptions, severities=severities, methods=methods, settings=m,
+                          diagnose=diagnose)
 
     @Slot()
     def start(self) -> None:
@@ -233,15 +263,19 @@ class BatchPanel(QWidget):
         cfg = self.config_run
         self.heat.set_summary(run.result.summary, run.asked, [(c, s, m) for c, s in shifts(cfg) for m in cfg.methods])
         self.heat.setVisible(bool(run.result.summary))
+        if cfg.diagnose:
+            self.scatter.set_rows(run.result.images)
+        self.scatter.setVisible(cfg.diagnose and bool(run.result.images))
         self._grow()
 
     def _grow(self) -> None:
-        """Once there is a grid to read, give the History dock (this tab) about 40 % of the window's height."""
+        """Once there is a grid to read, give the History dock (this tab) about 60 % of the window's height: on a
+        720 px screen less leaves the heatmap and the scatter a few rows tall."""
         win = self.window
         if self._grown or not hasattr(win, "history_dock") or not self.isVisible():
             return
         self._grown = True
-        win.resizeDocks([win.history_dock], [max(win.history_dock.height(), int(win.height() * 0.4))],
+        win.resizeDocks([win.history_dock], [max(win.history_dock.height(), int(win.height() * 0.6))],
                         Qt.Orientation.Vertical)
 
     @Slot()

@@ -31,10 +31,10 @@ class HistoryRow:
     method: str
     protocol: str
     steps_config: str     # "default" or the number asked for
-    lr: str
-    optimizer: str
+    lr: str               # lr, optimizer, views, params: the resolved values that ran (the method's defaults
+    optimizer: str        # filled in), never "default"
     views: str
-    params: str
+    params: str           # the parameters that adapt, in words (e.g. "trunk + rotation head")
     seed: int
     pred_before: str
     conf_before: float
@@ -52,7 +52,10 @@ class HistoryRow:
 def build_row(row: int, records, classes, *, image: str, index: int, label: int | None, corruption: str,
               severity: int, config, status: str = "done") -> HistoryRow:
     """Summarise an episode's records (step 0 first) as one history row: the image's ImageRow (tttgui.results,
-    as tttgui eval makes it) shown with class names and the configuration asked for."""
+    as tttgui eval makes it) shown with class names and the configuration that ran (resolved by the method)."""
+    from tttgui.methods import get_method
+
+    recipe = get_method(config.method).resolve(config)
     r = episode_row(records, method=config.method, protocol=config.protocol, index=index, label=label,
                     corruption=corruption, severity=severity, status=status)
     name = lambda i: "" if i < 0 else classes[i] if classes and i < len(classes) else str(i)  # noqa: E731
@@ -60,8 +63,8 @@ def build_row(row: int, records, classes, *, image: str, index: int, label: int 
     default = lambda v: "default" if v is None else str(v)  # noqa: E731
     return HistoryRow(
         row=row, image=image, index=r.index, label=name(r.label), corruption=r.corruption, severity=r.severity,
-        method=r.method, protocol=r.protocol, steps_config=default(config.steps), lr=default(config.lr),
-        optimizer=default(config.optimizer), views=default(config.views), params=default(config.params),
+        method=r.method, protocol=r.protocol, steps_config=default(config.steps), lr=f"{recipe.lr:g}",
+        optimizer=recipe.optimizer, views=str(recipe.views), params=recipe.param_set,
         seed=int(config.seed), pred_before=name(r.prediction_before), conf_before=r.confidence_before,
         pred_after=name(r.prediction_after), conf_after=r.confidence_after, correct_before=yes(r.correct_before),
         correct_after=yes(r.correct_after), loss_first=r.loss_first, loss_last=r.loss_last, steps=r.steps,

@@ -349,6 +349,7 @@ class LivePlots(QWidget):
             self.layer_box.addItems(names)
             self.layer_box.setCurrentIndex(names.index(keep) if keep in names else 0)
             self.layer_box.blockSignals(False)
+            self._redraw(self._redraw_channels)   # it may have drawn first, from the empty box
         return self.widgets[4]
 
     def _redraw_channels(self, *_):
