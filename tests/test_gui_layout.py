@@ -39,3 +39,26 @@ def test_window_shrinks_to_1024_and_plots_fit_their_cells(qtbot, window):
         plot = w.getPlotItem()
         assert plot.width() <= w.width() + 0.5, plot.titleLabel.text      # not clipped by the next dock
         assert plot.titleLabel.itemRect().width() <= w.width()
+
+
+def test_method_names_are_not_cut_at_1280x720(qtbot, window):
+    """On a GroupNorm model Tent is named "Tent (GN affine)"; in half a row of the Method panel it read
+    "Tent (GN affi"."""
+    window.resize(1280, 720)
+    qtbot.waitUntil(lambda: window.width() == 1280 and window.height() == 720, timeout=3000)
+    box = window.method_panel.method
+    assert window.method_panel.set_method("tent")
+    qtbot.wait(50)
+    assert box.currentText() == "Tent (GN affine)"
+    room = box.style().subControlRect(box.style().ComplexControl.CC_ComboBox, _option(box),
+                                      box.style().SubControl.SC_ComboBoxEditField, box).width()
+    widest = max(box.fontMetrics().horizontalAdvance(box.itemText(i)) for i in range(box.count()))
+    assert widest <= room, (widest, room)
+
+
+def _option(box):
+    from PySide6.QtWidgets import QStyleOptionComboBox
+
+    opt = QStyleOptionComboBox()
+    box.initStyleOption(opt)
+    return opt

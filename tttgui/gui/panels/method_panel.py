@@ -33,14 +33,18 @@ class MethodPanel(QGroupBox):
         self.seed.setRange(0, 2 ** 31 - 1)
         # Two label/field pairs a row: the whole panel shows without scrolling on a 720 px screen.
         grid = QGridLayout(self)
-        pairs = (("Method", self.method), ("Protocol", self.protocol), ("Steps", self.steps), ("LR", self.lr),
-                 ("Optimizer", self.optimizer), ("Views", self.views), ("Params", self.params),
-                 ("Seed", self.seed))
+        # The method on a row of its own: names such as "Tent (GN affine)" do not fit half a row.
+        label = QLabel("Method")
+        label.setBuddy(self.method)
+        grid.addWidget(label, 0, 0)
+        grid.addWidget(self.method, 0, 1, 1, 3)
+        pairs = (("Protocol", self.protocol), ("Steps", self.steps), ("LR", self.lr), ("Optimizer", self.optimizer),
+                 ("Views", self.views), ("Params", self.params), ("Seed", self.seed))
         for i, (text, w) in enumerate(pairs):
             label = QLabel(text)
             label.setBuddy(w)
-            grid.addWidget(label, i // 2, 2 * (i % 2))
-            grid.addWidget(w, i // 2, 2 * (i % 2) + 1)
+            grid.addWidget(label, 1 + i // 2, 2 * (i % 2))
+            grid.addWidget(w, 1 + i // 2, 2 * (i % 2) + 1)
             w.setMinimumWidth(60)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
