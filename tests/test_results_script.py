@@ -43,7 +43,7 @@ def setup(tmp_path):
 def argv(root, *extra):
     return ["--checkpoint", str(root / "ck.pt"), "--data", str(root / "data"), "--episodic-images", "3",
             "--online-images", "3", "--steps", "1", "--work", str(root / "work"), "--docs", str(root / "docs"),
-            "--only", "source,ttt-episodic,ttt-online,gaussian_noise,fog", *extra]
+            "--only", "source,ttt-episodic,ttt-online,gaussian_noise,fog", "--ttt-online-all", *extra]
 
 
 def test_page_from_cells_and_resume(setup, monkeypatch, capsys):
@@ -61,12 +61,13 @@ def test_page_from_cells_and_resume(setup, monkeypatch, capsys):
         assert paper_row in page
     measured = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in page.splitlines()
                 if line.startswith("| ") and " | 3 | " in line}
-    assert set(measured) == {r.label for r in results.ROWS}
+    names = {r.label for r in results.ROWS} - {"Tent", "TTT++"}
+    assert set(measured) == names | {"Tent (GN affine)", "TTT++ (align only, GN)"}   # what each row is, here
     ttt = measured["TTT (episodic)"]
     assert ttt[1] == "episodic" and ttt[3] != "pending" and ttt[12] != "pending"   # gauss and fog computed
     assert ttt[4] == "pending" and ttt[-1].startswith("pending")                    # shot and mean-15 not
-    assert all(v.startswith("pending") for v in measured["Tent"][3:])
-    assert "online, batch 200" in measured["Tent"][1]
+    assert all(v.startswith("pending") for v in measured["Tent (GN affine)"][3:])
+    assert "online, batch 200" in measured["Tent (GN affine)"][1]
     assert "Not judged yet" in page and "Clean error of the checkpoint: **pending**" in page
     assert "| TTT-Online | 2/15 | 6 |" in page   # paired difference vs source over the two corruptions
     png = setup / "docs" / "results.png"
@@ -80,6 +81,43 @@ def test_page_from_cells_and_resume(setup, monkeypatch, capsys):
     assert "6 of 6 selected cells already done; 0 to compute" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*/cells/*.csv")} == stamps
     assert (setup / "docs" / "results.md").read_text().count("pending") == page.count("pending")
+
+
+def test_online_rows_see_the_whole_stream_and_ttt_online_one_corruption_per_family(setup):
+    """Issue 18, item 5: by default the online rows and source see every test image (the papers' stream) and
+    TTT-Online, the costly row, runs one corruption per family; the page marks what is not run by design."""
+    results = load_script()
+    args = ["--checkpoint", str(setup / "ck.pt"), "--data", str(setup / "data"), "--episodic-images", "2",
+            "--steps", "1", "--work", str(setup / "work"), "--docs", str(setup / "docs"),
+            "--only", "ttt-online,fog,snow"]
+    assert results.main(args) == 0
+    cells = sorted(p.name for p in (setup / "work").glob("*/cells/*.csv"))
+    assert cells == ["snow-5-ttt.csv"]                                  # fog is not among the families
+    assert len(CellStore(setup / "work" / "ttt-online").load(("snow", 5, "ttt"))) == 6   # all 6 images
+    page = (setup / "docs" / "results.md").read_text()
+    measured = page[page.index("## Measured"):].splitlines()            # the paper's table has a TTT-Online row too
+    row = [c.strip() for c in next(ln for ln in measured if ln.startswith("| TTT-Online |")).split("|")[1:-1]]
+    short = dict(zip(results.CORRUPTIONS, results.SHORT))
+    cols = {c: row[3 + i] for i, c in enumerate(results.CORRUPTIONS)}
+    assert cols["fog"] == "—" and cols["snow"] != "pending" and cols["gaussian_noise"] == "pending"
+    assert row[-1] == "—" and short["snow"] == "snow"                   # no mean-15 for a 5-corruption row
+    assert "| TTT-Online | 1/5 |" in page
+    assert "Not judged yet" in page and "the 5 corruptions TTT-Online runs" in page
+
+
+def test_verdict_over_the_families():
+    results = load_script()
+    idx, label = list(range(4)), [0] * 4
+    cells = {k: {} for k in results.ROW_KEYS}
+    for c in results.FAMILIES:
+        cells["source"][c] = _cell("source", c, idx, label, [1, 1, 0, 0], [1, 1, 0, 0])
+        cells["ttt-episodic"][c] = _cell("ttt-episodic", c, [0, 1], [0, 0], [1, 1], [0, 1])
+        cells["ttt-online"][c] = _cell("ttt-online", c, idx, label, [1, 1, 0, 0], [0, 0, 0, 0])
+    text = results.verdict(cells, results.FAMILIES)
+    assert "mean over 5: gaussian_noise, defocus_blur, snow, contrast, jpeg_compression" in text
+    assert "source 100.0 % → episodic TTT 50.0 %" in text and "**holds**" in text
+    assert "On all 4 images: source 50.0 % → TTT-Online 0.0 %" in text
+    assert "Not judged yet" in results.verdict(cells)                   # all 15 asked, 5 there
 
 
 def test_changed_recipe_recomputes_and_typos_fail(setup):
@@ -111,15 +149,14 @@ def test_verdict_compares_the_protocols_on_the_same_images():
         online = [0] * 10                            # online right everywhere except image 7
         online[7] = 1
         cells["ttt-online"][c] = _cell("ttt-online", c, idx, label, wrong, online)
-    means = {k: results.mean15(results.row_errors(cells[k])) for k in results.ROW_KEYS}
-    text = results.verdict(cells, means)
+    text = results.verdict(cells)
     # On the subset: source 66.7 % -> episodic 33.3 % -> online 33.3 % (image 7 wrong in both): not "further".
     assert "source 66.7 % → episodic TTT 33.3 %" in text and "TTT-Online 33.3 %" in text
     assert "does not lower it further" in text and "**does not hold**" in text
     assert "On all 10 images: source 50.0 % → TTT-Online 10.0 %" in text
     for c in results.CORRUPTIONS:
         cells["ttt-online"][c]["images"]["prediction_after"][7] = 0
-    assert "**holds**" in results.verdict(cells, means)
+    assert "**holds**" in results.verdict(cells)
 
 
 def test_cell_errors_go_by_status_and_labels():
