@@ -168,15 +168,8 @@ def label(row: Row, ctx: dict) -> str:
     model = ctx.get("model")
     if model is None:
         return row.label
-    if row.method == "tent":
-        return get_method("tent").display_name(model)
-    if row.method == "ttt++":
-        import torch.nn as nn
-
-        terms = "align + contrastive" if "contrastive" in model.spec.heads else "align only"
-        norm = "BN" if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) else \
-            "GN" if any(isinstance(m, nn.GroupNorm) for m in model.modules()) else "LN"
-        return f"TTT++ ({terms}, {norm})"
+    if row.method in ("tent", "ttt++"):
+        return get_method(row.method).display_name(model)
     return row.label
 
 
@@ -409,6 +402,7 @@ def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
     L += ["", "## The paper's claim", "", verdict(cells, online_set), ""]
     if png is not None:
         L += ["## Chart", "", f"![error per corruption]({png.name})", ""]
+    L += ssl_section(Path(args.docs) / "results_ssl.md")
     L += ["## Protocols", ""] + [f"- **{label(r, ctx)}** ({r.method}): {r.note}." for r in ROWS]
     L += ["- Every row sees the same corrupted images (generated once per corruption with `tttgui.corruptions`, "
           f"seed {ctx['seed']}); episodic rows use a nested subset of the online rows' images. Results are "
@@ -431,6 +425,25 @@ def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
           f"- Compute time of the finished cells: {cell_seconds(cells) / 3600:.2f} h",
           "- Versions: " + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items() if v), ""]
     return "\n".join(L)
+
+
+def ssl_section(page: Path) -> list[str]:
+    """The self-supervised model's rows (Han et al. 2025's continual setting), from benchmarks/results_ssl.py's
+    page when it exists."""
+    L = ["## Self-supervised model (Han et al. 2025's setting)", ""]
+    if not page.is_file():
+        return L + ["Pending: `python benchmarks/results_ssl.py --model NAME=CHECKPOINT ...` on the SimCLR model of "
+                    "issue 17 (prototypes from all labels and from 30 per class) writes "
+                    f"[{page.name}]({page.name}), whose table then shows here.", ""]
+    lines = page.read_text(encoding="utf-8").splitlines()
+    start = lines.index("## Measured") + 2 if "## Measured" in lines else len(lines)
+    table = []
+    for ln in lines[start:]:
+        if not ln.startswith("|"):
+            break
+        table.append(ln)
+    return L + [f"Continual stream, batches of 16, never reset; details and the paper's numbers in "
+                f"[{page.name}]({page.name}).", ""] + table + [""]
 
 
 def verdict(cells: dict, corruptions=CORRUPTIONS) -> str:

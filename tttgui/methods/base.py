@@ -163,6 +163,16 @@ class Method:
         return per * n_images
 
 
+def norm_kind(model) -> str:
+    """The model's normalisation as a table names it: BN, GN or LN (BatchNorm wins: Tent's defining case)."""
+    mods = list(model.modules())
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in mods):
+        return "BN"
+    if any(isinstance(m, nn.GroupNorm) for m in mods):
+        return "GN"
+    return "LN" if any(isinstance(m, nn.LayerNorm) for m in mods) else "no norm"
+
+
 def view_index(n_images: int, total: int, device) -> torch.Tensor:
     """View j comes from image j % n: views are laid out as (per_image, n_images)."""
     return torch.arange(total, device=device) % n_images

@@ -12,10 +12,8 @@ predicts after the step.
 """
 from __future__ import annotations
 
-from torch import nn
-
 from tttgui.augment import crop_flip
-from tttgui.methods.base import Method, batchnorm_batch_stats, entropy, view_index
+from tttgui.methods.base import Method, batchnorm_batch_stats, entropy, norm_kind, view_index
 
 
 class Tent(Method):
@@ -30,11 +28,8 @@ class Tent(Method):
 
     @classmethod
     def display_name(cls, model=None) -> str:
-        if model is None or any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-            return "Tent"
-        ln = any(isinstance(m, nn.LayerNorm) for m in model.modules())
-        return "Tent (LN affine)" if ln and not any(isinstance(m, nn.GroupNorm) for m in model.modules()) \
-            else "Tent (GN affine)"
+        kind = "BN" if model is None else norm_kind(model)
+        return "Tent" if kind == "BN" else "Tent (LN affine)" if kind == "LN" else "Tent (GN affine)"
 
     def draw(self, images, gen):
         k = self.view_count(len(images))

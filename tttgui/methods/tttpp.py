@@ -25,7 +25,7 @@ import torch
 
 from tttgui.augment import crop_flip, simclr_views
 from tttgui.errors import UserError
-from tttgui.methods.base import Method, view_index
+from tttgui.methods.base import Method, norm_kind, view_index
 from tttgui.stats import ALIGN_BATCH, coral, covariance, linear_mmd
 from tttgui.training import nt_xent
 
@@ -45,6 +45,14 @@ class TTTPlusPlus(Method):
     default_params = "encoder"
     default_param_words = "encoder (trunk + feature branch)"
     batch_size = 256                   # BS_SSL = BS_ALIGN = 256 (the offline protocol's batches)
+
+    @classmethod
+    def display_name(cls, model=None) -> str:
+        """What runs on this model: the contrastive term needs the checkpoint's projection head."""
+        if model is None:
+            return "TTT++"
+        terms = "align + contrastive" if "contrastive" in model.spec.heads else "align only"
+        return f"TTT++ ({terms}, {norm_kind(model)})"
 
     def __init__(self, model, source_stats, recipe, device):
         super().__init__(model, source_stats, recipe, device)

@@ -1,0 +1,182 @@
+"""Han et al. 2025's setting on our self-supervised model (issue 18, item 4) -> docs/results_ssl.md, which
+docs/results.md links as its self-supervised section.
+
+For each model given as NAME=CHECKPOINT (the SimCLR encoder with a prototype classifier from all labels, and from
+30 per class; the supervised model may be added as the paper's "source-pretrained" reference): one continual
+stream per method over the 15 CIFAR-10-C corruptions at severity 5 in CoTTA's order (batches of 16, never reset,
+no boundary given), through `tttgui eval`'s engine: no adaptation, Tent, TTT++ and AWS with their recipes. Error %
+per corruption and mean-15, beside the paper's numbers (ViT-B/16). Each model's cells go to --work/<slug>/cells/
+as its streams finish; a rerun reads them back while the checkpoint, images and seed are unchanged.
+
+  python benchmarks/results_ssl.py --data ../shared/data/cifar10/test \
+      --model "SimCLR + prototypes, all labels=PATH" --model "SimCLR + prototypes, 30 per class=PATH"
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tttgui.atomic import write_text  # noqa: E402
+from tttgui.errors import UserError  # noqa: E402
+from tttgui.evaluation import EvalConfig, check_config, evaluate  # noqa: E402
+from tttgui.methods import MethodConfig, display_name  # noqa: E402
+from tttgui.protocols import paper_order  # noqa: E402
+from tttgui.results import summarise  # noqa: E402
+from tttgui.store import CellStore  # noqa: E402
+
+METHODS = ("source", "tent", "ttt++", "aws")
+SEVERITY = 5
+# Han et al. 2025, CIFAR-10-C severity 5, continual, mean error % (ViT-B/16; ../shared/research/han2025.md)
+PAPER = (("supervised ViT-B/16", "28.2", "23.5", "10.8"), ("DINO ViT-B/16", "44.3", "43.5", "26.8"),
+         ("MoCo v3 ViT-B/16", "42.2", "42.7", "40.7"), ("iBOT ViT-B/16", "48.0", "45.8", "30.1"))
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "cifar10" / "test"))
+    p.add_argument("--model", action="append", required=True, help="NAME=CHECKPOINT (repeat)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--images", type=int, help="test images per corruption, drawn by --seed (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frost-dir", default=str(ROOT.parent / "shared" / "data" / "frost"))
+    p.add_argument("--work", default=str(ROOT / "benchmarks" / "results_work" / "ssl"))
+    p.add_argument("--out", default=str(ROOT / "docs" / "results_ssl.md"))
+    p.add_argument("--threads", type=int)
+    p.add_argument("--report-only", action="store_true", help="compute nothing; write the page from the cells")
+    return p.parse_args(argv)
+
+
+def slug(name: str, sha: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] + "-" + sha[:12]
+
+
+def applicable(model, stats: dict, cfg: EvalConfig, method: str) -> str | None:
+    """None when the method runs on this model, else why not (one line for the page): the engine's checks, and
+    the method's own when it is built (TTT++ needs source statistics of its head's output)."""
+    from tttgui.methods import Adapter
+
+    try:
+        check_config(EvalConfig(corruptions=cfg.corruptions, severities=cfg.severities, methods=(method,),
+                                settings=cfg.settings), model)
+        Adapter(model, stats, cfg.method_config(method), "cpu")
+    except UserError as exc:
+        return str(exc)
+    return None
+
+
+def run_model(name: str, path: str, args, images, labels, indices) -> dict:
+    """{method: [rows]} of one model, computed or read back; {method: reason} for methods that cannot run."""
+    from tttgui.models import load_checkpoint
+
+    model, payload = load_checkpoint(path, "cpu")
+    stats = payload.get("source_stats") or {}
+    sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    corruptions = tuple(paper_order())
+    base = EvalConfig(corruptions=corruptions, severities=(SEVERITY,), methods=("source",),
+                      frost_dir=args.frost_dir if Path(args.frost_dir).is_dir() else None,
+                      settings=MethodConfig(protocol="continual", seed=args.seed))
+    methods = [m for m in args.methods.split(",") if m]
+    skipped = {m: why for m in methods if (why := applicable(model, stats, base, m))}
+    runs = tuple(m for m in methods if m not in skipped)
+    cfg = EvalConfig(corruptions=corruptions, severities=(SEVERITY,), methods=runs, frost_dir=base.frost_dir,
+                     settings=base.settings)
+    store = CellStore(Path(args.work) / slug(name, sha))
+    rows = {}
+    if runs and not args.report_only:
+        store.start({"checkpoint_sha256": sha, "images": len(indices), "seed": args.seed, **cfg.to_dict()},
+                    resume=True)
+        result = evaluate(model, stats, images, labels, indices, cfg, "cpu", store=store,
+                          progress=lambda k, text: None)
+        for r in result.images:
+            rows.setdefault(r.method, []).append(r)
+    else:
+        for m in runs:
+            got = [r for c in corruptions if (cell := load(store, (c, SEVERITY, m))) for r in cell]
+            if got:
+                rows[m] = got
+    names = {m: display_name(m, model) for m in methods}
+    return {"rows": rows, "skipped": skipped, "names": names, "sha": sha, "path": path}
+
+
+def load(store: CellStore, key):
+    return store.load(key) if store.path(key).is_file() else None
+
+
+def render(models: dict, args, n: int) -> str:
+    order = paper_order()
+    head = "| model | method | " + " | ".join(order) + " | mean-15 | CPU h |"
+    L = ["# Test-time adaptation of a self-supervised model (Han et al. 2025's setting)", "",
+         "Generated by `benchmarks/results_ssl.py`; do not edit by hand. Error % (lower is better), continual "
+         f"stream over the 15 CIFAR-10-C corruptions at severity {SEVERITY} in CoTTA's order, batches of 16, never "
+         f"reset; {n} test images per corruption (seed {args.seed}). \"pending\": not computed yet.", "",
+         "## Paper (Han et al. 2025, ViT-B/16, mean-15)", "", "| model | no adaptation | Tent | AWS |",
+         "|---|---|---|---|"] + [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in PAPER]
+    L += ["", "## Measured", "", head, "|" + "---|" * (len(order) + 4)]
+    for name, m in models.items():
+        for method, label in m["names"].items():
+            if method in m["skipped"]:
+                L.append(f"| {name} | {label} | " + " | ".join(["n/a"] * len(order))
+                         + f" | n/a | — |")
+                continue
+            rows = m["rows"].get(method, [])
+            by = {}
+            for r in rows:
+                by.setdefault(r.corruption, []).append(r)
+            errs = [summarise(by[c]).error_after if c in by else None for c in order]
+            mean = "pending" if any(e is None for e in errs) else f"{np.mean(errs):.1f}"
+            hours = sum(r.seconds for r in rows) / 3600
+            L.append(f"| {name} | {label} | " + " | ".join("pending" if e is None else f"{e:.1f}" for e in errs)
+                     + f" | {mean} | {hours:.2f} |")
+    notes = [f"- **{name}** / {method}: {why}" for name, m in models.items() for method, why in m["skipped"].items()]
+    if notes:
+        L += ["", "Not run (the method does not apply to that checkpoint):", ""] + notes
+    L += ["", "## What the paper leaves open and we chose", "",
+          "AWS (`tttgui/methods/aws.py`): top-k sets from the target's predictions; self-pairs excluded; row "
+          "normaliser the sum of |w_ij|; no temperature (T = 1, the equation as printed); no weight decay; base lr "
+          "1e-3 × batch / 64 for the small ResNet, fixed in advance (the paper picked its bases on the test "
+          "stream); the SSL classifier's update uses the same optimizer; no augmentation; the prediction of a "
+          "batch is the target's output from before its step.", "",
+          "## Run", "", f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}"]
+    L += [f"- {name}: `{m['path']}` (sha256 {m['sha'][:16]}…)" for name, m in models.items()]
+    return "\n".join(L) + "\n"
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from tttgui.data import open_dataset
+    from tttgui.data.labels import model_labels
+
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ds = open_dataset(args.data)
+    n = len(ds) if args.images is None else min(args.images, len(ds))
+    indices = np.sort(np.random.default_rng(args.seed).permutation(len(ds))[:n])
+    images, labels = ds.arrays(indices)
+    models = {}
+    for spec in args.model:
+        name, _, path = spec.partition("=")
+        if not path or not Path(path).is_file():
+            raise SystemExit(f"error: --model {spec!r}: expected NAME=CHECKPOINT of an existing file")
+        from tttgui.models import load_checkpoint
+
+        _, payload = load_checkpoint(path, "cpu")
+        y = model_labels(labels, list(ds.classes), payload["classes"], f"data {args.data}")
+        models[name] = run_model(name, path, args, images, y, indices)
+        write_text(args.out, render(models, args, n))   # a partial run still leaves a valid page
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
