@@ -203,3 +203,20 @@ def test_prototypes_from_a_self_supervised_checkpoint(data, tmp_path, capsys):
     assert 0 <= payload["meta"]["clean_error"] <= 100
     _err(capsys, ["train", "--labeled", str(data), "--out", str(tmp_path / "x.pt"), "--arch", "timm:test_resnet",
                   "--init", str(tmp_path / "ssl.pt"), "--epochs", "1", "--ssl-epochs", "0"], "differs from the architecture")
+
+
+def test_a_finished_self_supervised_state_resumes_into_joint_fine_tuning(data, tmp_path):
+    """The plan of resources/training-simclr: the 100-epoch SimCLR state (--finetune none) is resumed with
+    --finetune joint; the encoder goes on from where the self-supervised phase left it."""
+    logs = []
+    Trainer(_cfg(data, tmp_path / "m.pt", finetune="none"), log=logs.append).fit()
+    ssl_model, _ = load_checkpoint(tmp_path / "m.pt")
+    trainer = Trainer(_cfg(data, tmp_path / "m.pt", finetune="joint", epochs=1), log=logs.append)
+    assert trainer.load_state() and trainer.epoch == 1
+    for k, v in ssl_model.state_dict().items():
+        if k.startswith("trunk."):
+            assert torch.equal(v, trainer.model.state_dict()[k]), k
+    meta = Trainer(_cfg(data, tmp_path / "m.pt", finetune="joint", epochs=1), log=logs.append).fit(resume=True)
+    assert meta["finetune"] == "joint" and 0 <= meta["clean_error"] <= 100
+    assert [h["phase"] for h in torch.load(tmp_path / "m.state.pt", weights_only=True)["history"]] == [1, 2]
+    assert any(line.startswith("resumed from") for line in logs)
