@@ -269,13 +269,13 @@ class BatchPanel(QWidget):
         self._grow()
 
     def _grow(self) -> None:
-        """Once there is a grid to read, give the History dock (this tab) about 60 % of the window's height: on a
-        720 px screen less leaves the heatmap and the scatter a few rows tall."""
+        """Once there is a grid to read, give the History dock (this tab) about 40 % of the window's height (on a
+        720 px screen the plots above keep their minimum; the tab's columns are laid out for what is left)."""
         win = self.window
         if self._grown or not hasattr(win, "history_dock") or not self.isVisible():
             return
         self._grown = True
-        win.resizeDocks([win.history_dock], [max(win.history_dock.height(), int(win.height() * 0.6))],
+        win.resizeDocks([win.history_dock], [max(win.history_dock.height(), int(win.height() * 0.4))],
                         Qt.Orientation.Vertical)
 
     @Slot()
