@@ -82,3 +82,39 @@ def test_restoring_saved_settings_with_a_method_change_does_not_raise(qtbot, tmp
     finally:
         sys.excepthook = hook
     assert not errors and win.method_panel.name() == "tent"
+
+
+def test_dropping_a_folder_or_a_broken_checkpoint_on_the_window(window, tmp_path):
+    """Drag and drop goes through the window's file mixin (tttgui.gui.window_files): a folder opens as data, a
+    .pt that is not a checkpoint is one line and the loaded model stays."""
+    import numpy as np
+    from PIL import Image
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    folder = tmp_path / "dropped" / "cat"
+    folder.mkdir(parents=True)
+    for i in range(4):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+
+    def drop(path):
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(path))])
+        event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                           Qt.KeyboardModifier.NoModifier)
+        window.dropEvent(event)      # what Qt calls on a drop (a synthetic drop is not delivered offscreen)
+
+    drop(tmp_path / "dropped")
+    assert window.dataset is not None and len(window.dataset) == 4
+    model = window.model_info["path"]
+    bad = tmp_path / "random.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    drop(bad)
+    from PySide6.QtTest import QTest
+
+    for _ in range(100):
+        if "random.pt" in (window.last_error or ""):
+            break
+        QTest.qWait(50)
+    assert "random.pt" in window.last_error and "\n" not in window.last_error
+    assert window.model_info["path"] == model

@@ -19,8 +19,7 @@ from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, Q
 
 from tttgui.gui import engine
 from tttgui.gui.errors import one_line
-from tttgui.atomic import write_bytes
-from tttgui.gui.history import build_row, export
+from tttgui.gui.history import build_row
 from tttgui.gui.compare import Compare
 from tttgui.gui.history_view import HistoryPane, HistoryTableModel
 from tttgui.gui.panels.data_panel import DataPanel
@@ -29,9 +28,9 @@ from tttgui.gui.panels.model_panel import ModelPanel
 from tttgui.gui.panels.shift_panel import ShiftPanel
 from tttgui.gui.plots import LivePlots
 from tttgui.gui.welcome import WelcomePage
+from tttgui.gui.window_files import WindowFiles
 from tttgui.gui.worker import WorkerController
 
-CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 REDRAW_MS = 33   # at most ~30 redraws a second
 SETTINGS_WIDTH, DATA_WIDTH = 320, 180   # with the plots' 480 px the window fits a 1024 px screen
 
@@ -66,7 +65,7 @@ def default_size(available) -> tuple[int, int]:
     return min(1500, available.width()), min(950, available.height())
 
 
-class MainWindow(QMainWindow):
+class MainWindow(WindowFiles, QMainWindow):
     model_loaded = Signal()
     image_ready = Signal()
     run_done = Signal(str)
@@ -350,38 +349,6 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(bool(paths))
 
     # -- data -----------------------------------------------------------------------------------------
-    def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open data folder", self.settings.get("last_dir"))
-        if path:
-            self.open_data(path)
-
-    def open_image_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open image", self.settings.get("last_dir"),
-                                              "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff *.webp)")
-        if path:
-            self.open_data(path)
-
-    def open_data(self, path: str, quiet: bool = False) -> bool:
-        from tttgui.gui.datasets import open_any
-
-        try:
-            dataset, labels = open_any(path, self.model_info["classes"] if self.model_info else None)
-        except Exception as exc:  # noqa: BLE001 - any bad input is one line, the app stays usable
-            msg = one_line(exc, f"cannot open {path}")
-            if quiet:
-                self.statusBar().showMessage(msg)
-            else:
-                self.report(msg)
-            return False
-        self.dataset, self.labels = dataset, labels
-        self.data_panel.set_dataset(dataset, labels)
-        self.settings.set("last_data", str(path))
-        self.settings.set("last_dir", str(Path(path).parent))
-        self.center.setCurrentWidget(self.plots)
-        self.statusBar().showMessage(f"Opened {path}: {len(dataset)} images", 5000)
-        self.data_panel.select_index(0)
-        return True
-
     def download_cifar(self) -> None:
         """Fetch in a plain thread (network I/O, no torch) so the window keeps responding; the result comes
         back through a queued signal."""
@@ -650,49 +617,6 @@ class MainWindow(QMainWindow):
             batch.start_button.setEnabled(not self.running and not self.loading)
             batch.start_button.setToolTip("Stop the run first" if self.running else "")
 
-    # -- export ---------------------------------------------------------------------------------------
-    def export_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export statistics", str(Path(self.settings.get("last_dir"))
-                                                                             / "tttgui-history.csv"),
-                                              "CSV (*.csv)")
-        if path:
-            self.export_statistics(path)
-
-    def export_statistics(self, path: str) -> bool:
-        try:
-            cfg = engine.config_dict(self.episode.config) if self.episode else None
-            csv_path, json_path = export(
-                path, self.history.rows, classes=self.model_info["classes"] if self.model_info else [],
-                checkpoint=self.model_info["path"] if self.model_info else "",
-                device=self.device_label.text(), config=cfg)
-        except Exception as exc:  # noqa: BLE001
-            self.report(one_line(exc, f"export to {path} failed"))
-            return False
-        self.statusBar().showMessage(f"Exported {len(self.history.rows)} row(s) to {csv_path} (+ {json_path.name})")
-        return True
-
-    def export_image_dialog(self, plots: bool) -> None:
-        what = "plots" if plots else "window"
-        path, chosen = QFileDialog.getSaveFileName(self, f"Export {what}", str(Path(self.settings.get("last_dir"))
-                                                   / f"tttgui-{what}.png"), "PNG (*.png);;SVG (*.svg)")
-        if path:
-            if not Path(path).suffix:
-                path += ".svg" if chosen.startswith("SVG") else ".png"
-            self.save_png(path, plots=plots)
-
-    def save_png(self, path: str, plots: bool = False) -> bool:
-        """The whole window (or the plot area) as PNG, or as SVG when the path ends in .svg; written atomically."""
-        from tttgui.gui.exports import encode
-
-        widget = self.plots.canvas if plots else self
-        try:
-            write_bytes(path, encode(widget, "svg" if path.lower().endswith(".svg") else "png"))
-        except Exception as exc:  # noqa: BLE001
-            self.report(one_line(exc, f"cannot save {path}"))
-            return False
-        self.statusBar().showMessage(f"Saved {path}", 5000)
-        return True
-
     # -- batch ----------------------------------------------------------------------------------------
     def show_batch(self) -> None:
         from tttgui.gui.batch import BatchPanel
@@ -726,23 +650,6 @@ class MainWindow(QMainWindow):
 
         QMessageBox.about(self, "About tttgui", f"tttgui — test-time training explorer\n\ntorch {torch.__version__}"
                           f" (CUDA {torch.version.cuda or 'none'})\nPySide6 {PySide6.__version__}")
-
-    # -- drag and drop --------------------------------------------------------------------------------
-    def dragEnterEvent(self, event):
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event):
-        for url in event.mimeData().urls():
-            self.open_path(url.toLocalFile())
-        event.acceptProposedAction()
-
-    def open_path(self, path: str) -> None:
-        p = Path(path)
-        if p.suffix.lower() in CHECKPOINT_SUFFIXES:
-            self.load_checkpoint(str(p))
-        else:
-            self.open_data(str(p))
 
     # -- theme ----------------------------------------------------------------------------------------
     def apply_theme(self) -> None:
