@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from pathlib import Path
 
 from tttgui.errors import UserError
@@ -66,15 +67,34 @@ def checkpoint_out(option: str, path: str) -> Path:
 
 def writable_folder(option: str, folder: Path) -> None:
     """The folder exists (or its nearest existing parent does) and can be written."""
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise UserError(f"{option}: {probe} is a file; expected a folder to write into")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{option}: cannot write to {probe} (permission denied); expected a writable folder")
+    output_folder(option, folder, "expected a folder to write into")
+
+
+def output_folder(option: str, out: Path, expected: str) -> None:
+    """An output folder that can take results now (it is made only when they are written), checked before any
+    work so that hours of results are never lost at the end: not a file, not under a file, writable. `expected`
+    ends each message."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{option} {out} is a file; {expected}")
+    base = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not base.is_dir():
+        raise UserError(f"{option} {out} lies under the file {base}; {expected}")
+    why = unwritable(base)
+    if why:
+        raise UserError(f"{option} {out} is not writable ({why} in {base}); {expected}")
+
+
+def unwritable(folder: Path) -> str | None:
+    """Why a file cannot be made in `folder`, or None. Permission bits first; then a real temporary file, since
+    root passes every access check and a read-only mount only shows on writing."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return "permission denied"
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc.strerror or exc.__class__.__name__
+    return None
 
 
 def cache_dir(path: str | None) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import sys
 from pathlib import Path
@@ -80,13 +79,9 @@ def say(text: str) -> None:
 
 def check_out(out: Path) -> None:
     """Refuse an --out that cannot be written, before any image is read or corrupted."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; expected a folder (created if missing)")
-    existing = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise UserError(f"--out {out} lies under the file {existing}; expected a folder path (created if missing)")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: {existing} is not writable; expected a folder this user can write to")
+    from tttgui.commands.checks import output_folder
+
+    output_folder("--out", out, "expected a folder this user can write to (created if missing)")
 
 
 def existing_release(out: Path, resume: bool) -> dict | None:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-import tempfile
 from pathlib import Path
 
 from tttgui.commands import checks
@@ -78,22 +77,10 @@ def check_options(args) -> None:
 def check_out(out: Path) -> None:
     """Refuse an output folder that cannot take the results now, not after the work (which would be lost)."""
     expected = "expected a folder tttgui can write summary.csv, images.csv and run.json into"
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; {expected}")
+    checks.output_folder("--out", out, expected)
     taken = [name for name in OUTPUTS if (out / name).is_dir()]
     if taken:
         raise UserError(f"--out {out} holds a folder named {taken[0]}; {expected}")
-    base = out
-    while not base.exists():   # the folder is made only when the results are written
-        base = base.parent
-    if not base.is_dir():
-        raise UserError(f"--out {out} is under the file {base}; {expected}")
-    try:
-        with tempfile.TemporaryFile(dir=base):
-            pass
-    except OSError as exc:
-        raise UserError(f"--out {out} is not writable ({exc.strerror or exc.__class__.__name__} in {base}); "
-                        f"{expected}") from None
 
 
 def run(args) -> int:
