@@ -234,3 +234,30 @@ def test_history_row_records_the_values_that_ran():
     row = build_row(1, rows, ["airplane", "car"], image="x", index=0, label=0, corruption="none", severity=0,
                     config=MethodConfig("ttt", lr=0.5, optimizer="adam", views=8, steps=3))
     assert (row.steps_config, row.lr, row.optimizer, row.views) == ("3", "0.5", "adam", "8")
+
+
+def test_an_exception_without_a_message_still_gives_one_line():
+    """str(exc).splitlines()[0] raised IndexError on an empty message, inside the paths that print one line."""
+    from tttgui.errors import first_line
+    from tttgui.gui.errors import one_line
+
+    assert first_line(RuntimeError()) == "RuntimeError"
+    assert first_line(RuntimeError("\n  first  \nsecond")) == "first"
+    assert first_line(RuntimeError("alpha beta gamma"), 12) == "alpha beta …"
+    assert one_line(OSError(), "resume failed") == "resume failed: OSError"
+
+
+def test_resuming_from_a_state_that_raises_without_a_message_is_one_line(tmp_path, monkeypatch):
+    import torch
+
+    from tests.test_ssl import _cfg
+    from tests.test_training import synthetic_folder
+    from tttgui.errors import UserError
+    from tttgui.training import Trainer
+
+    data = synthetic_folder(tmp_path / "data", per_class=4)
+    trainer = Trainer(_cfg(data, tmp_path / "m.pt", finetune="none"), log=lambda s: None)
+    trainer.state_path().write_bytes(b"x")
+    monkeypatch.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
+    with pytest.raises(UserError, match=r"cannot resume from .* \(RuntimeError\)"):
+        trainer.load_state()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tttgui.errors import UserError
+from tttgui.errors import UserError, first_line
 from tttgui.store import CellStore
 
 HEARTBEAT_TIMEOUT = 120.0   # seconds without a heartbeat before rank 0 gives a rank up (a kill -9, a lost node)
@@ -89,7 +89,7 @@ def join(world: World, device: torch.device):
         try:
             store, _, _ = next(dist.rendezvous("env://", world.rank, world.size))
         except (RuntimeError, ValueError) as exc:   # no MASTER_ADDR, a peer that never came, ...
-            raise UserError(f"rank {world.rank} cannot join the other ranks ({str(exc).splitlines()[0]}); "
+            raise UserError(f"rank {world.rank} cannot join the other ranks ({first_line(exc)}); "
                             "expected a torchrun launch") from None
         if device.type == "cuda":
             torch.cuda.set_device(device)
@@ -228,7 +228,7 @@ class ShardedStore(CellStore):
         except Exception as exc:   # the store's host (rank 0 or torchrun) is gone
             if quiet:
                 return None
-            raise RankFailed(f"rank {self.world.rank} lost the other ranks ({str(exc).splitlines()[0][:80]})") \
+            raise RankFailed(f"rank {self.world.rank} lost the other ranks ({first_line(exc, 80)})") \
                 from None
 
     def _should_stop(self) -> bool:
@@ -256,7 +256,7 @@ class ShardedStore(CellStore):
                 self._flush()
                 self.reason = self._failure(seen)
             except Exception as exc:
-                self.reason = f"rank 0 lost the other ranks ({str(exc).splitlines()[0][:80]})"
+                self.reason = f"rank 0 lost the other ranks ({first_line(exc, 80)})"
             if self.reason is not None:
                 self._kv(self.kv.set, "stop", "1", quiet=True)
                 return

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from tttgui.atomic import atomic_path, write_text
 from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to_float
 from tttgui.device import set_deterministic
-from tttgui.errors import UserError, shown
+from tttgui.errors import UserError, first_line, shown
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
 from tttgui.models.factory import timm_spec
 from tttgui.probe import extract_features, fit_linear, linear_probe
@@ -343,7 +343,7 @@ class Trainer:
             self.model.load_state_dict(st["model"])
             self.opt.load_state_dict(st["opt"])
         except Exception as exc:
-            raise UserError(f"cannot resume from {path} ({str(exc).splitlines()[0][:100]}); expected a state "
+            raise UserError(f"cannot resume from {path} ({first_line(exc, 100)}); expected a state "
                             "file of the same architecture, or delete it to start afresh") from None
         self.epoch, self.history, self.wall = st["epoch"], list(st["history"]), float(st["wall"])
         self.restarts = [int(r) for r in st.get("restarts", [])]

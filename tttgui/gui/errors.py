@@ -1,7 +1,7 @@
 """Turn any exception into one line for the status bar and a dialog (never a traceback for the user)."""
 from __future__ import annotations
 
-from tttgui.errors import UserError
+from tttgui.errors import UserError, first_line as _first
 
 LIMIT = 300
 
@@ -18,8 +18,3 @@ def one_line(exc: BaseException, context: str = "") -> str:
         text = f"{name}: {_first(exc)}" if _first(exc) != name else name
     text = f"{context}: {text}" if context else text
     return text if len(text) <= LIMIT else text[:LIMIT].rsplit(" ", 1)[0] + " …"   # never cut mid-word
-
-
-def _first(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0].strip() if lines else type(exc).__name__

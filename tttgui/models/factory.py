@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tttgui.errors import UserError
+from tttgui.errors import UserError, first_line
 from tttgui.models.model import HEADS, ModelSpec, TTTModel
 from tttgui.models.resnet import build_resnet26, init_weights
 
@@ -70,10 +70,10 @@ def _build_timm(spec: ModelSpec) -> TTTModel:
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             raise UserError(f"unknown timm model {name!r}; expected a name from timm.list_models()") from None
-        raise UserError(f"could not fetch pretrained weights for {name!r} ({_first_line(exc)}); without "
+        raise UserError(f"could not fetch pretrained weights for {name!r} ({first_line(exc)}); without "
                         f"network, pass a local weights file (.safetensors or .pth state dict)") from None
     except OSError as exc:
-        raise UserError(f"could not fetch pretrained weights for {name!r} ({_first_line(exc)}); without "
+        raise UserError(f"could not fetch pretrained weights for {name!r} ({first_line(exc)}); without "
                         f"network, pass a local weights file (.safetensors or .pth state dict)") from None
     if weights:
         _load_backbone(backbone, _read_state_dict(Path(weights)), weights)
@@ -116,14 +116,9 @@ def _read_state_dict(path: Path) -> dict:
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"cannot read weights file {path} ({_first_line(exc)}); "
+        raise UserError(f"cannot read weights file {path} ({first_line(exc)}); "
                         "expected a .safetensors or .pth state dict") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     return state
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
