@@ -430,7 +430,10 @@ def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
 def ssl_section(page: Path) -> list[str]:
     """The self-supervised model's rows (Han et al. 2025's continual setting), from benchmarks/results_ssl.py's
     page when it exists."""
-    L = ["## Self-supervised model (Han et al. 2025's setting)", ""]
+    from tttgui.methods.aws import open_choices
+
+    L = ["## Self-supervised model (Han et al. 2025's setting)", "", f"AWS (`tttgui/methods/aws.py`). {open_choices()}",
+         ""]
     if not page.is_file():
         return L + ["Pending: `python benchmarks/results_ssl.py --model NAME=CHECKPOINT ...` on the SimCLR model of "
                     "issue 17 (prototypes from all labels and from 30 per class) writes "

@@ -139,12 +139,9 @@ def render(models: dict, args, n: int) -> str:
     notes = [f"- **{name}** / {method}: {why}" for name, m in models.items() for method, why in m["skipped"].items()]
     if notes:
         L += ["", "Not run (the method does not apply to that checkpoint):", ""] + notes
-    L += ["", "## What the paper leaves open and we chose", "",
-          "AWS (`tttgui/methods/aws.py`): top-k sets from the target's predictions; self-pairs excluded; row "
-          "normaliser the sum of |w_ij|; no temperature (T = 1, the equation as printed); no weight decay; base lr "
-          "1e-3 × batch / 64 for the small ResNet, fixed in advance (the paper picked its bases on the test "
-          "stream); the SSL classifier's update uses the same optimizer; no augmentation; the prediction of a "
-          "batch is the target's output from before its step.", "",
+    from tttgui.methods.aws import open_choices
+
+    L += ["", "## What the paper leaves open and we chose", "", f"AWS (`tttgui/methods/aws.py`). {open_choices()}", "",
           "## Run", "", f"- Date: {datetime.datetime.now().isoformat(timespec='seconds')}"]
     L += [f"- {name}: `{m['path']}` (sha256 {m['sha'][:16]}…)" for name, m in models.items()]
     return "\n".join(L) + "\n"

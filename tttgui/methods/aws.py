@@ -31,6 +31,12 @@ from torch import nn
 from tttgui.errors import UserError
 from tttgui.methods.base import Method
 
+def open_choices() -> str:
+    """The docstring's paragraph on what the paper leaves open, as one line (the results pages quote it)."""
+    text = __doc__.split("Choices the paper leaves open", 1)[1].split("\n\n", 1)[0]
+    return "Choices the paper leaves open " + " ".join(text.split())
+
+
 TOP_K, TOP_N = 1, 5
 LAMBDA_KD, LAMBDA_ML = 0.01, 0.4
 TEMPERATURE = 1.0
