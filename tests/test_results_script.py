@@ -62,7 +62,8 @@ def test_page_from_cells_and_resume(setup, monkeypatch, capsys):
     measured = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in page.splitlines()
                 if line.startswith("| ") and " | 3 | " in line}
     names = {r.label for r in results.ROWS} - {"Tent", "TTT++"}
-    assert set(measured) == names | {"Tent (GN affine)", "TTT++ (align only, GN)"}   # what each row is, here
+    assert set(measured) == names | {"Tent (GN affine)", "TTT++ (align only, GN)",   # what each row is, here
+                                     f"TTT++ (align only, GN), lr {results.TTTPP_HELDOUT_LR:g} (held-out choice)"}
     ttt = measured["TTT (episodic)"]
     assert ttt[1] == "episodic" and ttt[3] != "pending" and ttt[12] != "pending"   # gauss and fog computed
     assert ttt[4] == "pending" and ttt[-1].startswith("pending")                    # shot and mean-15 not
