@@ -39,7 +39,6 @@ class Cell:
     memory_budget: int | None = None    # episodic vectorised: bytes a chunk may use (None: half the free memory)
     diagnose: bool = False              # episodic: record the TTT paper's diagnostic per labelled image
 
-
     @property
     def name(self) -> str:
         return f"{self.corruption}-{self.severity} {self.adapter.recipe.method}"
@@ -86,7 +85,8 @@ def run_episodic(cell: Cell) -> list[ImageRow]:
             losses, status, cosine = [], "ok", None
             for k in range(ad.recipe.steps):
                 up = ad.update(x, labels=y if k == 0 else None)   # the label only measures; it never steps
-                cosine = up.grad_cosine if k == 0 else cosine
+                if k == 0:
+                    cosine = up.grad_cosine
                 losses.append(up.loss)
                 if up.status != "ok":
                     status = up.status
