@@ -11,7 +11,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     deterministic: bool = False              # TF32 off, deterministic cuDNN (GPU runs that must repeat exactly)
+    precision: str = "fp32"                  # "bf16": autocast convolutions and matmuls (2x faster on AVX-512 CPUs)
     limit: int | None = None                 # use only the first N images of each set (tests)
     stats_images: int = 10000
     cache_dir: str | None = None
@@ -232,7 +233,7 @@ class Trainer:
         tasks = ssl_tasks(self.cfg.ssl)
         if "rotation" in tasks:
             xr, r = rotation_batch(x, self.gen, self.cfg.rotation)
-            logits = self.model.rotation_logits(xr)
+            logits = self.model.rotation_logits(xr).float()
             lr = F.cross_entropy(logits, r)
             stats["rot_loss"] = stats.get("rot_loss", 0) + lr.item() * len(x)
             stats["rot_correct"] = stats.get("rot_correct", 0) + (logits.argmax(1) == r).sum().item() * len(x) / len(r)
@@ -246,7 +247,8 @@ class Trainer:
     def contrastive_loss(self, x):
         v = torch.cat([simclr_views(x, self.gen), simclr_views(x, self.gen)])
         z = self.model.project(self.model.features(v))
-        return nt_xent(z, self.cfg.temperature)
+        with torch.autocast(z.device.type, enabled=False):    # the similarity matmul too stays float32
+            return nt_xent(z.float(), self.cfg.temperature)
 
     def run_epoch(self, phase: int, epoch_in_phase: int, phase_epochs: int) -> dict:
         cfg, model = self.cfg, self.model
@@ -271,13 +273,14 @@ class Trainer:
                     g["lr"] = lr
                 idx = perm[it * bs:(it + 1) * bs]
                 x = to_float(data[idx]).to(self.device)
-                if phase == 1:
-                    loss = self.ssl_loss(x, stats)
-                elif cfg.finetune == "full":
-                    loss = self.supervised_loss(x, self.y_lab[idx].to(self.device), stats)
-                else:
-                    y = self.y_lab[idx].to(self.device)
-                    loss = self.joint_loss(x, y, stats)
+                with autocast(self.device, cfg.precision):
+                    if phase == 1:
+                        loss = self.ssl_loss(x, stats)
+                    elif cfg.finetune == "full":
+                        loss = self.supervised_loss(x, self.y_lab[idx].to(self.device), stats)
+                    else:
+                        y = self.y_lab[idx].to(self.device)
+                        loss = self.joint_loss(x, y, stats)
                 if not torch.isfinite(loss):
                     raise UserError(f"training diverged (loss {loss.item()}) at epoch {self.epoch + 1}; "
                                     "expected a finite loss: lower --lr")
@@ -291,7 +294,7 @@ class Trainer:
 
     def supervised_loss(self, x, y, stats):
         """--finetune full: cross-entropy alone, every weight of the classifier path trained."""
-        logits = self.model(crop_flip(x, self.gen))
+        logits = self.model(crop_flip(x, self.gen)).float()
         loss = F.cross_entropy(logits, y)
         stats["cls_loss"] = stats.get("cls_loss", 0) + loss.item() * len(x)
         stats["cls_correct"] = stats.get("cls_correct", 0) + (logits.argmax(1) == y).sum().item()
@@ -304,13 +307,13 @@ class Trainer:
         if "rotation" in model.spec.heads:
             xr, r = rotation_batch(x, self.gen, self.cfg.rotation, xa)
             h = model.shared(torch.cat([xa, xr]))
-            logits = model.fc(model.main(h[:len(x)]))
-            rlog = model.rotation_logits_from_shared(h[len(x):])
+            logits = model.fc(model.main(h[:len(x)])).float()
+            rlog = model.rotation_logits_from_shared(h[len(x):]).float()
             lr = F.cross_entropy(rlog, r)
             stats["rot_loss"] = stats.get("rot_loss", 0) + lr.item() * len(x)
             stats["rot_correct"] = stats.get("rot_correct", 0) + (rlog.argmax(1) == r).sum().item() * len(x) / len(r)
         else:
-            logits = model(xa)
+            logits = model(xa).float()
             lr = logits.new_zeros(())
         lc = F.cross_entropy(logits, y)
         stats["cls_loss"] = stats.get("cls_loss", 0) + lc.item() * len(x)
@@ -363,7 +366,10 @@ class Trainer:
             raise UserError(f"{path} has averaged {self.swa_n} SWA epochs already; expected --swa-epochs "
                             f"{self.swa_n} or more, not {self.cfg.swa_epochs}")
         new = _config_dict(self.cfg)
-        changed = {k: [old[k], new[k]] for k in new if k in old and k not in UNRECORDED and old[k] != new[k]}
+        # a key that older states lack (e.g. precision) had its default then
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        changed = {k: [old.get(k, defaults.get(k)), new[k]] for k in new
+                   if (k in old or k in defaults) and k not in UNRECORDED and old.get(k, defaults.get(k)) != new[k]}
         if changed:     # on the card, so a resumed run's schedule can be read back
             self.changes.append({"after_epoch": self.epoch, "changed": changed})
         done = self.epoch - self.cfg.ssl_epochs
@@ -511,6 +517,20 @@ FINETUNE_TEXT = {"joint": "joint (cross-entropy + the self-supervised losses on 
                  "none": "none (the self-supervised model; its classifier is untrained)"}
 
 
+PRECISION = {"fp32": "float32",
+             "bf16": "bf16 autocast (convolutions and matmuls in bfloat16; weights, optimizer and losses float32)"}
+
+
+def autocast(device: torch.device, precision: str):
+    """The training step's numeric precision; fp32 is plain float32 (no autocast at all)."""
+    if precision not in PRECISION:
+        raise UserError(f"precision {precision!r} is unknown; expected one of {', '.join(PRECISION)}")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        # torch would fall back to float32 with a warning, and the card would claim bf16
+        raise UserError(f"{device} has no bfloat16 support; expected --precision fp32 on this GPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def ssl_tasks(name: str) -> tuple[str, ...]:
     """'rotation+simclr' -> ('rotation', 'simclr'); raises a one-line error for an unknown task."""
     tasks = tuple(t.strip() for t in name.split("+") if t.strip())
@@ -621,6 +641,7 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
                 if meta.get("restarts") else "")
              + (f"; then {cfg.swa_epochs} epochs of weight averaging (SWA) at constant lr {cfg.swa_lr}"
                 if cfg.swa_epochs else ""),
+             *([f"- Precision: {PRECISION[cfg.precision]}"] if cfg.precision != "fp32" else []),
              *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
              f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device}"
              f"{' (deterministic: TF32 off, deterministic cuDNN)' if cfg.deterministic else ''} "

@@ -51,6 +51,9 @@ def add_arguments(p) -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch")
     p.add_argument("--deterministic", action="store_true",
                    help="TF32 off, deterministic cuDNN and algorithms, seeded CUDA generators (slower on GPUs)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: autocast convolutions and matmuls to bfloat16 (weights and losses stay float32); "
+                   "about 2x faster on CPUs with AVX-512 BF16 and on recent GPUs (default fp32)")
     p.add_argument("--stats-images", type=int, default=10000,
                    help="training images the stored source statistics are computed on (default 10000)")
     p.add_argument("--cache-dir", default=None, help="where decoded image arrays are cached")
@@ -79,6 +82,7 @@ def run(args) -> int:
         swa_epochs=args.swa_epochs, swa_lr=args.swa_lr, rotation=args.rotation,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, heads=heads, norm=args.norm,
         seed=args.seed, device=str(resolve_device(args.device)), deterministic=args.deterministic,
+        precision=args.precision,
         limit=args.limit, cache_dir=args.cache_dir,
         command=shown("tttgui train " + " ".join(shlex.quote(a) for a in sys.argv[2:])) if sys.argv[1:2] == ["train"]
         else "tttgui train (called from Python)",
