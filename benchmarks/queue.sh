@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The CPU's long jobs for issues 17 and 18, one at a time and in order. Every stage resumes where the last
+# session stopped (a session ends its processes after 180 minutes), and a finished stage leaves a marker in
+# runs/queue/, so the same command continues the work each session:
+#
+#   nohup benchmarks/queue.sh >> runs/queue.log 2>&1 &
+#
+# Stages: SimCLR pretraining -> its self-supervised checkpoint -> joint fine-tuning on all labels -> the two
+# prototype classifiers (Han et al.) -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md ->
+# docs/results_ssl.md -> docs/results.md. All training runs in bf16 autocast (2x faster here, see the cards).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+DATA=../shared/data/cifar10
+RUN=runs/simclr
+SSL=resources/resnet26_gn_simclr_ssl_cifar10.pt
+FT=$RUN/resnet26_gn_simclr_cifar10.pt
+mkdir -p runs/queue "$RUN"
+
+done_() { [ -f "runs/queue/$1.done" ]; }
+mark() { date -u +%FT%TZ > "runs/queue/$1.done"; echo "== $1 done $(date -u +%T)"; }
+train() { $PY -m tttgui train --test "$DATA/test" --seed 0 --cache-dir runs/cache --resume --no-progress \
+              --precision bf16 "$@"; }
+
+# The SimCLR run's state lives in resources/training-simclr between sessions.
+if [ ! -f "$RUN/resnet26_gn_simclr_cifar10.state.pt" ]; then
+    cp resources/training-simclr/resnet26_gn_simclr_cifar10.state.pt resources/training-simclr/train.log "$RUN/"
+fi
+SIMCLR=(--labeled "$DATA/train" --unlabeled "$DATA/train" --out "$FT" --ssl simclr --ssl-epochs 100
+        --ssl-batch-size 256 --ssl-lr 0.125)
+
+if ! done_ simclr; then         # 1. SimCLR, 100 epochs; the `none` checkpoint is the self-supervised model
+    echo "== simclr $(date -u +%T)"
+    train "${SIMCLR[@]}" --finetune none >> "$RUN/train.log" 2>&1
+    cp "$FT" "$SSL" && cp "${FT%.pt}.md" "${SSL%.pt}.md"
+    mark simclr
+fi
+
+if ! done_ joint; then          # 2. the same state fine-tuned jointly (CE + rotation + NT-Xent) on all labels
+    echo "== joint $(date -u +%T)"
+    train "${SIMCLR[@]}" --finetune joint --epochs 40 --swa-epochs 20 >> "$RUN/train.log" 2>&1
+    mark joint
+fi
+
+if ! done_ prototypes; then     # 3. Han et al.'s classifier: class means by forward passes, all labels / 30 per class
+    train --labeled "$DATA/train" --init "$SSL" --ssl-epochs 0 --finetune prototypes \
+        --out runs/prototypes/simclr_prototypes_all.pt
+    train --labeled "$DATA/train" --init "$SSL" --ssl-epochs 0 --finetune prototypes --labels-per-class 30 \
+        --out runs/prototypes/simclr_prototypes_30.pt
+    mark prototypes
+fi
+
+TENTH=(--labeled "$DATA/train" --label-fraction 0.1 --epochs 150 --swa-epochs 50)
+if ! done_ supervised10; then   # 4. from scratch on 10 % of the labels (the TTT paper's joint training)
+    echo "== supervised10 $(date -u +%T)"
+    mkdir -p runs/tenth
+    train "${TENTH[@]}" --ssl-epochs 0 --out runs/tenth/resnet26_gn_supervised_10pc.pt >> runs/tenth/train.log 2>&1
+    mark supervised10
+fi
+if ! done_ simclr10; then       # 5. the SimCLR model fine-tuned the same way on the same 10 %
+    echo "== simclr10 $(date -u +%T)"
+    train "${TENTH[@]}" --init "$SSL" --ssl-epochs 0 --out runs/tenth/resnet26_gn_simclr_10pc.pt \
+        >> runs/tenth/train.log 2>&1
+    mark simclr10
+fi
+
+if ! done_ ssl_table; then      # 6. with vs without self-supervision (issue 17, item 6)
+    $PY benchmarks/ssl_table.py --data "$DATA/test" --images 1000 \
+        --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt" \
+        --model "SimCLR + joint, 100 % labels=$FT" \
+        --model "supervised, 10 % labels=runs/tenth/resnet26_gn_supervised_10pc.pt" \
+        --model "SimCLR + joint, 10 % labels=runs/tenth/resnet26_gn_simclr_10pc.pt" --out docs/ssl.md
+    mark ssl_table
+fi
+
+if ! done_ results_ssl; then    # 7. Han et al.'s continual setting on the self-supervised model (issue 18, item 4)
+    $PY benchmarks/results_ssl.py --data "$DATA/test" \
+        --model "SimCLR + prototypes, all labels=runs/prototypes/simclr_prototypes_all.pt" \
+        --model "SimCLR + prototypes, 30 per class=runs/prototypes/simclr_prototypes_30.pt"
+    mark results_ssl
+fi
+
+if ! done_ results; then        # 8. docs/results.md: online rows on the full streams, TTT-Online on five families
+    $PY benchmarks/results.py
+    mark results
+fi
+echo "== queue empty $(date -u +%T)"
