@@ -65,7 +65,7 @@ if ! done_ simclr10; then       # 5. the SimCLR model fine-tuned the same way on
 fi
 
 if ! done_ ssl_table; then      # 6. with vs without self-supervision (issue 17, item 6)
-    $PY benchmarks/ssl_table.py --data "$DATA/test" --images 1000 \
+    $PY benchmarks/ssl_table.py --data "$DATA/test" --images 1000 --threads 2 \
         --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt" \
         --model "SimCLR + joint, 100 % labels=$FT" \
         --model "supervised, 10 % labels=runs/tenth/resnet26_gn_supervised_10pc.pt" \

@@ -1,0 +1,60 @@
+"""benchmarks/ssl_table.py: the with-vs-without-self-supervision page, costs included, cells read back."""
+import importlib.util
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tests.conftest import ROOT
+from tttgui.models import ModelSpec, build_model, save_checkpoint
+from tttgui.stats import source_statistics
+
+CLASSES = ["cat", "dog"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("ssl_table_script", ROOT / "benchmarks" / "ssl_table.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def checkpoint(path, heads, meta):
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(num_classes=2, heads=heads, arch_args={"depth": 8, "width": 1, "norm": "gn"}))
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+    save_checkpoint(path, model.eval(), CLASSES, source_statistics(model, x, "cpu"), meta)
+
+
+def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for c in CLASSES:
+        (tmp_path / "data" / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
+    checkpoint(tmp_path / "ssl.pt", ("rotation", "contrastive"),
+               {"train_seconds": 7200.0, "linear_probe": {"error": 41.5}})
+    checkpoint(tmp_path / "ft.pt", ("rotation", "contrastive"),
+               {"train_seconds": 1800.0, "labeled_images": 4, "config": {"init": "ssl.pt"}})
+    checkpoint(tmp_path / "plain.pt", (), {"train_seconds": 3600.0, "labeled_images": 40,
+                                            "history": [{"phase": 1, "seconds": 900.0}, {"phase": 2, "seconds": 2700.0}]})
+    script = load_script()
+    argv = ["--data", "data", "--images", "4", "--corruptions", "gaussian_noise", "--cells", "cells",
+            "--out", "ssl.md", "--model", "SimCLR + joint=ft.pt", "--model", "no head=plain.pt"]
+    assert script.main(argv) == 0
+    page = (tmp_path / "ssl.md").read_text()
+    ft = next(line for line in page.splitlines() if line.startswith("| SimCLR + joint | 4 |"))
+    assert "| 2.50 (2.00 self-supervised) | 41.5 |" in ft           # its own hours + its start's; the start's probe
+    plain = next(line for line in page.splitlines() if line.startswith("| no head | 40 | 1.00 (0.25 self-supervised) | — |"))
+    assert "n/a (no rotation head)" in plain
+    assert "| SimCLR + joint | gaussian_noise |" in page and " s) |" in page   # each cell's cost
+    cells = sorted(p.name for p in (tmp_path / "cells").rglob("*.json"))
+    assert cells.count("gaussian_noise-ttt-online.json") == 1 and len(cells) == 5
+    # a second run reads every cell back: same page but for nothing recomputed
+    stamp = {p: p.stat().st_mtime_ns for p in (tmp_path / "cells").rglob("*.json")}
+    assert script.main(argv) == 0
+    assert (tmp_path / "ssl.md").read_text() == page
+    assert all(p.stat().st_mtime_ns == t for p, t in stamp.items())
