@@ -1,5 +1,4 @@
 """benchmarks/results.py: the results page from resumable cells, on a tiny random-init checkpoint."""
-import importlib.util
 import sys
 
 import numpy as np
@@ -7,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_benchmark
 from tttgui.models import ModelSpec, build_model, save_checkpoint
 from tttgui.stats import source_statistics
 from tttgui.store import CellStore
@@ -16,11 +15,7 @@ CLASSES = ["cat", "dog", "ship"]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("results_script", ROOT / "benchmarks" / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("results")
 
 
 @pytest.fixture

@@ -1,23 +1,16 @@
 """benchmarks/results_ssl.py: Han et al.'s continual setting on a self-supervised checkpoint, on a tiny model."""
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import load_benchmark
 from tests.test_results_script import CLASSES, load_script as load_results, setup as data_setup  # noqa: F401
 from tttgui.models import ModelSpec, build_model, save_checkpoint
 from tttgui.stats import source_statistics
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("results_ssl", ROOT / "benchmarks" / "results_ssl.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("results_ssl")
 
 
 @pytest.fixture

@@ -1,12 +1,9 @@
 """benchmarks/ssl_table.py: the with-vs-without-self-supervision page, costs included, cells read back."""
-import importlib.util
-import sys
-
 import numpy as np
 import torch
 from PIL import Image
 
-from tests.conftest import ROOT
+from tests.conftest import load_benchmark
 from tttgui.models import ModelSpec, build_model, save_checkpoint
 from tttgui.stats import source_statistics
 
@@ -14,11 +11,7 @@ CLASSES = ["cat", "dog"]
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("ssl_table_script", ROOT / "benchmarks" / "ssl_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ssl_table")
 
 
 def checkpoint(path, heads, meta):
