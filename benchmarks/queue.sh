@@ -38,7 +38,7 @@ fi
 
 if ! done_ joint; then          # 2. the same state fine-tuned jointly (CE + rotation + NT-Xent) on all labels
     echo "== joint $(date -u +%T)"
-    train "${SIMCLR[@]}" --finetune joint --epochs 40 --swa-epochs 20 >> "$RUN/train.log" 2>&1
+    train "${SIMCLR[@]}" --finetune joint --epochs 50 --swa-epochs 30 >> "$RUN/train.log" 2>&1
     mark joint
 fi
 
