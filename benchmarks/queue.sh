@@ -29,16 +29,20 @@ fi
 SIMCLR=(--labeled "$DATA/train" --unlabeled "$DATA/train" --out "$FT" --ssl simclr --ssl-epochs 100
         --ssl-batch-size 256 --ssl-lr 0.125)
 
-if ! done_ simclr; then         # 1. SimCLR, 100 epochs; the `none` checkpoint is the self-supervised model
+# A stage is done when its marker is there, or (for a fresh runs/) when what it ships is in resources/: a state
+# already past phase 1 must never be written out again as the self-supervised model.
+if ! done_ simclr && [ ! -f "$SSL" ]; then   # 1. SimCLR, 100 epochs; the `none` checkpoint is the SSL model
     echo "== simclr $(date -u +%T)"
     train "${SIMCLR[@]}" --finetune none >> "$RUN/train.log" 2>&1
     cp "$FT" "$SSL" && cp "${FT%.pt}.md" "${SSL%.pt}.md"
     mark simclr
 fi
 
-if ! done_ joint; then          # 2. the same state fine-tuned jointly (CE + rotation + NT-Xent) on all labels
+SHIP=resources/resnet26_gn_simclr_cifar10.pt
+if ! done_ joint && [ ! -f "$SHIP" ]; then  # 2. the same state fine-tuned jointly (CE + rotation + NT-Xent)
     echo "== joint $(date -u +%T)"
     train "${SIMCLR[@]}" --finetune joint --epochs 50 --swa-epochs 30 >> "$RUN/train.log" 2>&1
+    cp "$FT" "$SHIP" && cp "${FT%.pt}.md" "${SHIP%.pt}.md"
     mark joint
 fi
 
@@ -67,7 +71,7 @@ fi
 if ! done_ ssl_table; then      # 6. with vs without self-supervision (issue 17, item 6)
     $PY benchmarks/ssl_table.py --data "$DATA/test" --images 1000 --threads 2 \
         --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt" \
-        --model "SimCLR + joint, 100 % labels=$FT" \
+        --model "SimCLR + joint, 100 % labels=$SHIP" \
         --model "supervised, 10 % labels=runs/tenth/resnet26_gn_supervised_10pc.pt" \
         --model "SimCLR + joint, 10 % labels=runs/tenth/resnet26_gn_simclr_10pc.pt" --out docs/ssl.md
     mark ssl_table
