@@ -141,3 +141,21 @@ def test_a_step_right_after_an_edit_uses_the_edit(qtbot, window):
         window.step()
     assert window.episode.config.method == "source"
     assert window.history.rows[-1].method == "source"
+
+
+def test_the_model_list_offers_the_shipped_models_then_the_recent_ones(qtbot, window):
+    from tttgui.models.checkpoint import default_checkpoint_path, shipped_checkpoints
+
+    combo = window.model_panel.recent
+    shipped = shipped_checkpoints()
+    assert shipped[0] == default_checkpoint_path() and all(p.suffix == ".pt" for p in shipped)
+    texts = [combo.itemText(i) for i in range(combo.count())]
+    assert texts[:len(shipped)] == [f"{p.name} (shipped)" for p in shipped]
+    assert texts[len(shipped)] == "" and texts[-1] == "small.pt"      # a separator, then what was opened
+    with qtbot.waitSignal(window.model_panel.checkpoint_chosen, timeout=5000) as chosen:
+        combo.activated.emit(0)
+    assert chosen.args == [str(default_checkpoint_path())]
+    qtbot.waitUntil(lambda: not window.loading, timeout=30000)
+    assert window.model_info["path"] == str(default_checkpoint_path())
+    texts = [combo.itemText(i) for i in range(combo.count())]
+    assert texts.count(f"{default_checkpoint_path().name} (shipped)") == 1 and "resnet26_gn_cifar10.pt" not in texts

@@ -273,7 +273,7 @@ class MainWindow(WindowFiles, QMainWindow):
         self.model_panel.device.blockSignals(True)
         self.model_panel.device.setCurrentIndex(max(i, 0))
         self.model_panel.device.blockSignals(False)
-        self.model_panel.set_recent(s.get("recent_checkpoints"))
+        self._show_models(s.get("recent_checkpoints"))
 
     # -- start-up -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -313,7 +313,7 @@ class MainWindow(WindowFiles, QMainWindow):
         self.model_panel.show_model(info)
         self.method_panel.show_names(info.get("method_names", {}))
         self.device_label.setText(info["device"])
-        self.model_panel.set_recent(self.settings.add_recent(info["path"]))
+        self._show_models(self.settings.add_recent(info["path"]))
         self.plots.set_context(info["classes"], None, info["source_norm"])
         self.statusBar().showMessage(f"Model {Path(info['path']).name} on {info['device']}", 5000)
         self._update_actions()
@@ -325,7 +325,7 @@ class MainWindow(WindowFiles, QMainWindow):
         """The model loaded before (if any) stays in use, and the panel says so again."""
         self.loading = False
         self.model_panel.restore(message)
-        self.model_panel.set_recent(self.settings.drop_recent(path))
+        self._show_models(self.settings.drop_recent(path))
         self._update_actions()
         self.report(message)
 
@@ -333,6 +333,11 @@ class MainWindow(WindowFiles, QMainWindow):
     def _device_changed(self, device: str) -> None:
         if self.model_info:
             self.load_checkpoint(self.model_info["path"])
+
+    def _show_models(self, recent: list[str]) -> None:
+        from tttgui.models.checkpoint import shipped_checkpoints
+
+        self.model_panel.set_recent(recent, [str(p) for p in shipped_checkpoints()])
 
     def open_checkpoint_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", self.settings.get("last_dir"),

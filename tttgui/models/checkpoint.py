@@ -31,6 +31,13 @@ def default_checkpoint_path() -> Path:
     return RESOURCES / DEFAULT_NAME
 
 
+def shipped_checkpoints() -> list[Path]:
+    """Every model shipped in resources/ (the default first, then by name), for the window's model list."""
+    base = default_checkpoint_path().parent
+    found = sorted(base.glob("*.pt")) if base.is_dir() else []
+    return sorted(found, key=lambda p: (p.name != DEFAULT_NAME, p.name))
+
+
 def save_checkpoint(path: str | os.PathLike, model: TTTModel, classes: list[str],
                     source_stats: dict | None = None, meta: dict | None = None,
                     extra: dict | None = None) -> Path:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel, QPushButton
 
 
@@ -20,8 +20,9 @@ class ModelPanel(QGroupBox):
         self.open_button.setToolTip("Open a checkpoint written by tttgui train: the ResNet-26 or any timm model "
                                     "trained with --arch timm:NAME (Ctrl+Shift+M)")
         self.open_button.clicked.connect(self.open_requested)
-        self.recent = QComboBox()
-        self.recent.setPlaceholderText("Recent")
+        self.recent = QComboBox()     # the shipped models, then the recently opened ones
+        self.recent.setPlaceholderText("Models")
+        self.recent.setToolTip("The models shipped with tttgui, then those opened recently")
         self.recent.setMinimumContentsLength(6)
         self.recent.activated.connect(self._recent_picked)
         self.device = QComboBox()
@@ -37,14 +38,21 @@ class ModelPanel(QGroupBox):
         lay.setColumnStretch(1, 1)
         self.shown: dict | None = None      # the model the panel describes (a failed load goes back to it)
 
-    def set_recent(self, paths: list[str]) -> None:
+    def set_recent(self, paths: list[str], shipped: list[str] = ()) -> None:
         self.recent.blockSignals(True)
         self.recent.clear()
-        for p in paths:
+        for p in shipped:
+            self.recent.addItem(f"{Path(p).name} (shipped)", str(p))
+            self.recent.setItemData(self.recent.count() - 1, str(p), Qt.ToolTipRole)
+        known = {str(Path(p).resolve()) for p in shipped}
+        others = [p for p in paths if str(Path(p).resolve()) not in known]
+        if shipped and others:
+            self.recent.insertSeparator(self.recent.count())
+        for p in others:
             self.recent.addItem(Path(p).name, p)
-            self.recent.setItemData(self.recent.count() - 1, p)
+            self.recent.setItemData(self.recent.count() - 1, p, Qt.ToolTipRole)
         self.recent.setCurrentIndex(-1)
-        self.recent.setEnabled(bool(paths))
+        self.recent.setEnabled(self.recent.count() > 0)
         self.recent.blockSignals(False)
 
     @Slot(int)
