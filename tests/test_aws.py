@@ -44,7 +44,7 @@ def test_contrastive_matches_the_equation():
         denom = sum(math.exp(float(z[i] @ z[k])) for k in others)
         norm = max(sum(abs(float(w[i, j])) for j in others), 1.0)
         total += -sum(float(w[i, j]) * math.log(math.exp(float(z[i] @ z[j])) / denom) for j in others) / norm
-    assert contrastive(f, logits).item() == pytest.approx(total / 4, abs=1e-6)
+    assert contrastive(f, logits).item() == pytest.approx(total, abs=1e-6)      # summed over i, as printed
 
 
 def test_distillation_and_mutual_information_values():
@@ -107,3 +107,47 @@ def test_aws_recipe_step_and_what_adapts():
     assert not torch.equal(model.trunk.conv1.weight, trunk)
     ad.reset()        # a reset restores g_ssl too (it is among the adapted tensors)
     assert torch.equal(method.classifier_ssl.weight, g_ssl) and torch.equal(model.trunk.conv1.weight, trunk)
+
+
+def test_aws_loss_weighs_its_three_terms_as_the_paper():
+    torch.manual_seed(0)
+    f_t, f_s = torch.randn(6, 5), torch.randn(6, 5)
+    lt, ls = torch.randn(6, 10), torch.randn(6, 10)
+    from tttgui.methods.aws import aws_loss
+    expected = contrastive(f_t, lt) + 0.01 * distillation(f_t, f_s) + 0.4 * mutual_learning(lt, ls)
+    assert aws_loss(f_t, lt, f_s, ls).item() == pytest.approx(expected.item(), abs=1e-6)
+    # L_cl sums over the batch (Eq. 3 as printed): two copies of a batch give twice the loss of one
+    both = torch.cat([f_t, f_t + 1e-4 * torch.randn(6, 5)])
+    assert contrastive(both, torch.cat([lt, lt])).item() > 1.5 * contrastive(f_t, lt).item()
+
+
+def test_mutual_learning_routes_its_gradients():
+    """The cross-entropy trains g_ssl only (the target's hard labels are detached); the mutual information
+    trains the target only (p_ssl detached)."""
+    lt = torch.randn(8, 4, requires_grad=True)
+    ls = torch.randn(8, 4, requires_grad=True)
+    ce = F.cross_entropy(ls, lt.detach().argmax(1))
+    g_t_ce = torch.autograd.grad(mutual_learning(lt, ls) + 0 * ce, lt, retain_graph=True)[0]
+    mi_only = -mutual_information(lt.softmax(1), ls.detach().softmax(1))
+    assert torch.allclose(g_t_ce, torch.autograd.grad(mi_only, lt)[0], atol=1e-6)   # no CE gradient reaches p_t
+    g_s = torch.autograd.grad(mutual_learning(lt, ls), ls)[0]
+    assert torch.allclose(g_s, torch.autograd.grad(ce, ls)[0], atol=1e-6)            # no MI gradient reaches p_ssl
+
+
+def test_aws_refuses_a_step_without_pairs_and_a_batch_without_its_lr(tmp_path):
+    from tttgui.evaluation import EvalConfig, check_config
+
+    model, images = _cosine_model()
+    ad = Adapter(model, {}, MethodConfig("aws", protocol="online"), "cpu")
+    one = images[:1].permute(0, 3, 1, 2).float() / 255
+    with pytest.raises(UserError, match=r"aws learns from the pairs of a batch and this step has 1 image\(s\); "
+                                        r"expected 2 or more"):
+        ad.update(one)
+    cfg = lambda **kw: EvalConfig(corruptions=("gaussian_noise",), severities=(5,), methods=("aws",),  # noqa: E731
+                                  settings=MethodConfig("aws", protocol="online", lr=kw.pop("lr", None)), **kw)
+    with pytest.raises(UserError, match="online gives it 1 image"):
+        check_config(cfg(), model)
+    with pytest.raises(UserError, match=r"expected --lr 0.000125 .* with --batch-size 8"):
+        check_config(cfg(batch_size=8), model)
+    check_config(cfg(batch_size=16), model)            # the paper's batch: its lr, 1e-3 x 16 / 64
+    check_config(cfg(batch_size=8, lr=1.25e-4), model)

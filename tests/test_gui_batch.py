@@ -143,3 +143,32 @@ def test_gradient_diagnostic_scatter(qtbot, window, tmp_path):
     window.method_panel.protocol.setCurrentText("online")
     panel.start()
     assert not panel.running and "episodic" in window.last_error
+
+
+def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, window, tmp_path):
+    """aws learns from the pairs of a batch: a Step on one image says so in one line, and the Batch tab's B (online
+    streams only) takes it to the engine, which refuses B = 1 and runs B = 16."""
+    assert window.open_data(str(_folder(tmp_path / "c", broken=False)))
+    qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
+    window.show_batch()
+    panel = window.batch_panel
+    window.method_panel.protocol.setCurrentText("episodic")
+    assert not panel.batch.isEnabled() and panel.config().batch_size is None
+    window.method_panel.protocol.setCurrentText("online")
+    window.method_panel.set_method("aws")
+    assert panel.batch.isEnabled() and panel.config().batch_size == 1
+    qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
+    with qtbot.waitSignal(window.run_done, timeout=20000):
+        window.step()
+    assert "aws learns from the pairs of a batch" in window.last_error and "\n" not in window.last_error
+    panel.choose(["fog"], ["5"], ["aws"])
+    panel.count.setValue(10)
+    window.last_error = ""
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert "online gives it 1 image(s) per update" in window.last_error
+    panel.batch.setValue(16)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
+    assert panel.last is not None and panel.config_run.batch_size == 16, window.last_error
+    assert [(s.method, s.n) for s in panel.last.summary] == [("aws", 10)]

@@ -143,7 +143,7 @@ def test_aws_runs_continual_from_the_cli_and_a_stopped_stream_resumes_to_the_sam
     import tttgui.protocols as protocols
     root, _, _ = setup
     args = ("--protocol", "continual", "--methods", "source,aws", "--corruptions", "shot_noise,gaussian_noise",
-            "--batch-size", "3", "--steps", "1")
+            "--batch-size", "3", "--lr", "4.6875e-05", "--steps", "1")     # the paper's lr rule at batch 3
     assert run_cli(root, tmp_path / "full", *args) == 0
     summary = read(tmp_path / "full" / "summary.csv")
     assert [(r["corruption"], r["method"]) for r in summary] == [

@@ -52,7 +52,7 @@ def test_continual_rows_per_model_and_a_rerun_reads_them_back(setup, capsys):
         assert len(rows[method]) == 17 and all(v != "pending" for v in rows[method][:16]), rows[method]
         assert 0 <= float(rows[method][15]) <= 100                     # mean-15
     assert "DINO ViT-B/16 | 44.3 | 43.5 | 26.8" in page
-    assert "Choices the paper leaves open (also in docs/results.md): the top-k sets" in page
+    assert "Choices the paper leaves open (also in docs/results.md): L_cl sums over the batch" in page
     cells = sorted(p.name for p in (setup / "work").glob("*/cells/*.csv"))
     assert len(cells) == 60                                            # 15 corruptions x 4 methods
     stamps = {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*/cells/*.csv")}
@@ -66,7 +66,7 @@ def test_results_page_shows_the_ssl_section(tmp_path):
     results = load_results()
     pending = "\n".join(results.ssl_section(tmp_path / "results_ssl.md"))
     assert "Pending: `python benchmarks/results_ssl.py" in pending
-    assert "self-pairs are excluded" in pending        # issue 18: the open choices are on docs/results.md too
+    assert "self-pairs are left out of the weights" in pending        # issue 18: the open choices are on docs/results.md too
     (tmp_path / "results_ssl.md").write_text("# x\n\n## Measured\n\n| model | method |\n|---|---|\n| m | aws |\n\n## Run\n")
     text = "\n".join(results.ssl_section(tmp_path / "results_ssl.md"))
     assert "| m | aws |" in text and "## Run" not in text

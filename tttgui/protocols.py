@@ -85,6 +85,18 @@ def check(cfg, method_classes) -> None:
         if loose and cfg.batch_size is None:
             raise UserError(f"method {loose[0]} has no batch size of its own for --protocol offline; expected "
                             "--batch-size N")
+    for c in method_classes:
+        if not c.adapts or cfg.protocol == "episodic":
+            continue
+        size = batch_size(cfg, c)
+        if size < c.min_batch:
+            raise UserError(f"{c.name} learns from the pairs of a batch and {cfg.protocol} gives it {size} image(s) "
+                            f"per update; expected --batch-size {c.min_batch} or more (the window: B in Batch evaluation; the "
+                            f"paper: {c.batch_size})")
+        if c.lr_per_batch and cfg.settings.lr is None and size != c.batch_size:
+            lr = c.online["lr"] * size / c.batch_size
+            raise UserError(f"{c.name}'s learning rate follows the batch (base x batch / 64, {c.online['lr']:g} at "
+                            f"{c.batch_size}); expected --lr {lr:g} (the window: LR) with --batch-size {size}")
     if cfg.protocol == "continual":
         if len(cfg.severities) != 1:
             raise UserError(f"--protocol continual runs one stream at one severity; expected one severity, not "

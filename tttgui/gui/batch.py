@@ -83,6 +83,15 @@ class BatchPanel(QWidget):
         self.count.setValue(100)
         self.count.setPrefix("N = ")
         self.count.setToolTip("Images per cell (a seeded spread over the data set)")
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 1024)
+        self.batch.setValue(1)
+        self.batch.setPrefix("B = ")
+        self.batch.setToolTip("Online protocol: images per update of each stream (1: image by image). aws learns "
+                              "from the pairs of a batch and needs 2 or more (the paper: 16)")
+        protocol = window.method_panel.protocol      # B is for the online protocol's streams only
+        protocol.currentTextChanged.connect(lambda p: self.batch.setEnabled(p == "online"))
+        self.batch.setEnabled(protocol.currentText() == "online")
         self.diagnose = QCheckBox("Gradient diagnostic")
         self.diagnose.setToolTip("Episodic: per labelled image, the cosine of the self-supervised and classification "
                                  "gradients at step 1 against the decrease of the true class's loss (the TTT "
@@ -118,7 +127,8 @@ class BatchPanel(QWidget):
         controls.addWidget(self.severities, 0, 1)
         controls.addWidget(self.methods, 1, 0)
         controls.addWidget(self.count, 1, 1)
-        controls.addWidget(self.diagnose, 2, 0, 1, 2)
+        controls.addWidget(self.diagnose, 2, 0)
+        controls.addWidget(self.batch, 2, 1)
         row = QHBoxLayout()
         for w in (self.start_button, self.cancel_button, self.export_button):
             row.addWidget(w)
@@ -133,7 +143,7 @@ class BatchPanel(QWidget):
         col.addStretch(1)
         inner = QWidget()
         lay = QHBoxLayout(inner)
-        lay.addWidget(left, 0)
+        lay.addWidget(left, 0, Qt.AlignmentFlag.AlignLeft)   # left, not centred, before any result
         lay.addWidget(self.heat, 3)
         lay.addWidget(self.scatter, 2)
         # the History dock is short on a 720 px screen: the panel scrolls rather than make the window taller
@@ -198,7 +208,7 @@ class BatchPanel(QWidget):
             raise ValueError(f"the gradient diagnostic is per image, in the episodic protocol; choose episodic in the "
                              f"Method panel (now {m.protocol}) or untick it")
         return EvalConfig(corruptions=corruptions, severities=severities, methods=methods, settings=m,
-                          diagnose=diagnose)
+                          diagnose=diagnose, batch_size=self.batch.value() if m.protocol == "online" else None)
 
     @Slot()
     def start(self) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tttgui.errors import UserError
 from tttgui.methods.base import MethodConfig
 from tttgui.methods.registry import get_method
 
@@ -90,6 +91,11 @@ class Adapter:
         gradient-alignment cosine (a diagnostic: labels never enter the update)."""
         if not self.method.adapts or not self.params:
             return Update(None, None, None, "ok")
+        if len(images) < self.method.min_batch:     # e.g. aws on one image: no in-batch pairs, another method
+            raise UserError(f"{self.method.name} learns from the pairs of a batch and this step has {len(images)} "
+                            f"image(s); expected {self.method.min_batch} or more: a stream in batches (tttgui eval "
+                            f"--batch-size {self.method.batch_size}, or Batch evaluation with B = "
+                            f"{self.method.batch_size})")
         with torch.enable_grad():   # grad mode is thread-local: a GUI worker may run under no_grad
             if batch is None:
                 batch = self.method.draw(images, self.gen)

@@ -6,19 +6,24 @@ g_ssl) and is the model that adapts and predicts; f_ssl stays frozen and g_ssl i
 (Eqs. 2-5):
   L = L_cl + 0.01 L_kd + 0.4 L_ml
   L_cl  in-batch contrastive on f_t: w_ij = +1 when the top-1 predictions of i and j agree, -1 when their top-5
-        sets are disjoint, 0 otherwise; L_cl = -mean_i sum_j w_ij / sum_j |w_ij| log softmax_j(S_ij / T),
+        sets are disjoint, 0 otherwise; L_cl = -sum_i sum_j w_ij / sum_j |w_ij| log softmax_j(S_ij / T),
         S_ij = cos(f_t(x_i), f_t(x_j))
   L_kd  mean_i |normalize(f_t(x_i)) - normalize(f_ssl(x_i))|^2
   L_ml  CE(p_ssl, argmax p_t) (trains g_ssl) - I(p_t; p_ssl) (IIC mutual information, trains the target)
-SGD momentum 0.9, lr = base x batch / 64, one step per batch; the prediction of a batch is the target's output
-from before its step (online error, as CoTTA and Tent report it).
+SGD momentum 0.9, lr = base x batch / 64.
 
-Choices the paper leaves open (also in docs/results.md): the top-k sets come from the target's predictions;
-self-pairs are excluded; the row normaliser is sum_j |w_ij| (rows with no weight add nothing); no temperature
-(T = 1, the equation as printed); no weight decay; base lr 1e-3 for the small ResNet (the paper's ViT bases,
-1e-5 / 1e-6, are per backbone and were picked on the test stream; ours is fixed in advance); g_ssl's update
-uses the same optimizer and lr; no augmentation. Batches only (online, continual, offline): one image has no
-in-batch pairs.
+Choices the paper leaves open (also in docs/results.md): L_cl sums over the batch as Eq. 3 is printed (Eq. 4
+has a 1/B, Eq. 3 none); its row normaliser is sum_j |w_ij|, where the printed sum_j w_ij is zero or negative
+whenever a row has as many disjoint pairs as agreeing ones (and would flip that row's sign); rows with no weight
+add nothing; self-pairs are left out of the weights and of the softmax's denominator; no temperature (T = 1, as
+printed); the top-k sets come from the target's predictions, detached; the prototypes are means of
+L2-normalised pooled trunk features, scale sigma = 10; the target (f_t, g_t) predicts, from its output before
+the batch's step (online error, as CoTTA and Tent report it); one step per batch; no weight decay; base lr
+1e-3 for the small ResNet (the paper's ViT bases, 1e-5 / 1e-6, are per backbone and were picked on the test
+stream; ours is fixed in advance), so 2.5e-4 at batch 16 (another --batch-size needs --lr base x batch / 64);
+g_ssl's update uses the same optimizer and lr; the mutual information is IIC's, on the symmetrised joint,
+clamped at 1e-8; no augmentation; the images of a corruption come in the stream's seeded order. Batches only
+(online with a batch size of 2 or more, continual, offline): one image has no in-batch pairs.
 """
 from __future__ import annotations
 
@@ -54,6 +59,8 @@ class AWS(Method):
     carried_outputs = "before"
     protocols = ("online", "continual", "offline")   # every protocol of batches (continual: the paper's)
     batch_size = BATCH
+    min_batch = 2                                    # L_cl is over the pairs of a batch
+    lr_per_batch = True
 
     @classmethod
     def defaults(cls, protocol: str) -> dict:
@@ -115,7 +122,7 @@ def contrastive(f: torch.Tensor, logits: torch.Tensor, temperature: float = TEMP
     s = s.masked_fill(torch.eye(len(f), dtype=torch.bool, device=f.device), float("-inf"))
     logp = s.log_softmax(1).masked_fill(w == 0, 0.0)        # avoid 0 * -inf on the diagonal
     norm = w.abs().sum(1).clamp_min(1.0)
-    return -((w * logp).sum(1) / norm).mean()
+    return -((w * logp).sum(1) / norm).sum()
 
 
 def distillation(f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:

@@ -73,6 +73,8 @@ class Method:
     carried_outputs = "after"          # with carried weights (online): predict after or "before" the update
     protocols = EVAL_PROTOCOLS         # the protocols it has a recipe for
     batch_size: int | None = None      # images per update of its own stream recipe (offline's batches)
+    min_batch = 1                      # fewer images per update make it another method (aws: in-batch pairs)
+    lr_per_batch = False               # its default lr is for `batch_size` images (lr = base x batch / 64)
 
     def __init__(self, model, source_stats: dict, recipe: Recipe, device: torch.device):
         self.model, self.stats, self.recipe, self.device = model, source_stats or {}, recipe, device

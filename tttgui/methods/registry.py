@@ -19,7 +19,7 @@ METHODS = {
 
 
 def method_names(protocol: str | None = None) -> list[str]:
-    """Every method, or those that have a recipe for `protocol` (aws runs online only)."""
+    """Every method, or those that have a recipe for `protocol` (aws: the protocols of batches, not episodic)."""
     if protocol is None:
         return list(METHODS)
     return [name for name in METHODS if protocol in get_method(name).protocols]
