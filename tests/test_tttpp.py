@@ -141,3 +141,82 @@ def test_observe_fills_the_queue_without_a_step(source):
     assert ad.observe(x) > 0 and ad.observe(x) > 0
     assert ad.method.queue["features"].shape[0] == 16 and ad.method.queue["projection"].shape[0] == 16
     assert all(torch.equal(v, before[k]) for k, v in ad.model.state_dict().items())
+
+
+def _offline_trace(model, stats, images, monkeypatch, epochs=5):
+    """Per Adapter call of an offline TTT++ cell: (epoch's call kind, features queued, whether it aligned)."""
+    import numpy as np
+
+    from tttgui.evaluation import EvalConfig, evaluate
+    from tttgui.methods.adapter import Adapter as Ad
+
+    trace = []
+    real_observe, real_update = Ad.observe, Ad.update
+
+    def observe(self, x):
+        self.method.aligned = {}
+        out = real_observe(self, x)
+        trace.append(("observe", len(self.method.queue.get("features", [])), bool(self.method.aligned)))
+        return out
+
+    def update(self, x, *a, **k):
+        self.method.aligned = {}
+        out = real_update(self, x, *a, **k)
+        trace.append(("update", len(self.method.queue.get("features", [])), bool(self.method.aligned)))
+        return out
+    monkeypatch.setattr(Ad, "observe", observe)
+    monkeypatch.setattr(Ad, "update", update)
+    x = images[:8].numpy()
+    cfg = EvalConfig(corruptions=("gaussian_noise",), methods=("ttt++",), epochs=epochs, batch_size=4,
+                     settings=MethodConfig(protocol="offline", views=4, lr=1e-4))
+    evaluate(model, stats, x, np.zeros(8, int), np.arange(8), cfg, "cpu")
+    return trace
+
+
+def test_offline_follows_the_originals_epochs_with_the_contrastive_head(source, monkeypatch):
+    """ttt++.py --method both --bnepoch 2: epochs 1-2 forward only, epoch 3 contrastive steps alone, the
+    alignment (and its queue) from epoch 4 (is_both_activated is set at the end of epoch 3)."""
+    model, stats, images = source
+    trace = _offline_trace(copy.deepcopy(model), stats, images, monkeypatch)
+    per_epoch = [trace[e * 2:e * 2 + 2] for e in range(5)]           # 8 images in batches of 4
+    assert per_epoch[0] == per_epoch[1] == [("observe", 0, False)] * 2
+    assert per_epoch[2] == [("update", 0, False)] * 2
+    assert per_epoch[3] == [("update", 4, True), ("update", 8, True)]
+    assert per_epoch[4] == [("update", 12, True), ("update", 16, True)]
+
+
+def test_offline_align_only_fills_its_queue_from_the_first_epoch(source, monkeypatch):
+    """--method align: the alignment runs in every epoch, its forward-only epochs fill the queue."""
+    model, stats, images = source
+    plain = copy.deepcopy(model)
+    plain.spec = type(plain.spec)(**{**plain.spec.__dict__, "heads": ("rotation",)})
+    trace = _offline_trace(plain, stats, images, monkeypatch, epochs=3)
+    assert trace[:4] == [("observe", 4, True), ("observe", 8, True), ("observe", 12, True), ("observe", 16, True)]
+    assert trace[4:] == [("update", 20, True), ("update", 24, True)]
+
+
+def test_the_encoders_batchnorm_adapts_in_train_mode_as_ext_train():
+    """On a BatchNorm model the loss normalises with the batch and the encoder's running statistics move (the
+    original's ext.train()); predictions use them in eval mode; a reset restores them."""
+    from tttgui.models import ModelSpec, build_model
+    from tttgui.stats import source_statistics as stats_of
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(heads=("rotation", "contrastive"), input_size=16, proj_hidden=32, proj_dim=16,
+                                  arch_args={"depth": 8, "width": 1, "norm": "bn"})).eval()
+    images = smooth_images(64, 2)
+    stats = stats_of(model, images, "cpu")
+    ad = Adapter(model, stats, MethodConfig("ttt++", protocol="online", views=8, lr=1e-3), "cpu")
+    bns = [m for m in model.trunk.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    seen = []
+    bns[0].register_forward_hook(lambda m, i, o: seen.append(m.training))
+    before = bns[0].running_mean.clone()
+    x = images[:8].permute(0, 3, 1, 2).float() / 255
+    assert ad.update(x).status == "ok"
+    assert seen and all(seen) and not bns[0].training       # train mode in the loss only
+    assert not torch.allclose(bns[0].running_mean, before)
+    seen.clear()
+    ad.predict(x)
+    assert seen == [False]
+    ad.reset()
+    assert torch.equal(bns[0].running_mean, before)

@@ -119,6 +119,7 @@ def run_offline(cell: Cell) -> list[ImageRow]:
     if ad.method.adapts:
         shuffle = np.random.default_rng(cell.seed)
         for epoch in range(cell.epochs):
+            ad.method.begin_epoch(epoch + 1, FORWARD_ONLY_EPOCHS)
             perm = shuffle.permutation(n)
             for start in range(0, n, cell.batch_size):
                 if cell.should_stop():

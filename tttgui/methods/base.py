@@ -154,6 +154,9 @@ class Method:
         """Module modes during the loss; the default keeps eval mode (GroupNorm does not care)."""
         yield
 
+    def begin_epoch(self, epoch: int, forward_only: int) -> None:
+        """Offline protocol: epoch (1-based) starts; the first `forward_only` take no step."""
+
     @contextmanager
     def predict_mode(self, model):
         """Module modes when predicting; the default keeps eval mode."""

@@ -6,22 +6,32 @@ As cifar/ttt++.py computes it with scripts/run_ttt++_cifar10.sh (--method both -
 - alignment of the encoder features (scale_ext 0.05) and of the projection head's un-normalised output
   head(ext(x)) (scale_ssh 0.2) to source moments: CORAL + 0.5 x linear MMD, each divided by its mean between two
   source batches of the queue size (1536), measured on source features by tttgui.stats (stored as `align`);
-- the aligned test images get the transform the source statistics were taken with (recorded as `transform`,
-  crop+flip), not SimCLR views;
 - online, a FIFO of past features joins the current batch once it is full (queue 1536 = batch + 1280 stored);
   before that the batch is aligned alone, with the same scale;
-- SGD lr 0.01, momentum 0.9; only the encoder adapts (projection head and classifier frozen).
-Without a contrastive head only the feature alignment runs (the original's --method align). Ours, documented:
-episodically (no such mode in the original) 10 steps on 32 views of one image, each term scaled for batches of
-the views aligned. A checkpoint without a measured yardstick (statistics older than it) gets the Gaussian
-expectation from its stored covariance; `tttgui stats --checkpoint FILE --data TRAIN --in-place` measures it.
-The original's offline protocol (epochs over the whole test set) is the evaluation engine's: the online update
-per batch of 256, never reset, for a fixed number of epochs, the first two (--bnepoch 2) forward-only
-(Adapter.observe), so the first step already aligns a full queue; the queue carries over between epochs.
+- SGD lr 0.01, momentum 0.9; only the encoder adapts (projection head and classifier frozen); the encoder's
+  BatchNorm layers (if any) in train mode during the loss, as `ext.train()`: batch statistics, and running
+  statistics that move (predictions then use them, in eval mode).
+Departures, documented: the original aligns un-augmented test images against statistics of training images
+under its train transform (RandomResizedCrop 0.2-1 + flip, the whole set in batches of 1536); ours aligns test
+images under the transform the statistics were taken with (recorded as `transform`: 4-px crop + flip on 10,000
+images; issue 18 asks for the same transform on both sides). The original draws its alignment batch from a
+second, independently shuffled loader; ours aligns the images of the contrastive batch. Without a contrastive
+head only the feature alignment runs (the original's --method align). Episodically (no such mode in the
+original) 10 steps on 32 views of one image, each term scaled for batches of the views aligned; the contrastive
+term's negatives are then views of the same image. A checkpoint without a measured yardstick (statistics older
+than it) gets the Gaussian expectation from its stored covariance; `tttgui stats --checkpoint FILE --data TRAIN
+--in-place` measures it. The offline protocol (epochs over the whole test set) is the evaluation engine's, with
+the original's epochs: the first two (--bnepoch 2) forward-only (Adapter.observe: BatchNorm statistics move, no
+step); with the contrastive head (--method both) the alignment joins only after epoch 3 (is_both_activated),
+so epoch 3 takes contrastive steps alone and the queue starts filling in epoch 4; align-only fills its queue from
+epoch 1. The queue carries over between epochs. No ReduceLROnPlateau and no stop on test error.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
+from torch import nn
 
 from tttgui.augment import crop_flip, simclr_views
 from tttgui.errors import UserError
@@ -71,6 +81,7 @@ class TTTPlusPlus(Method):
         self.queue: dict[str, torch.Tensor] = {}
         self._pending: dict[str, torch.Tensor] = {}
         self.aligned: dict[str, int] = {}            # samples in the last alignment of each space (diagnostic)
+        self.aligning = True                         # offline with the contrastive head: not before epoch 4
 
     @property
     def carries(self) -> bool:
@@ -88,7 +99,16 @@ class TTTPlusPlus(Method):
         per += per % 2                                   # pairs: sample i and i + half are two views of one image
         return {"views": simclr_views(images[view_index(n, per * n, images.device)], gen), "align": align}
 
+    def begin_epoch(self, epoch: int, forward_only: int) -> None:
+        """Offline: the original sets is_both_activated at the end of epoch bnepoch + delayepoch + 1 (0 delay)."""
+        self.aligning = not self.contrastive or epoch > forward_only + 1
+
+    def train_mode(self, model):
+        return encoder_batchnorm_train(model)
+
     def loss(self, model, batch):
+        if not self.aligning:      # offline epochs 1-3 with the contrastive head: SupCon alone
+            return contrastive(model.project(model.features(batch["views"])))
         f = model.features(batch["align"])
         total = SCALE_FEATURES * self.divergence("features", f)
         if self.contrastive:
@@ -127,6 +147,22 @@ class TTTPlusPlus(Method):
 
     def reset_state(self):
         self.queue, self._pending, self.aligned = {}, {}, {}
+        self.aligning = True
+
+
+@contextmanager
+def encoder_batchnorm_train(model):
+    """The encoder's (trunk + feature branch) BatchNorm layers in train mode, running statistics moving at their
+    own momentum, as the original's ext.train(); the rest stays as it is."""
+    saved = [(m, m.training) for part in (model.trunk, model.main) for m in part.modules()
+             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for m, _ in saved:
+        m.train()
+    try:
+        yield
+    finally:
+        for m, training in saved:
+            m.train(training)
 
 
 def contrastive(z: torch.Tensor) -> torch.Tensor:
