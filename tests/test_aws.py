@@ -145,8 +145,9 @@ def test_aws_refuses_a_step_without_pairs_and_a_batch_without_its_lr(tmp_path):
         ad.update(one)
     cfg = lambda **kw: EvalConfig(corruptions=("gaussian_noise",), severities=(5,), methods=("aws",),  # noqa: E731
                                   settings=MethodConfig("aws", protocol="online", lr=kw.pop("lr", None)), **kw)
+    check_config(cfg(), model)                          # online without --batch-size: its own 16
     with pytest.raises(UserError, match="online gives it 1 image"):
-        check_config(cfg(), model)
+        check_config(cfg(batch_size=1), model)
     with pytest.raises(UserError, match=r"expected --lr 0.000125 .* with --batch-size 8"):
         check_config(cfg(batch_size=8), model)
     check_config(cfg(batch_size=16), model)            # the paper's batch: its lr, 1e-3 x 16 / 64

@@ -156,7 +156,9 @@ def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, 
     assert not panel.batch.isEnabled() and panel.config().batch_size is None
     window.method_panel.protocol.setCurrentText("online")
     window.method_panel.set_method("aws")
-    assert panel.batch.isEnabled() and panel.config().batch_size == 1
+    assert panel.batch.isEnabled() and panel.config().batch_size is None        # B = paper's
+    panel.batch.setValue(1)
+    assert panel.config().batch_size == 1
     qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
     with qtbot.waitSignal(window.run_done, timeout=20000):
         window.step()

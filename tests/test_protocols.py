@@ -170,3 +170,22 @@ def test_aws_runs_continual_from_the_cli_and_a_stopped_stream_resumes_to_the_sam
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(read(out / "images.csv")) == strip(read(tmp_path / "full" / "images.csv"))
     assert read(out / "summary.csv") == read(tmp_path / "full" / "summary.csv")
+
+
+def test_online_defaults_to_each_methods_paper_batch_and_records_it(setup, monkeypatch):
+    """Without --batch-size, online streams use the method's own batch (tent 200, actmad 128, ttt++ 256, aws 16;
+    TTT-Online one image), recorded per method; --batch-size overrides them all."""
+    from tttgui.methods import get_method
+    _, model, stats = setup
+    assert [get_method(m).batch_size or 1 for m in ("tent", "actmad", "ttt++", "aws", "ttt", "memo")] == \
+        [200, 128, 256, 16, 1, 1]
+    calls = record_calls(monkeypatch)
+    cfg = EvalConfig(methods=("tent", "ttt"), settings=MethodConfig(protocol="online", seed=1))
+    res = evaluate(model, stats, images6(), np.array([0, 1, 2, 0, 1, 2]), np.arange(6), cfg, "cpu")
+    assert [len(c[1]) for c in calls] == [6] + [1] * 6          # tent: all 6 in one batch (of up to 200)
+    assert res.recipes["tent"]["batch_size"] == 200 and res.recipes["ttt"]["batch_size"] == 1
+    assert cfg.to_dict()["batch_size"] is None
+    calls.clear()
+    cfg = EvalConfig(methods=("tent",), settings=MethodConfig(protocol="online", seed=1), batch_size=4)
+    res = evaluate(model, stats, images6(), np.array([0, 1, 2, 0, 1, 2]), np.arange(6), cfg, "cpu")
+    assert [len(c[1]) for c in calls] == [4, 2] and res.recipes["tent"]["batch_size"] == 4

@@ -2,10 +2,11 @@
 al. 2025 use it). Both run each method's online recipe (Method.resolve); tttgui.evaluation dispatches here.
 
 offline: per cell, a fixed number of epochs over all its images in batches of the method's own size (TTT++:
-256), shuffled per epoch by the seed, never reset within the cell and never stopped or scheduled on test error
-(the original early-stops and lowers its lr on test error: a label choice we do not make). The first
-FORWARD_ONLY_EPOCHS are forward passes without a step (the original's --bnepoch 2; Adapter.observe fills
-TTT++'s queue). The cell's predictions are those of a final pass over its images after the last epoch.
+256; online streams default to it too), shuffled per epoch by the seed, never reset within the cell and never
+stopped or scheduled on test error (the original early-stops and lowers its lr on test error: a label choice we
+do not make). The first FORWARD_ONLY_EPOCHS are forward passes without a step (the original's --bnepoch 2; TTT++
+schedules its terms by epoch: Method.begin_epoch). The cell's predictions are those of a final pass over its
+images after the last epoch.
 
 continual: per method, one stream over the chosen corruptions in the paper's order at one severity, batch 16,
 no reset and no boundary given to the method; each corruption's images in the online protocol's seeded order.
@@ -43,13 +44,14 @@ def stream_corruptions(corruptions) -> list[str]:
 
 
 def batch_size(cfg, method_cls) -> int:
-    """Images per update: --batch-size, else the protocol's (continual 16) or the method's own (offline)."""
+    """Images per update: --batch-size, else the protocol's (continual 16) or, online and offline, the method's
+    own stream batch from its paper (tent 200, actmad 128, ttt++ 256, aws 16; 1 for TTT-Online and the rest)."""
     if cfg.batch_size is not None:
         return cfg.batch_size
     if cfg.protocol == "continual":
         return CONTINUAL_BATCH
-    if cfg.protocol == "offline":
-        return method_cls.batch_size or 1
+    if cfg.protocol in ("offline", "online"):
+        return (method_cls.batch_size if method_cls is not None else None) or 1
     return 1
 
 
@@ -60,8 +62,10 @@ def epochs(cfg) -> int:
 def record(cfg, d: dict) -> dict:
     """What run.json and the resume fingerprint hold for the protocol (episodic and online as before)."""
     d = {k: v for k, v in d.items() if k != "epochs"}
-    if cfg.protocol in ("episodic", "online"):
+    if cfg.protocol == "episodic":
         d["batch_size"] = 1 if cfg.batch_size is None else cfg.batch_size
+    elif cfg.protocol == "online":    # None: each method's own, in its recipe record
+        d["batch_size"] = cfg.batch_size
     elif cfg.protocol == "continual":
         d["batch_size"] = batch_size(cfg, None)
     else:   # batch_size None: each method's own, in its recipe record
@@ -70,7 +74,7 @@ def record(cfg, d: dict) -> dict:
 
 
 def recipe_record(cfg, method_cls, recipe: dict) -> dict:
-    return {**recipe, "batch_size": batch_size(cfg, method_cls)} if cfg.protocol == "offline" else recipe
+    return {**recipe, "batch_size": batch_size(cfg, method_cls)} if cfg.protocol in ("offline", "online") else recipe
 
 
 def check(cfg, method_classes) -> None:

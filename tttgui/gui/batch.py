@@ -84,11 +84,13 @@ class BatchPanel(QWidget):
         self.count.setPrefix("N = ")
         self.count.setToolTip("Images per cell (a seeded spread over the data set)")
         self.batch = QSpinBox()
-        self.batch.setRange(1, 1024)
-        self.batch.setValue(1)
+        self.batch.setRange(0, 1024)
+        self.batch.setSpecialValueText("B = paper's")     # 0: each method's own stream batch
+        self.batch.setValue(0)
         self.batch.setPrefix("B = ")
-        self.batch.setToolTip("Online protocol: images per update of each stream (1: image by image). aws learns "
-                              "from the pairs of a batch and needs 2 or more (the paper: 16)")
+        self.batch.setToolTip("Online protocol: images per update of each stream. B = paper's: each method's own "
+                              "(tent 200, actmad 128, ttt++ 256, aws 16, TTT-Online and the others 1). aws learns "
+                              "from the pairs of a batch and needs 2 or more")
         protocol = window.method_panel.protocol      # B is for the online protocol's streams only
         protocol.currentTextChanged.connect(lambda p: self.batch.setEnabled(p == "online"))
         self.batch.setEnabled(protocol.currentText() == "online")
@@ -208,7 +210,7 @@ class BatchPanel(QWidget):
             raise ValueError(f"the gradient diagnostic is per image, in the episodic protocol; choose episodic in the "
                              f"Method panel (now {m.protocol}) or untick it")
         return EvalConfig(corruptions=corruptions, severities=severities, methods=methods, settings=m,
-                          diagnose=diagnose, batch_size=self.batch.value() if m.protocol == "online" else None)
+                          diagnose=diagnose, batch_size=self.batch.value() or None if m.protocol == "online" else None)
 
     @Slot()
     def start(self) -> None:

@@ -26,6 +26,7 @@ class ActMAD(Method):
     source = "Mirza et al., CVPR 2023; jmiemirza/ActMAD (methods/actmad_cifar.py)"
     episodic = dict(RECIPE)
     online = dict(RECIPE)
+    batch_size = 128                   # ActMAD on CIFAR-10-C: batches of 128
     default_params = "all"
     default_param_words = "all parameters"
 

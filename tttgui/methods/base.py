@@ -72,7 +72,7 @@ class Method:
     default_param_words = "all parameters"
     carried_outputs = "after"          # with carried weights (online): predict after or "before" the update
     protocols = EVAL_PROTOCOLS         # the protocols it has a recipe for
-    batch_size: int | None = None      # images per update of its own stream recipe (offline's batches)
+    batch_size: int | None = None      # its paper's stream batch: online and offline default (None: 1 online)
     min_batch = 1                      # fewer images per update make it another method (aws: in-batch pairs)
     lr_per_batch = False               # its default lr is for `batch_size` images (lr = base x batch / 64)
 

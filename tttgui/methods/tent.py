@@ -22,6 +22,7 @@ class Tent(Method):
     source = "Wang et al., ICLR 2021; DequanWang/tent (cfgs/tent.yaml: Adam lr 1e-3, 1 step)"
     episodic = {"steps": 1, "lr": 1e-3, "optimizer": "adam", "views": 32}
     online = {"steps": 1, "lr": 1e-3, "optimizer": "adam", "views": 1}
+    batch_size = 200                   # cfgs/tent.yaml (CIFAR-10-C): TEST.BATCH_SIZE 200
     default_params = "norm"
     default_param_words = "norm-layer affine parameters"
     carried_outputs = "before"
