@@ -4,8 +4,10 @@ CIFAR-10 recipe from cifar-10-exps/test_calls/test_adapt.py: 32 views, each Rand
 AugMix (3 chains, depth 1-3, severity 1, Dirichlet(1) / Beta(1) mixing, geometric and tone ops only, each op
 on uint8 as PIL computes it, geometric ones filled with fillcolor=128, i.e. (128, 0, 0) on RGB); loss =
 entropy of the softmax averaged over the views; all parameters; SGD lr 0.005, no momentum or weight decay;
-1 step and a reset before every image. Online (no reset) keeps the same per-image recipe. Not ported: MEMO's
-BatchNorm prior adaptation (N = 16), which only matters for BN models.
+1 step and a reset before every image. Online (no reset; the original has no such mode) keeps the same recipe
+at its default batch of one image; with a larger batch the 32 views are shared by its images (two each at the
+continual protocol's 16). Not ported: MEMO's BatchNorm prior adaptation (N = 16), which only matters for BN
+models.
 """
 from __future__ import annotations
 
