@@ -10,7 +10,7 @@
 # docs/results_ssl.md -> docs/results.md. All training runs in bf16 autocast (2x faster here, see the cards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+PY=${PY:-.venv/bin/python}          # a test runs the queue with a stub
 DATA=../shared/data/cifar10
 RUN=runs/simclr
 SSL=resources/resnet26_gn_simclr_ssl_cifar10.pt

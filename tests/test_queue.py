@@ -1,0 +1,87 @@
+"""benchmarks/queue.sh: the long jobs in order, each stage once, what ships copied to resources/, a fresh runs/
+never writing the self-supervised model again. Run with a stub interpreter that records each command."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+STUB = r"""#!/usr/bin/env bash
+# records the command; `train ... --out X` writes X and its card, like tttgui train
+echo "$*" >> "$QUEUE_LOG"
+[ -n "${QUEUE_FAIL:-}" ] && [[ "$*" == *"$QUEUE_FAIL"* ]] && exit 1
+prev=""
+for a in "$@"; do
+    if [ "$prev" = "--out" ]; then mkdir -p "$(dirname "$a")"; echo pt > "$a"; echo card > "${a%.pt}.md"; fi
+    prev="$a"
+done
+exit 0
+"""
+
+
+def _tree(tmp_path):
+    root = tmp_path / "repo"
+    (root / "benchmarks").mkdir(parents=True)
+    shutil.copy(ROOT / "benchmarks" / "queue.sh", root / "benchmarks" / "queue.sh")
+    state = root / "resources" / "training-simclr"
+    state.mkdir(parents=True)
+    (state / "resnet26_gn_simclr_cifar10.state.pt").write_text("state")
+    (state / "train.log").write_text("epoch 37\n")
+    stub = tmp_path / "py"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    return root, stub
+
+
+def _kind(call: str) -> str:
+    for script in ("ssl_table", "results_ssl", "results"):
+        if f"benchmarks/{script}.py" in call:
+            return script
+    for key, kind in (("--finetune none", "simclr"), ("--finetune joint --epochs 50", "joint"),
+                      ("--labels-per-class 30", "protos30"), ("prototypes", "protos"),
+                      ("supervised_10pc", "sup10"), ("simclr_10pc", "simclr10")):
+        if key in call:
+            return kind
+    return call
+
+
+def _run(root, stub, log, fail=""):
+    env = {**os.environ, "PY": str(stub), "QUEUE_LOG": str(log), "QUEUE_FAIL": fail}
+    return subprocess.run(["bash", str(root / "benchmarks" / "queue.sh")], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
+    root, stub = _tree(tmp_path)
+    log = tmp_path / "calls.log"
+    done = _run(root, stub, log)
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    kinds = [_kind(c) for c in calls]
+    assert kinds == ["simclr", "joint", "protos", "protos30", "sup10", "simclr10", "ssl_table", "results_ssl",
+                     "results"]
+    assert all("--precision bf16" in c for c in calls[:6]) and "--resume" in calls[0]
+    assert (root / "runs" / "simclr" / "resnet26_gn_simclr_cifar10.state.pt").read_text() == "state"
+    for name in ("resnet26_gn_simclr_ssl_cifar10", "resnet26_gn_simclr_cifar10"):
+        assert (root / "resources" / f"{name}.pt").is_file() and (root / "resources" / f"{name}.md").is_file()
+    assert "--init resources/resnet26_gn_simclr_ssl_cifar10.pt" in calls[2]
+    # a second run finds every marker: nothing runs again
+    log.unlink()
+    assert _run(root, stub, log).returncode == 0 and not log.exists()
+
+
+def test_a_fresh_runs_folder_never_rewrites_what_resources_holds(tmp_path):
+    root, stub = _tree(tmp_path)
+    log = tmp_path / "calls.log"
+    assert _run(root, stub, log, fail="supervised_10pc").returncode != 0     # stops at the failing stage
+    calls = log.read_text().splitlines()
+    assert len(calls) == 5 and not (root / "runs" / "queue" / "supervised10.done").exists()
+    ssl = (root / "resources" / "resnet26_gn_simclr_ssl_cifar10.pt")
+    ssl.write_text("shipped")
+    shutil.rmtree(root / "runs")                          # a new machine: runs/ is gone, resources/ is committed
+    log.unlink()
+    assert _run(root, stub, log).returncode == 0
+    calls = log.read_text().splitlines()
+    assert not any("--finetune none" in c or "--finetune joint --epochs 50" in c for c in calls)
+    assert ssl.read_text() == "shipped" and _kind(calls[2]) == "sup10"
