@@ -76,8 +76,10 @@ def applicable(model, stats: dict, cfg: EvalConfig, method: str) -> str | None:
 def run_model(name: str, path: str, args, images, labels, indices) -> dict:
     """{method: [rows]} of one model, computed or read back; {method: reason} for methods that cannot run."""
     from tttgui.models import load_checkpoint
+    from tttgui.models.checkpoint import require_classifier
 
     model, payload = load_checkpoint(path, "cpu")
+    require_classifier(payload, path)
     stats = payload.get("source_stats") or {}
     sha = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     corruptions = tuple(paper_order())

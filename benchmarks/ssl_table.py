@@ -29,7 +29,7 @@ from tttgui.data import open_dataset  # noqa: E402
 from tttgui.evaluation import EvalConfig, evaluate  # noqa: E402
 from tttgui.methods import MethodConfig  # noqa: E402
 from tttgui.models import load_checkpoint  # noqa: E402
-from tttgui.models.checkpoint import read_checkpoint  # noqa: E402
+from tttgui.models.checkpoint import read_checkpoint, require_classifier  # noqa: E402
 from tttgui.results import CLEAN  # noqa: E402
 
 
@@ -96,6 +96,7 @@ def main(argv=None) -> int:
     for spec in args.model:
         name, _, path = spec.partition("=")
         model, payload = load_checkpoint(path, "cpu")
+        require_classifier(payload, path)
         meta = payload.get("meta") or {}
         stats = payload.get("source_stats") or {}
         digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]

@@ -159,3 +159,25 @@ def test_the_model_list_offers_the_shipped_models_then_the_recent_ones(qtbot, wi
     assert window.model_info["path"] == str(default_checkpoint_path())
     texts = [combo.itemText(i) for i in range(combo.count())]
     assert texts.count(f"{default_checkpoint_path().name} (shipped)") == 1 and "resnet26_gn_cifar10.pt" not in texts
+
+
+def test_a_self_supervised_only_checkpoint_is_not_offered_and_not_loaded(qtbot, window, tmp_path, monkeypatch):
+    """Its classifier is random: the window's list leaves it out and opening it says why, the model in use stays."""
+    import shutil
+
+    from tttgui.models import checkpoint as ck
+    from tttgui.models import load_checkpoint, save_checkpoint
+
+    model, payload = load_checkpoint(window.model_info["path"])
+    res = tmp_path / "resources"
+    res.mkdir()
+    shutil.copy(window.model_info["path"], res / ck.DEFAULT_NAME)
+    save_checkpoint(res / "ssl_only.pt", model, payload["classes"], payload.get("source_stats"),
+                    {"finetune": "none"})
+    monkeypatch.setattr(ck, "default_checkpoint_path", lambda: res / ck.DEFAULT_NAME)
+    assert ck.shipped_checkpoints() == [res / ck.DEFAULT_NAME]
+    name = window.model_info["path"]
+    with qtbot.waitSignal(window.error, timeout=10000):
+        window.load_checkpoint(str(res / "ssl_only.pt"))
+    assert "classifier was never trained" in window.last_error and "\n" not in window.last_error
+    assert window.model_info["path"] == name and window.step_action.isEnabled()

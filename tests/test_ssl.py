@@ -92,7 +92,7 @@ def test_ssl_phase_never_reads_a_label(data, tmp_path):
     assert stats["con_loss"] > 0 and "cls_loss" not in stats
 
 
-def test_simclr_then_none_keeps_the_self_supervised_model(data, tmp_path):
+def test_simclr_then_none_keeps_the_self_supervised_model(data, tmp_path, capsys):
     meta = Trainer(_cfg(data, tmp_path / "m.pt", finetune="none"), log=lambda s: None).fit()
     model, payload = load_checkpoint(tmp_path / "m.pt")
     assert model.projector is not None and "contrastive" in payload["spec"]["heads"]
@@ -100,6 +100,13 @@ def test_simclr_then_none_keeps_the_self_supervised_model(data, tmp_path):
     assert 0 <= meta["linear_probe"]["error"] <= 100 and meta["linear_probe"]["train_images"] == 48
     card = (tmp_path / "m.md").read_text()
     assert "Linear-probe error" in card and "Clean error" not in card and "none (the self-supervised" in card
+    # its classifier is random: evaluating it would print chance as a result, so that is refused in one line
+    from tttgui.cli import main
+    rc = main(["eval", "--data", str(data), "--checkpoint", str(tmp_path / "m.pt"), "--limit", "4",
+               "--out", str(tmp_path / "ev")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "\n" not in err and "classifier was never trained" in err and "--finetune prototypes" in err
+    assert not (tmp_path / "ev").exists()
 
 
 def test_linear_finetune_is_the_probe_on_frozen_features(data, tmp_path):

@@ -95,6 +95,7 @@ def run(args) -> int:
     from tttgui.inputs import RELEASE, check_severities, open_input, pick_corruptions
     from tttgui.methods import MethodConfig, get_method, method_names
     from tttgui.models import default_checkpoint_path, load_checkpoint
+    from tttgui.models.checkpoint import require_classifier
     from tttgui.progress import Progress
     from tttgui.protocols import stream_corruptions
     from tttgui.results import table
@@ -122,6 +123,7 @@ def run(args) -> int:
         set_deterministic(args.seed)
     checkpoint = args.checkpoint or default_checkpoint_path()
     model, payload = load_checkpoint(checkpoint, device)
+    require_classifier(payload, checkpoint)
     stats = payload.get("source_stats") or {}
 
     # data without class names of its own (image files, releases without classes.txt) takes the model's order

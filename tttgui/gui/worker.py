@@ -70,9 +70,11 @@ class SessionWorker(QObject):
 
             from tttgui.device import resolve_device
             from tttgui.models import load_checkpoint
+            from tttgui.models.checkpoint import require_classifier
 
             dev = resolve_device(device)
             model, payload = load_checkpoint(path, dev)
+            require_classifier(payload, path)
             if dev.type == "cuda":  # create the CUDA context here, not on the GUI thread
                 torch.zeros(1, device=dev).sum().item()
             self._drop_session()

@@ -5,6 +5,7 @@ clean accuracy, ...). Architecture, normalisation and heads are therefore always
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import zipfile
@@ -32,10 +33,21 @@ def default_checkpoint_path() -> Path:
 
 
 def shipped_checkpoints() -> list[Path]:
-    """Every model shipped in resources/ (the default first, then by name), for the window's model list."""
+    """Every model shipped in resources/ that can predict (the default first, then by name), for the window's
+    model list; the self-supervised-only one is there for `tttgui train --init`."""
     base = default_checkpoint_path().parent
     found = sorted(base.glob("*.pt")) if base.is_dir() else []
+    found = [p for p in found if _predicts(str(p), p.stat().st_mtime_ns)]
     return sorted(found, key=lambda p: (p.name != DEFAULT_NAME, p.name))
+
+
+@functools.lru_cache(maxsize=32)
+def _predicts(path: str, mtime_ns: int) -> bool:
+    try:
+        require_classifier(read_checkpoint(path), path)
+    except UserError:
+        return False
+    return True
 
 
 def save_checkpoint(path: str | os.PathLike, model: TTTModel, classes: list[str],
@@ -96,6 +108,16 @@ def load_checkpoint(path: str | os.PathLike, device: torch.device | str = "cpu")
         raise UserError(f"checkpoint {path} has non-finite source statistics ({bad}); expected finite ones: "
                         "recompute them with tttgui stats --checkpoint FILE --data TRAIN --out NEW.pt")
     return model.to(device).eval(), payload
+
+
+def require_classifier(payload: dict, path) -> None:
+    """Predicting needs a trained classifier: a self-supervised checkpoint (`--finetune none`) has a random one,
+    and its errors would be chance, not a result."""
+    if (payload.get("meta") or {}).get("finetune") == "none":
+        raise UserError(f"checkpoint {path} is a self-supervised model whose classifier was never trained "
+                        "(tttgui train --finetune none); expected a fine-tuned checkpoint, or its prototype "
+                        f"classifier: tttgui train --labeled DIR --init {path} --ssl-epochs 0 --finetune "
+                        "prototypes --out NEW.pt")
 
 
 def _first_non_finite(obj, where: str) -> str | None:
