@@ -79,3 +79,15 @@ def test_the_window_session_predicts_bn_tent_with_batch_statistics():
     with torch.no_grad():
         published = copy.deepcopy(bn_model()).train()(x).softmax(-1)[0]
     assert torch.allclose(torch.as_tensor(first.probs, dtype=published.dtype), published, atol=1e-5)
+
+
+def test_tent_with_sgd_takes_the_originals_sgd_settings():
+    """conf.py: OPTIM.METHOD SGD runs with momentum 0.9 and Nesterov; another method's other optimizer runs plain."""
+    from tttgui.methods import MethodConfig, get_method
+
+    r = get_method("tent").resolve(MethodConfig("tent", protocol="online", optimizer="sgd"))
+    assert (r.optimizer, r.lr, r.momentum, r.nesterov, r.weight_decay) == ("sgd", 1e-3, 0.9, True, 0.0)
+    r = get_method("tent").resolve(MethodConfig("tent", protocol="online"))
+    assert (r.optimizer, r.lr, r.momentum) == ("adam", 1e-3, 0.0)
+    r = get_method("ttt").resolve(MethodConfig("ttt", optimizer="adam"))
+    assert (r.optimizer, r.momentum, r.nesterov) == ("adam", 0.0, False)

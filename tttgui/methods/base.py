@@ -73,6 +73,7 @@ class Method:
     carried_outputs = "after"          # with carried weights (online): predict after or "before" the update
     protocols = EVAL_PROTOCOLS         # the protocols it has a recipe for
     batch_size: int | None = None      # its paper's stream batch: online and offline default (None: 1 online)
+    other_optimizers: dict = {}        # {optimizer: settings} the original code gives another optimizer
     min_batch = 1                      # fewer images per update make it another method (aws: in-batch pairs)
     lr_per_batch = False               # its default lr is for `batch_size` images (lr = base x batch / 64)
 
@@ -94,8 +95,10 @@ class Method:
     def resolve(cls, config: MethodConfig) -> Recipe:
         d = cls.defaults(config.protocol)
         steps = d["steps"] if config.steps is None else int(config.steps)
-        lr = d["lr"] if config.lr is None else float(config.lr)
         opt = d["optimizer"] if config.optimizer is None else config.optimizer.lower()
+        if opt != d["optimizer"] and opt in cls.other_optimizers:   # the original's settings for that optimizer
+            d = {**d, **cls.other_optimizers[opt], "optimizer": opt}
+        lr = d["lr"] if config.lr is None else float(config.lr)
         views = d["views"] if config.views is None else int(config.views)
         params = "default" if config.params is None else config.params
         if steps < 0:

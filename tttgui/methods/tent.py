@@ -23,6 +23,7 @@ class Tent(Method):
     episodic = {"steps": 1, "lr": 1e-3, "optimizer": "adam", "views": 32}
     online = {"steps": 1, "lr": 1e-3, "optimizer": "adam", "views": 1}
     batch_size = 200                   # cfgs/tent.yaml (CIFAR-10-C): TEST.BATCH_SIZE 200
+    other_optimizers = {"sgd": {"momentum": 0.9, "nesterov": True}}    # conf.py's OPTIM for METHOD SGD
     default_params = "norm"
     default_param_words = "norm-layer affine parameters"
     carried_outputs = "before"
