@@ -120,7 +120,7 @@ def test_queue_joins_only_once_full(source, monkeypatch):
     x = images[:8].permute(0, 3, 1, 2).float() / 255
     sizes = []
     for _ in range(4):
-        assert ad.update(x).status == "ok"
+        assert ad.update(x.clone()).status == "ok"          # four batches (one tensor again = more steps on one)
         sizes.append(ad.method.aligned["features"])
     assert sizes == [8, 8, 24, 24]               # 16 stored after two batches: the queue of 24 - 8 is full
 
@@ -138,7 +138,7 @@ def test_observe_fills_the_queue_without_a_step(source):
     ad = Adapter(copy.deepcopy(model), stats, MethodConfig("ttt++", protocol="online", views=8), "cpu")
     before = {k: v.clone() for k, v in ad.model.state_dict().items()}
     x = images[:8].permute(0, 3, 1, 2).float() / 255
-    assert ad.observe(x) > 0 and ad.observe(x) > 0
+    assert ad.observe(x) > 0 and ad.observe(x.clone()) > 0
     assert ad.method.queue["features"].shape[0] == 16 and ad.method.queue["projection"].shape[0] == 16
     assert all(torch.equal(v, before[k]) for k, v in ad.model.state_dict().items())
 
@@ -220,3 +220,16 @@ def test_the_encoders_batchnorm_adapts_in_train_mode_as_ext_train():
     assert seen == [False]
     ad.reset()
     assert torch.equal(bns[0].running_mean, before)
+
+
+def test_several_steps_on_one_batch_queue_its_features_once(source, monkeypatch):
+    model, stats, images = source
+    monkeypatch.setattr(tttpp, "QUEUE", 24)
+    ad = Adapter(copy.deepcopy(model), stats, MethodConfig("ttt++", protocol="online", views=8, lr=1e-4), "cpu")
+    a = images[:8].permute(0, 3, 1, 2).float() / 255
+    b = images[8:16].permute(0, 3, 1, 2).float() / 255
+    for _ in range(3):
+        assert ad.update(a).status == "ok"
+    assert ad.method.queue["features"].shape[0] == 8       # three steps on batch a: a's 8, from its last step
+    assert ad.update(b).status == "ok" and ad.update(b).status == "ok"
+    assert ad.method.queue["features"].shape[0] == 16

@@ -7,7 +7,8 @@ As cifar/ttt++.py computes it with scripts/run_ttt++_cifar10.sh (--method both -
   head(ext(x)) (scale_ssh 0.2) to source moments: CORAL + 0.5 x linear MMD, each divided by its mean between two
   source batches of the queue size (1536), measured on source features by tttgui.stats (stored as `align`);
 - online, a FIFO of past features joins the current batch once it is full (queue 1536 = batch + 1280 stored);
-  before that the batch is aligned alone, with the same scale;
+  before that the batch is aligned alone, with the same scale; several steps on one batch (--steps > 1; the
+  original takes one) queue its features once, from the last step;
 - SGD lr 0.01, momentum 0.9; only the encoder adapts (projection head and classifier frozen); the encoder's
   BatchNorm layers (if any) in train mode during the loss, as `ext.train()`: batch statistics, and running
   statistics that move (predictions then use them, in eval mode).
@@ -82,12 +83,14 @@ class TTTPlusPlus(Method):
         self._pending: dict[str, torch.Tensor] = {}
         self.aligned: dict[str, int] = {}            # samples in the last alignment of each space (diagnostic)
         self.aligning = True                         # offline with the contrastive head: not before epoch 4
+        self._source = self._committed = None
 
     @property
     def carries(self) -> bool:
         return self.recipe.protocol != "episodic"
 
     def draw(self, images, gen):
+        self._source = images        # the batch these views come from (several steps on one batch queue it once)
         n = len(images)
         k = self.view_count(n)
         align = images[view_index(n, k, images.device)]
@@ -140,14 +143,19 @@ class TTTPlusPlus(Method):
     def commit(self):
         if not self.carries:
             return
+        again = self._source is not None and self._source is self._committed
         for space, x in self._pending.items():
             old = self.queue.get(space)
+            if again and old is not None:     # another step on the same batch: its newer features replace its own
+                old = old[len(x):]
             self.queue[space] = (x if old is None else torch.cat([x, old]))[:QUEUE]   # newest first
         self._pending = {}
+        self._committed = self._source
 
     def reset_state(self):
         self.queue, self._pending, self.aligned = {}, {}, {}
         self.aligning = True
+        self._source = self._committed = None
 
 
 @contextmanager
