@@ -10,6 +10,8 @@ Checks, side by side in one process:
   (the fast-episodic goal: >= 20x);
 - memory: the chunk's estimated bytes vs torch's peak allocation;
 - out of memory: a memory cap forces OOM; the run must halve its chunk and give the same predictions;
+- training: SimCLR steps per second at batch 256 in float32 and in `--precision bf16`, their ratio, and how far
+  the two loss trajectories from the same start drift apart;
 - the device-touching tests (tests/test_device.py, tests/test_vectorized.py) run with the GPU visible.
 """
 from __future__ import annotations
@@ -63,6 +65,36 @@ def sequential(model, stats, x, device):
     return episodic(model, stats, x, device, 1)
 
 
+def train_steps(device, precision: str, steps: int, batch: int) -> tuple[list[float], float]:
+    """(losses, steps/s) of SimCLR steps as `tttgui train --ssl simclr` takes them, from one seeded start."""
+    from tttgui.augment import simclr_views
+    from tttgui.models import build_model
+    from tttgui.training import TrainConfig, autocast, model_spec, nt_xent
+
+    torch.manual_seed(0)
+    model = build_model(model_spec(TrainConfig(data="", out="", ssl="simclr"), 10, 32)).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    gen = torch.Generator().manual_seed(0)
+    x = images(batch).to(device)      # views made on the device from CPU-drawn randoms, as the trainer does
+    losses, t0 = [], None
+    for i in range(steps + 1):        # the first step warms up (cuDNN, autocast caches) and is not timed
+        if i == 1:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+        v = torch.cat([simclr_views(x, gen), simclr_views(x, gen)])
+        with autocast(device, precision):
+            z = model.project(model.features(v))
+        loss = nt_xent(z.float(), 0.5)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return losses, steps / (time.perf_counter() - t0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
@@ -107,6 +139,12 @@ def main() -> int:
             report["oom_recovered_same_predictions"] = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
         finally:
             torch.cuda.set_per_process_memory_fraction(1.0, device)
+    steps = 1 if args.quick else 20
+    fp32, fp32_rate = train_steps(device, "fp32", steps, 16 if args.quick else 256)
+    bf16, bf16_rate = train_steps(device, "bf16", steps, 16 if args.quick else 256)
+    report["train_fp32_steps_per_s"], report["train_bf16_steps_per_s"] = fp32_rate, bf16_rate
+    report["train_bf16_speedup"] = bf16_rate / fp32_rate
+    report["train_bf16_max_loss_drift"] = max(abs(a - b) for a, b in zip(fp32, bf16))
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             "tests/test_device.py", "tests/test_vectorized.py"], cwd=ROOT, capture_output=True,
                            text=True, timeout=300, env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
