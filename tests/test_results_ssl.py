@@ -41,20 +41,21 @@ def test_a_method_that_cannot_run_says_why(setup):
 def test_continual_rows_per_model_and_a_rerun_reads_them_back(setup, capsys):
     results = load_script()
     argv = ["--data", str(setup / "data"), "--model", f"SimCLR + prototypes={setup / 'protos.pt'}",
-            "--methods", "source,tent,ttt++,aws", "--work", str(setup / "work"), "--out", str(setup / "ssl.md"),
+            "--methods", "source,tent,tent@8e-5,ttt++,aws", "--work", str(setup / "work"), "--out", str(setup / "ssl.md"),
             "--frost-dir", str(setup / "none")]
     assert results.main(argv) == 0
     page = (setup / "ssl.md").read_text()
     rows = {ln.split("|")[2].strip(): [c.strip() for c in ln.split("|")[3:-1]]
             for ln in page.splitlines() if ln.startswith("| SimCLR + prototypes |")}
-    assert set(rows) == {"source", "Tent (GN affine)", "TTT++ (align only, GN)", "aws"}
+    assert set(rows) == {"source", "Tent (GN affine)", "Tent (GN affine) (lr 8e-05)", "TTT++ (align only, GN)", "aws"}
     for method in rows:
         assert len(rows[method]) == 17 and all(v != "pending" for v in rows[method][:16]), rows[method]
         assert 0 <= float(rows[method][15]) <= 100                     # mean-15
     assert "DINO ViT-B/16 | 44.3 | 43.5 | 26.8" in page
     assert "Choices the paper leaves open (also in docs/results.md): L_cl sums over the batch" in page
     cells = sorted(p.name for p in (setup / "work").glob("*/cells/*.csv"))
-    assert len(cells) == 60                                            # 15 corruptions x 4 methods
+    assert len(cells) == 75                                            # 15 corruptions x 5 rows
+    assert len(list((setup / "work").glob("*-lr8e-05/cells/*.csv"))) == 15     # the lr variant's own store
     stamps = {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*/cells/*.csv")}
     assert results.main(argv + ["--report-only"]) == 0
     assert (setup / "ssl.md").read_text().split("## Run")[0] == page.split("## Run")[0]
