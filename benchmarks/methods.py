@@ -51,13 +51,15 @@ def test_images(n: int) -> np.ndarray:
 def bench(model, stats, method, images, device, protocol) -> dict:
     ad = Adapter(model, stats, MethodConfig(method, protocol=protocol), device)
     x_all = to_float(torch.from_numpy(images)).to(device)
+    # one image per update, but a method that learns from in-batch pairs (aws) gets its batch
+    size = min(ad.method.batch_size or 1, len(x_all)) if ad.method.min_batch > 1 else 1
     # warm-up (allocator, first-call overheads), not timed
-    ad.update(x_all[:1]) if ad.method.adapts else None
+    ad.update(x_all[:size]) if ad.method.adapts else None
     ad.reset()
     steps = 0
     t0 = time.perf_counter()
-    for i in range(len(x_all)):
-        x = x_all[i:i + 1]
+    for i in range(0, len(x_all), size):
+        x = x_all[i:i + size]
         if protocol == "episodic":
             ad.reset()
             ad.seed(image_seed(0, i))
