@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from tttgui.augment import to_float  # noqa: E402
 from tttgui.device import resolve_device  # noqa: E402
-from tttgui.methods import Adapter, MethodConfig, image_seed, method_names  # noqa: E402
+from tttgui.methods import Adapter, MethodConfig, get_method, image_seed, method_names  # noqa: E402
 from tttgui.models import ModelSpec, build_model, default_checkpoint_path, load_checkpoint  # noqa: E402
 from tttgui.stats import source_statistics  # noqa: E402
 
@@ -96,6 +96,8 @@ def main(argv=None) -> int:
     for protocol in args.protocols.split(","):
         for method in args.methods.split(","):
             if method == "ttt++" and "contrastive" not in model.spec.heads and not stats.get("features"):
+                continue
+            if protocol not in get_method(method).protocols:     # aws has no episodic recipe
                 continue
             r = bench(model, stats, method, images, device, protocol)
             print(f"{r['method']:<8}{r['protocol']:>10}{r['steps_per_image']:>7}{r['views']:>7}"
