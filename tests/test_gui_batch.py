@@ -146,8 +146,8 @@ def test_gradient_diagnostic_scatter(qtbot, window, tmp_path):
 
 
 def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, window, tmp_path):
-    """aws learns from the pairs of a batch: a Step on one image says so in one line, and the Batch tab's B (online
-    streams only) takes it to the engine, which refuses B = 1 and runs B = 16."""
+    """aws learns from the pairs of a batch: Step and Run are off on one image and say where it runs, and the Batch
+    tab's B (online streams only) takes it to the engine, which refuses B = 1 and runs B = 16."""
     assert window.open_data(str(_folder(tmp_path / "c", broken=False)))
     qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
     window.show_batch()
@@ -159,10 +159,10 @@ def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, 
     assert panel.batch.isEnabled() and panel.config().batch_size is None        # B = paper's
     panel.batch.setValue(1)
     assert panel.config().batch_size == 1
-    qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
-    with qtbot.waitSignal(window.run_done, timeout=20000):
-        window.step()
-    assert "aws learns from the pairs of a batch" in window.last_error and "\n" not in window.last_error
+    qtbot.waitUntil(lambda: window.episode is not None and not window.loading, timeout=20000)
+    assert not window.step_action.isEnabled() and not window.run_action.isEnabled()
+    assert "aws learns from the pairs of a batch" in window.step_action.toolTip()
+    assert "Batch" in window.step_action.toolTip()
     panel.choose(["fog"], ["5"], ["aws"])
     panel.count.setValue(10)
     window.last_error = ""
@@ -174,3 +174,5 @@ def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, 
     qtbot.waitUntil(lambda: not panel.running, timeout=120000)
     assert panel.last is not None and panel.config_run.batch_size == 16, window.last_error
     assert [(s.method, s.n) for s in panel.last.summary] == [("aws", 10)]
+    window.method_panel.set_method("ttt")              # a method that steps on one image: Step is back
+    qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)

@@ -13,7 +13,7 @@ ORDER = ("ttt", "ttt++", "tent", "memo", "actmad", "aws", "source")   # the orde
 OPTIMIZER_CHOICES = ("default",) + tuple(OPTIMIZERS)
 __all__ = ["PARAM_CHOICES", "PROTOCOLS", "OPTIMIZER_CHOICES", "describe_method", "method_names",
            "corruption_names", "describe_corruption", "apply_corruption", "make_config", "make_session",
-           "config_dict", "default_steps", "method_adapts", "preload"]
+           "config_dict", "default_steps", "method_adapts", "needs_batch", "preload"]
 
 
 def method_names() -> list[str]:
@@ -52,6 +52,11 @@ def make_session(model, source_stats, config, device):
 
 def config_dict(config: MethodConfig) -> dict:
     return asdict(config)
+
+
+def needs_batch(method: str) -> bool:
+    """True for a method that learns from the pairs of a batch (aws): one image cannot step it."""
+    return get_method(method).min_batch > 1
 
 
 def method_adapts(method: str) -> bool:

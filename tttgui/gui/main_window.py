@@ -416,6 +416,7 @@ class MainWindow(WindowFiles, QMainWindow):
             self.run_steps.setValue(steps)
             self._auto_run_steps = steps
         self._restart.start()
+        self._update_actions()
 
     # -- episodes -------------------------------------------------------------------------------------
     @Slot()
@@ -600,7 +601,9 @@ class MainWindow(WindowFiles, QMainWindow):
 
     @Slot()
     def _update_actions(self) -> None:
-        ready = self._can_start()
+        # aws learns from the pairs of a batch: one image cannot step it, the Batch tab can
+        pairs = engine.needs_batch(self.method_panel.name()) and not self.running
+        ready = self._can_start() and not pairs
         self.step_action.setEnabled(ready and (not self.running or self.stepping))
         self.step_action.setText(f"Step (+{self.queued})" if self.queued else "Step")
         self.run_action.setEnabled(ready and not self.running)
@@ -610,7 +613,9 @@ class MainWindow(WindowFiles, QMainWindow):
         self.reset_action.setEnabled(ready)
         self.export_action.setEnabled(True)
         why = ("waits for the batch evaluation (Cancel it in the Batch tab)" if self.controller.batch_running
-               else "waits for the model to load" if self.loading else "")
+               else "waits for the model to load" if self.loading
+               else f"{self.method_panel.name()} learns from the pairs of a batch of images: run it in Run ▸ Batch "
+                    "Evaluation (online, B = paper's or 2 or more)" if pairs else "")
         for act, text in ((self.step_action, "One adaptation step (F10)"), (self.run_action, "Run N steps (F5)")):
             act.setToolTip(f"{text} — {why}" if why else text)
         if self.controller.batch_running:
