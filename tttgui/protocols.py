@@ -60,7 +60,8 @@ def epochs(cfg) -> int:
 
 
 def record(cfg, d: dict) -> dict:
-    """What run.json and the resume fingerprint hold for the protocol (episodic and online as before)."""
+    """What run.json and the resume fingerprint hold for the protocol (online and offline without --batch-size:
+    each method's own batch, in its recipe record)."""
     d = {k: v for k, v in d.items() if k != "epochs"}
     if cfg.protocol == "episodic":
         d["batch_size"] = 1 if cfg.batch_size is None else cfg.batch_size
@@ -95,8 +96,8 @@ def check(cfg, method_classes) -> None:
         size = batch_size(cfg, c)
         if size < c.min_batch:
             raise UserError(f"{c.name} learns from the pairs of a batch and {cfg.protocol} gives it {size} image(s) "
-                            f"per update; expected --batch-size {c.min_batch} or more (the window: B in Batch evaluation; the "
-                            f"paper: {c.batch_size})")
+                            f"per update; expected --batch-size {c.min_batch} or more (the window: B in Batch "
+                            f"evaluation; the paper: {c.batch_size})")
         if c.lr_per_batch and cfg.settings.lr is None and size != c.batch_size:
             lr = c.online["lr"] * size / c.batch_size
             raise UserError(f"{c.name}'s learning rate follows the batch (base x batch / 64, {c.online['lr']:g} at "
