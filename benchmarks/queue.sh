@@ -19,6 +19,9 @@ mkdir -p runs/queue "$RUN"
 
 done_() { [ -f "runs/queue/$1.done" ]; }
 mark() { date -u +%FT%TZ > "runs/queue/$1.done"; echo "== $1 done $(date -u +%T)"; }
+ship() {        # a checkpoint and its card into resources/, the card titled with the new name
+    cp "$1" "$2" && sed "1s|.*|# Model card: $(basename "$2")|" "${1%.pt}.md" > "${2%.pt}.md"
+}
 train() { $PY -m tttgui train --test "$DATA/test" --seed 0 --cache-dir runs/cache --resume --no-progress \
               --precision bf16 "$@"; }
 
@@ -34,7 +37,7 @@ SIMCLR=(--labeled "$DATA/train" --unlabeled "$DATA/train" --out "$FT" --ssl simc
 if ! done_ simclr && [ ! -f "$SSL" ]; then   # 1. SimCLR, 100 epochs; the `none` checkpoint is the SSL model
     echo "== simclr $(date -u +%T)"
     train "${SIMCLR[@]}" --finetune none >> "$RUN/train.log" 2>&1
-    cp "$FT" "$SSL" && cp "${FT%.pt}.md" "${SSL%.pt}.md"
+    ship "$FT" "$SSL"
     mark simclr
 fi
 
@@ -42,7 +45,7 @@ SHIP=resources/resnet26_gn_simclr_cifar10.pt
 if ! done_ joint && [ ! -f "$SHIP" ]; then  # 2. the same state fine-tuned jointly (CE + rotation + NT-Xent)
     echo "== joint $(date -u +%T)"
     train "${SIMCLR[@]}" --finetune joint --epochs 50 --swa-epochs 30 >> "$RUN/train.log" 2>&1
-    cp "$FT" "$SHIP" && cp "${FT%.pt}.md" "${SHIP%.pt}.md"
+    ship "$FT" "$SHIP"
     mark joint
 fi
 

@@ -64,7 +64,8 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
     assert all("--precision bf16" in c for c in calls[:6]) and "--resume" in calls[0]
     assert (root / "runs" / "simclr" / "resnet26_gn_simclr_cifar10.state.pt").read_text() == "state"
     for name in ("resnet26_gn_simclr_ssl_cifar10", "resnet26_gn_simclr_cifar10"):
-        assert (root / "resources" / f"{name}.pt").is_file() and (root / "resources" / f"{name}.md").is_file()
+        assert (root / "resources" / f"{name}.pt").is_file()
+        assert (root / "resources" / f"{name}.md").read_text() == f"# Model card: {name}.pt\n"   # retitled
     assert "--init resources/resnet26_gn_simclr_ssl_cifar10.pt" in calls[2]
     # a second run finds every marker: nothing runs again
     log.unlink()
