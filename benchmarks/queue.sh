@@ -5,9 +5,10 @@
 #
 #   nohup benchmarks/queue.sh >> runs/queue.log 2>&1 &
 #
-# Stages: SimCLR pretraining -> its self-supervised checkpoint -> joint fine-tuning on all labels -> the two
-# prototype classifiers (Han et al.) -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md ->
-# docs/results_ssl.md -> docs/results.md. All training runs in bf16 autocast (2x faster here, see the cards).
+# Stages: SimCLR pretraining -> its self-supervised checkpoint -> the two prototype classifiers (Han et al.) ->
+# docs/results_ssl.md -> docs/results.md (issue 18 needs no more) -> joint fine-tuning on all labels -> supervised
+# and SimCLR models on 10 % of the labels -> docs/ssl.md (issue 17). All training runs in bf16 autocast (2x
+# faster here, see the cards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}          # a test runs the queue with a stub
@@ -41,15 +42,7 @@ if ! done_ simclr && [ ! -f "$SSL" ]; then   # 1. SimCLR, 100 epochs; the `none`
     mark simclr
 fi
 
-SHIP=resources/resnet26_gn_simclr_cifar10.pt
-if ! done_ joint && [ ! -f "$SHIP" ]; then  # 2. the same state fine-tuned jointly (CE + rotation + NT-Xent)
-    echo "== joint $(date -u +%T)"
-    train "${SIMCLR[@]}" --finetune joint --epochs 50 --swa-epochs 30 >> "$RUN/train.log" 2>&1
-    ship "$FT" "$SHIP"
-    mark joint
-fi
-
-if ! done_ prototypes; then     # 3. Han et al.'s classifier: class means by forward passes, all labels / 30 per class
+if ! done_ prototypes; then     # 2. Han et al.'s classifier: class means by forward passes, all labels / 30 per class
     train --labeled "$DATA/train" --init "$SSL" --ssl-epochs 0 --finetune prototypes \
         --out runs/prototypes/simclr_prototypes_all.pt
     train --labeled "$DATA/train" --init "$SSL" --ssl-epochs 0 --finetune prototypes --labels-per-class 30 \
@@ -57,21 +50,41 @@ if ! done_ prototypes; then     # 3. Han et al.'s classifier: class means by for
     mark prototypes
 fi
 
+if ! done_ results_ssl; then    # 3. Han et al.'s continual setting on the self-supervised model (issue 18, item 4)
+    $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 \
+        --model "SimCLR + prototypes, all labels=runs/prototypes/simclr_prototypes_all.pt" \
+        --model "SimCLR + prototypes, 30 per class=runs/prototypes/simclr_prototypes_30.pt"
+    mark results_ssl
+fi
+
+if ! done_ results; then        # 4. docs/results.md: online rows on the full streams, TTT-Online on five families
+    # two processes of one thread: the streams are sequential, so ranks take whole cells (1.86x in distributed.py)
+    $PY -m torch.distributed.run --nproc_per_node 2 benchmarks/results.py --threads 1
+    mark results
+fi
+SHIP=resources/resnet26_gn_simclr_cifar10.pt
+if ! done_ joint && [ ! -f "$SHIP" ]; then  # 5. the same state fine-tuned jointly (CE + rotation + NT-Xent)
+    echo "== joint $(date -u +%T)"
+    train "${SIMCLR[@]}" --finetune joint --epochs 50 --swa-epochs 30 >> "$RUN/train.log" 2>&1
+    ship "$FT" "$SHIP"
+    mark joint
+fi
+
 TENTH=(--labeled "$DATA/train" --label-fraction 0.1 --epochs 150 --swa-epochs 50)
-if ! done_ supervised10; then   # 4. from scratch on 10 % of the labels (the TTT paper's joint training)
+if ! done_ supervised10; then   # 6. from scratch on 10 % of the labels (the TTT paper's joint training)
     echo "== supervised10 $(date -u +%T)"
     mkdir -p runs/tenth
     train "${TENTH[@]}" --ssl-epochs 0 --out runs/tenth/resnet26_gn_supervised_10pc.pt >> runs/tenth/train.log 2>&1
     mark supervised10
 fi
-if ! done_ simclr10; then       # 5. the SimCLR model fine-tuned the same way on the same 10 %
+if ! done_ simclr10; then       # 7. the SimCLR model fine-tuned the same way on the same 10 %
     echo "== simclr10 $(date -u +%T)"
     train "${TENTH[@]}" --init "$SSL" --ssl-epochs 0 --out runs/tenth/resnet26_gn_simclr_10pc.pt \
         >> runs/tenth/train.log 2>&1
     mark simclr10
 fi
 
-if ! done_ ssl_table; then      # 6. with vs without self-supervision (issue 17, item 6)
+if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17, item 6)
     $PY benchmarks/ssl_table.py --data "$DATA/test" --images 1000 --threads 2 \
         --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt" \
         --model "SimCLR + joint, 100 % labels=$SHIP" \
@@ -80,16 +93,4 @@ if ! done_ ssl_table; then      # 6. with vs without self-supervision (issue 17,
     mark ssl_table
 fi
 
-if ! done_ results_ssl; then    # 7. Han et al.'s continual setting on the self-supervised model (issue 18, item 4)
-    $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 \
-        --model "SimCLR + prototypes, all labels=runs/prototypes/simclr_prototypes_all.pt" \
-        --model "SimCLR + prototypes, 30 per class=runs/prototypes/simclr_prototypes_30.pt"
-    mark results_ssl
-fi
-
-if ! done_ results; then        # 8. docs/results.md: online rows on the full streams, TTT-Online on five families
-    # two processes of one thread: the streams are sequential, so ranks take whole cells (1.86x in distributed.py)
-    $PY -m torch.distributed.run --nproc_per_node 2 benchmarks/results.py --threads 1
-    mark results
-fi
 echo "== queue empty $(date -u +%T)"
