@@ -216,24 +216,31 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 @contextmanager
-def batchnorm_batch_stats(model):
-    """BatchNorm layers normalise with the current batch (Tent) without moving their running statistics."""
+def batchnorm_train(modules, hold_running_stats: bool):
+    """The BatchNorm layers among `modules` in train mode (batch statistics); with hold_running_stats their
+    running statistics do not move (Tent), else they move at the layer's own momentum (TTT++'s ext.train())."""
     saved = []
-    for m in model.modules():
+    for m in modules:
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             count = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
             saved.append((m, m.training, m.momentum, count))
             m.train()
-            m.momentum = 0.0
+            if hold_running_stats:
+                m.momentum = 0.0
     try:
         yield
     finally:
         for m, training, momentum, count in saved:
             m.train(training)
             m.momentum = momentum
-            if count is not None:
+            if hold_running_stats and count is not None:
                 m.num_batches_tracked.copy_(count)
 
 
+def batchnorm_batch_stats(model):
+    """BatchNorm layers normalise with the current batch (Tent) without moving their running statistics."""
+    return batchnorm_train(model.modules(), hold_running_stats=True)
+
+
 __all__ = ["MethodConfig", "Recipe", "Method", "select_parameters", "entropy", "view_index",
-           "batchnorm_batch_stats", "PROTOCOLS", "EVAL_PROTOCOLS", "PARAM_CHOICES", "OPTIMIZERS"]
+           "batchnorm_batch_stats", "batchnorm_train", "PROTOCOLS", "EVAL_PROTOCOLS", "PARAM_CHOICES", "OPTIMIZERS"]

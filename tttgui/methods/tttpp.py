@@ -29,14 +29,11 @@ epoch 1. The queue carries over between epochs. No ReduceLROnPlateau and no stop
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
-from torch import nn
 
 from tttgui.augment import crop_flip, simclr_views
 from tttgui.errors import UserError
-from tttgui.methods.base import Method, norm_kind, view_index
+from tttgui.methods.base import Method, batchnorm_train, norm_kind, view_index
 from tttgui.stats import ALIGN_BATCH, coral, covariance, linear_mmd
 from tttgui.training import nt_xent
 
@@ -158,19 +155,10 @@ class TTTPlusPlus(Method):
         self._source = self._committed = None
 
 
-@contextmanager
 def encoder_batchnorm_train(model):
     """The encoder's (trunk + feature branch) BatchNorm layers in train mode, running statistics moving at their
     own momentum, as the original's ext.train(); the rest stays as it is."""
-    saved = [(m, m.training) for part in (model.trunk, model.main) for m in part.modules()
-             if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m, _ in saved:
-        m.train()
-    try:
-        yield
-    finally:
-        for m, training in saved:
-            m.train(training)
+    return batchnorm_train([*model.trunk.modules(), *model.main.modules()], hold_running_stats=False)
 
 
 def contrastive(z: torch.Tensor) -> torch.Tensor:
