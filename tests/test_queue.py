@@ -63,10 +63,12 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
                      "ssl_table"]
     assert all("--precision bf16" in c for c in calls if "tttgui train" in c) and "--resume" in calls[0]
     assert (root / "runs" / "simclr" / "resnet26_gn_simclr_cifar10.state.pt").read_text() == "state"
-    for name in ("resnet26_gn_simclr_ssl_cifar10", "resnet26_gn_simclr_cifar10"):
+    for name in ("resnet26_gn_simclr_ssl_cifar10", "resnet26_gn_simclr_prototypes_cifar10",
+                 "resnet26_gn_simclr_cifar10"):
         assert (root / "resources" / f"{name}.pt").is_file()
         assert (root / "resources" / f"{name}.md").read_text() == f"# Model card: {name}.pt\n"   # retitled
     assert "--init resources/resnet26_gn_simclr_ssl_cifar10.pt" in calls[1]
+    assert "all labels=resources/resnet26_gn_simclr_prototypes_cifar10.pt" in calls[3]   # the shipped classifier
     # a second run finds every marker: nothing runs again
     log.unlink()
     assert _run(root, stub, log).returncode == 0 and not log.exists()
@@ -80,10 +82,12 @@ def test_a_fresh_runs_folder_never_rewrites_what_resources_holds(tmp_path):
     assert len(calls) == 7 and not (root / "runs" / "queue" / "supervised10.done").exists()
     ssl = (root / "resources" / "resnet26_gn_simclr_ssl_cifar10.pt")
     ssl.write_text("shipped")
+    proto = root / "resources" / "resnet26_gn_simclr_prototypes_cifar10.pt"
+    proto.write_text("shipped")
     shutil.rmtree(root / "runs")                          # a new machine: runs/ is gone, resources/ is committed
     log.unlink()
     assert _run(root, stub, log).returncode == 0
     calls = log.read_text().splitlines()
     assert not any("--finetune none" in c or "--finetune joint --epochs 50" in c for c in calls)
-    assert ssl.read_text() == "shipped" and [_kind(c) for c in calls][:5] == ["protos", "protos30", "results_ssl",
+    assert ssl.read_text() == "shipped" and proto.read_text() == "shipped" and [_kind(c) for c in calls][:5] == ["protos", "protos30", "results_ssl",
                                                                               "results", "sup10"]
