@@ -125,6 +125,23 @@ def test_stats_command_rewrites_the_statistics(tiny_run, tmp_path, capsys):
     assert "none.pt not found" in capsys.readouterr().err
 
 
+def test_stats_command_reproduces_the_trainers_statistics(tiny_run, tmp_path):
+    """`tttgui stats` with the training's data, image count and seed gives the statistics the trainer stored
+    (the same images, the same crops), so a recomputed checkpoint is the shipped one, not a near-copy."""
+    out, *_ = tiny_run
+    old = load_checkpoint(out)[1]
+    info = old["meta"]["source_stats"]
+    assert info["images"] < 300                       # a draw from the folder, not all of it
+    target = tmp_path / "again.pt"
+    assert main(["stats", "--checkpoint", str(out), "--data", info["data"], "--images", str(info["images"]),
+                 "--seed", str(info["seed"]), "--out", str(target), "--device", "cpu"]) == 0
+    new = load_checkpoint(target)[1]["source_stats"]
+    for name, layer in old["source_stats"]["norm"].items():
+        for key, v in layer.items():
+            assert torch.allclose(v, new["norm"][name][key], rtol=1e-5, atol=1e-6), (name, key)
+    assert torch.allclose(old["source_stats"]["features"]["cov"], new["features"]["cov"], rtol=1e-5, atol=1e-6)
+
+
 def test_resume_continues_from_the_state_file(tmp_path, cifar_test_dir):
     common = ["train", "--data", str(cifar_test_dir), "--out", str(tmp_path / "r.pt"), "--limit", "64",
               "--batch-size", "32", "--ssl-epochs", "0", "--no-progress", "--device", "cpu"]

@@ -46,12 +46,21 @@ def statistics_sample(images_u8: torch.Tensor, k: int, seed: int, augment: bool 
     folder is sorted by class and its first k would be one or two classes; with the training augmentation
     (4-px zero-padded crop + flip), as ActMAD takes its clean statistics, since the test views the methods align
     are augmented the same way. uint8 NHWC in and out."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(images_u8), generator=g)[:k].sort().values
+    idx, g = statistics_draw(len(images_u8), k, seed)
     x = images_u8[idx]
-    if augment:
-        x = crop_flip(x.permute(0, 3, 1, 2), g).permute(0, 2, 3, 1).contiguous()
-    return x
+    return statistics_augment(x, g) if augment else x
+
+
+def statistics_draw(n: int, k: int, seed: int) -> tuple[torch.Tensor, torch.Generator]:
+    """The sorted positions of statistics_sample's k images among n, and the generator that then draws their
+    crops: `tttgui stats` decodes only these images and gets the trainer's sample exactly."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:k].sort().values, g
+
+
+def statistics_augment(x_u8: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """4-px zero-padded crop + flip of uint8 NHWC images, drawn from g (after statistics_draw)."""
+    return crop_flip(x_u8.permute(0, 3, 1, 2), g).permute(0, 2, 3, 1).contiguous()
 
 
 @torch.no_grad()

@@ -30,12 +30,12 @@ def run(args) -> int:
     import torch
 
     from tttgui.data import open_dataset
-    from tttgui.data.subset import random_subset
+    from tttgui.data.subset import Subset
     from tttgui.device import resolve_device
     from tttgui.errors import UserError
     from tttgui.models import default_checkpoint_path, load_checkpoint
     from tttgui.models.checkpoint import CORE_KEYS, save_checkpoint
-    from tttgui.stats import source_statistics, statistics_sample
+    from tttgui.stats import source_statistics, statistics_augment, statistics_draw
     from tttgui.training import stats_card_line, stats_provenance
 
     from tttgui.commands import checks
@@ -57,14 +57,15 @@ def run(args) -> int:
     ds = open_dataset(args.data)
     n = len(ds)
     k = min(args.images, n)
-    # Decode only the images used: the data layer's seeded draw; statistics_sample then augments them.
-    images, _ = (random_subset(ds, k, seed=args.seed) if k < n else ds).arrays()
+    # Decode only the images used, drawn as the trainer draws them from the whole folder (same images and crops).
+    idx, g = statistics_draw(n, k, args.seed)
+    images, _ = Subset(ds, idx.numpy(), note=f"{k} images, seed {args.seed}").arrays()
     size = model.spec.input_size
     if images.shape[1:3] != (size, size):
         raise UserError(f"images of {args.data} are {images.shape[2]}×{images.shape[1]}; expected {size}×{size} "
                         f"(the model's input size)")
     t0 = time.perf_counter()
-    stats = source_statistics(model, statistics_sample(torch.from_numpy(images), k, args.seed), device)
+    stats = source_statistics(model, statistics_augment(torch.from_numpy(images), g), device)
     meta = dict(payload.get("meta") or {})
     meta["source_stats"] = {**stats_provenance(args.data, k, args.seed), "command": _command()}
     extra = {key: v for key, v in payload.items() if key not in CORE_KEYS}
