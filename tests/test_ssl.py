@@ -206,7 +206,14 @@ def test_prototypes_from_a_self_supervised_checkpoint(data, tmp_path, capsys):
     for k, v in ssl_model.state_dict().items():
         if not k.startswith("fc."):
             assert torch.equal(v, model.state_dict()[k]), k
-    assert "prototypes (forward passes only" in (tmp_path / "proto.md").read_text()
+    card = (tmp_path / "proto.md").read_text()
+    assert "prototypes (forward passes only" in card
+    # the rotation head --heads asks for by default was never trained: not kept, and the card says why
+    assert ssl_model.spec.heads == model.spec.heads == ("contrastive",) and model.rot_fc is None
+    assert "Not kept: the rotation head (never trained" in (tmp_path / "ssl.md").read_text()
+    assert "Rotation accuracy" not in card
+    assert "no fine-tuning epochs (the classifier is the class means)" in card and "joint fine-tuning" not in card
+    assert f"the weights start from `{tmp_path / 'ssl.pt'}`: self-supervised by simclr for 1 epoch," in card
     assert 0 <= payload["meta"]["clean_error"] <= 100
     _err(capsys, ["train", "--labeled", str(data), "--out", str(tmp_path / "x.pt"), "--arch", "timm:test_resnet",
                   "--init", str(tmp_path / "ssl.pt"), "--epochs", "1", "--ssl-epochs", "0"], "differs from the architecture")
@@ -223,7 +230,29 @@ def test_a_finished_self_supervised_state_resumes_into_joint_fine_tuning(data, t
     for k, v in ssl_model.state_dict().items():
         if k.startswith("trunk."):
             assert torch.equal(v, trainer.model.state_dict()[k]), k
+    assert ssl_model.spec.heads == ("contrastive",)     # the checkpoint drops the untrained rotation head ...
+    assert trainer.model.rot_fc is not None               # ... the state keeps it, for the joint phase to train
     meta = Trainer(_cfg(data, tmp_path / "m.pt", finetune="joint", epochs=1), log=logs.append).fit(resume=True)
     assert meta["finetune"] == "joint" and 0 <= meta["clean_error"] <= 100
+    assert meta["trained_heads"] == ["rotation", "contrastive"] and "rotation_accuracy" in meta
+    card = (tmp_path / "m.md").read_text()
+    assert "| NT-Xent |" in card and "1 self-supervised + 1 joint fine-tuning" in card and "Not kept" not in card
     assert [h["phase"] for h in torch.load(tmp_path / "m.state.pt", weights_only=True)["history"]] == [1, 2]
     assert any(line.startswith("resumed from") for line in logs)
+
+
+def test_an_older_checkpoint_with_an_untrained_head_passes_on_only_its_trained_ones(data, tmp_path):
+    """Checkpoints written before heads were dropped kept a random rotation head beside a SimCLR-only phase:
+    --init reads which heads its history trained."""
+    from tttgui.training import init_trained_heads
+
+    Trainer(_cfg(data, tmp_path / "ssl.pt", finetune="none"), log=lambda s: None).fit()
+    payload = torch.load(tmp_path / "ssl.pt", weights_only=True)
+    assert payload["meta"]["trained_heads"] == ["contrastive"]
+    del payload["meta"]["trained_heads"]
+    payload["spec"]["heads"] = ["rotation", "contrastive"]
+    torch.save(payload, tmp_path / "old.pt")
+    assert init_trained_heads(str(tmp_path / "old.pt")) == ("contrastive",)
+    del payload["meta"]["history"]                        # weights from elsewhere: every head counts
+    torch.save(payload, tmp_path / "bare.pt")
+    assert init_trained_heads(str(tmp_path / "bare.pt")) == ("rotation", "contrastive")

@@ -23,7 +23,7 @@ from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to
 from tttgui.device import set_deterministic
 from tttgui.errors import UserError, first_line, shown
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
-from tttgui.models.factory import timm_spec
+from tttgui.models.factory import timm_spec, with_heads
 from tttgui.probe import extract_features, fit_linear, linear_probe
 from tttgui.prototypes import prototype_model
 from tttgui.progress import Progress
@@ -138,6 +138,41 @@ def start_from(model: TTTModel, path: str) -> None:
     model.load_state_dict({k: v for k, v in theirs.items() if k in own and v.shape == own[k].shape}, strict=False)
 
 
+def trained_heads(history: list[dict]) -> tuple[str, ...]:
+    """The self-supervised heads whose loss some epoch of a run recorded."""
+    return tuple(h for h, key in (("rotation", "rot_loss"), ("contrastive", "con_loss"))
+                 if any(key in e for e in history))
+
+
+def init_trained_heads(path: str) -> tuple[str, ...]:
+    """The heads a checkpoint holds trained: recorded since checkpoints drop untrained heads; for an older one,
+    those its history trained, or all of them when it has no history (weights from elsewhere)."""
+    from tttgui.models.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(path)
+    meta, heads = payload.get("meta") or {}, tuple(payload["spec"].get("heads", ()))
+    if "trained_heads" in meta:
+        return tuple(meta["trained_heads"])
+    if meta.get("history"):
+        return tuple(h for h in trained_heads(meta["history"]) if h in heads)
+    return heads
+
+
+def init_summary(path: str) -> str:
+    """How an --init checkpoint was trained, in words, for the card of the model that starts from it."""
+    from tttgui.models.checkpoint import read_checkpoint
+
+    meta = read_checkpoint(path).get("meta") or {}
+    cfg = meta.get("config") or {}
+    if not cfg:
+        return "a checkpoint without a training record"
+    n = cfg.get("ssl_epochs")
+    ssl = (f"self-supervised by {cfg.get('ssl')} for {n} epoch{'s' * (n != 1)}" if n
+           else "no self-supervised phase")
+    probe = f", linear-probe error {meta['linear_probe']['error']:.2f}%" if meta.get("linear_probe") else ""
+    return f"{ssl}, fine-tuning {meta.get('finetune', cfg.get('finetune', '?'))}{probe}"
+
+
 def model_spec(cfg: TrainConfig, num_classes: int, size: int) -> ModelSpec:
     if cfg.init:        # the architecture of the checkpoint it starts from, with a fresh linear classifier
         from tttgui.models.checkpoint import read_checkpoint
@@ -199,6 +234,8 @@ class Trainer:
         self.classes = list(classes)
         spec = model_spec(cfg, len(classes), labeled.shape[1])
         self.model: TTTModel = build_model(spec).to(self.device)
+        # heads that --init brings trained (the others, fresh here, count only once this run trains them)
+        self.init_heads = init_trained_heads(cfg.init) if cfg.init else ()
         if cfg.init:
             start_from(self.model, cfg.init)
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
@@ -454,6 +491,14 @@ class Trainer:
             if cfg.norm == "bn":     # averaged weights need their own batch statistics
                 refresh_batchnorm(model, self.x_lab, cfg.batch_size, self.device)
             model.eval()
+        keep = tuple(h for h in model.spec.heads if h in trained_heads(self.history) or h in self.init_heads)
+        if keep != model.spec.heads:    # a random head would give TTT a plausible, meaningless loss
+            result["dropped_heads"] = [h for h in model.spec.heads if h not in keep]
+            self.log(f"heads never trained, not kept in {cfg.out}: {', '.join(result['dropped_heads'])}")
+            self.model = model = with_heads(model, keep)
+        result["trained_heads"] = list(keep)
+        if cfg.init:
+            result["init"] = init_summary(cfg.init)
         if xt is not None:
             result.update(evaluate_clean(model, xt, yt, self.device))
             result["test_images"] = len(xt)
@@ -516,6 +561,9 @@ FINETUNE_TEXT = {"joint": "joint (cross-entropy + the self-supervised losses on 
                                "L2-normalised pooled features, Han et al. 2025's classifier)",
                  "none": "none (the self-supervised model; its classifier is untrained)"}
 
+
+NO_EPOCHS = {"linear": "the classifier is a probe fitted by L-BFGS", "prototypes": "the classifier is the class means",
+             "none": "the classifier is untrained"}
 
 PRECISION = {"fp32": "float32",
              "bf16": "bf16 autocast (convolutions and matmuls in bfloat16; weights, optimizer and losses float32)"}
@@ -619,28 +667,37 @@ def changes_text(changes: list[dict]) -> str:
 
 
 def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) -> None:
+    heads = model.spec.heads
+    tuned = cfg.finetune in ("joint", "full")
+    projector = model.parameter_groups().get("contrastive", [])
     lines = [f"# Model card: {Path(cfg.out).name}", "",
-             f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(model.spec.heads)}",
-             f"- Parameters: classifier network {model.classifier_param_count():,}, rotation head "
-             f"{model.rotation_param_count():,}",
+             f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(heads) or 'none'}",
+             f"- Parameters: classifier network {model.classifier_param_count():,}"
+             + (f", rotation head {model.rotation_param_count():,}" if "rotation" in heads else "")
+             + (f", projection head {sum(p.numel() for p in projector):,}" if projector else ""),
+             *([f"- Not kept: the {' and '.join(meta['dropped_heads'])} head (never trained in this run, nor in "
+                f"--init: its loss would be meaningless at test time)"] if meta.get("dropped_heads") else []),
              f"- Command: `{cfg.command}`",
              f"- Unlabeled data (phase 1, labels never read): `{cfg.unlabeled or cfg.data}`",
              f"- Labeled data (phase 2): `{cfg.data}`, "
              + (f"{cfg.labels_per_class} labels per class" if cfg.labels_per_class
                 else f"label fraction {cfg.label_fraction}") + f" ({meta.get('labeled_images', '?')} images)",
-             f"- Self-supervised phase: {cfg.ssl}" + (f", batch {cfg.ssl_batch_size or cfg.batch_size}, peak lr "
-                                                        f"{cfg.ssl_lr or cfg.lr}" if cfg.ssl_epochs else " (none)")
-             + (f", NT-Xent temperature {cfg.temperature}" if "simclr" in cfg.ssl else ""),
+             (f"- Self-supervised phase: {cfg.ssl}, batch {cfg.ssl_batch_size or cfg.batch_size}, peak lr "
+              f"{cfg.ssl_lr or cfg.lr}" + (f", NT-Xent temperature {cfg.temperature}" if "simclr" in cfg.ssl else "")
+              if cfg.ssl_epochs else "- Self-supervised phase: none in this run"
+              + (f" (the weights start from `{cfg.init}`: {meta['init']})" if meta.get("init") else "")),
              *([f"- Rotation task: {ROTATION.get(cfg.rotation, cfg.rotation)}"]
-               if "rotation" in model.spec.heads else []),
+               if "rotation" in trained_heads(meta["history"]) else []),
              f"- Fine-tuning: {FINETUNE_TEXT[cfg.finetune]}",
              f"- Test data: `{cfg.test}`",
-             f"- Epochs: {cfg.ssl_epochs} self-supervised + {cfg.epochs} joint fine-tuning, batch {cfg.batch_size},"
-             f" SGD lr {cfg.lr} (cosine), momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}"
+             f"- Epochs: {cfg.ssl_epochs} self-supervised"
+             + (f" + {cfg.epochs} {cfg.finetune} fine-tuning, batch {cfg.batch_size}, SGD lr {cfg.lr} (cosine)"
+                if tuned else f", no fine-tuning epochs ({NO_EPOCHS[cfg.finetune]})")
+             + f", momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}"
              + (f"; warm restarts after joint epochs {', '.join(map(str, meta['restarts']))} (one-epoch ramp)"
                 if meta.get("restarts") else "")
              + (f"; then {cfg.swa_epochs} epochs of weight averaging (SWA) at constant lr {cfg.swa_lr}"
-                if cfg.swa_epochs else ""),
+                if cfg.swa_epochs and tuned else ""),
              *([f"- Precision: {PRECISION[cfg.precision]}"] if cfg.precision != "fp32" else []),
              *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
              f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device}"
@@ -662,14 +719,15 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
                      + (f" (the last SGD iterate alone: {last['clean_error']:.2f}% clean error)" if last else ""))
     if "source_stats" in meta:
         lines.append(stats_card_line(meta["source_stats"]))
-    lines += ["", "| epoch | phase | train CE | train acc % | rot loss | rot acc % | seconds |",
-              "|---|---|---|---|---|---|---|"]
+    nt = any("con_loss" in e for e in meta["history"])
+    lines += ["", "| epoch | phase | train CE | train acc % | rot loss | rot acc % |" + (" NT-Xent |" if nt else "")
+              + " seconds |", "|---|---|---|---|---|---|" + ("---|" if nt else "") + "---|"]
     for s in meta["history"]:
         def f(k, scale=1.0, fmt="{:.3f}"):
             return fmt.format(s[k] * scale) if k in s else ""
         lines.append(f"| {s['epoch']} | {('ssl', 'joint', 'swa')[s['phase'] - 1]} | {f('cls_loss')} | "
                      f"{f('cls_correct', 100, '{:.1f}')} | {f('rot_loss')} | {f('rot_correct', 100, '{:.1f}')} | "
-                     f"{s['seconds']:.0f} |")
+                     + (f"{f('con_loss')} | " if nt else "") + f"{s['seconds']:.0f} |")
     # a path with undecodable bytes (surrogate escapes) is written as \xNN rather than failing
     write_text(path, shown("\n".join(lines) + "\n"))
 

@@ -1,6 +1,7 @@
 """Build a TTTModel from a ModelSpec: the ResNet-26 or a timm backbone with the same heads."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -38,6 +39,23 @@ def check_timm_name(name: str) -> None:
     close = difflib.get_close_matches(name.split(".")[0], known, n=5, cutoff=0.6)
     raise UserError(f"unknown timm model {name!r}; expected a name from timm.list_models()"
                     + (f", e.g. {', '.join(close)}" if close else ", e.g. resnet18 or vit_small_patch16_224"))
+
+
+def with_heads(model: TTTModel, heads) -> TTTModel:
+    """The model keeping only the self-supervised heads named (every other weight the same), or itself when it
+    has no others. Built without fetching or reading backbone weights: they all come from the model."""
+    keep = tuple(h for h in model.spec.heads if h in heads)
+    if keep == model.spec.heads:
+        return model
+    spec = replace(model.spec, heads=keep)
+    build = (replace(spec, arch_args={**spec.arch_args, "pretrained": False, "weights": None})
+             if spec.arch.startswith("timm:") else spec)
+    out = build_model(build)
+    own = out.state_dict()
+    out.load_state_dict({k: v for k, v in model.state_dict().items() if k in own})
+    out.spec = spec
+    device = next(model.parameters()).device
+    return out.to(device).train(model.training)
 
 
 def timm_spec(name: str, num_classes: int = 10, heads=("rotation",), weights: str | None = None,
