@@ -256,3 +256,43 @@ def test_an_older_checkpoint_with_an_untrained_head_passes_on_only_its_trained_o
     del payload["meta"]["history"]                        # weights from elsewhere: every head counts
     torch.save(payload, tmp_path / "bare.pt")
     assert init_trained_heads(str(tmp_path / "bare.pt")) == ("rotation", "contrastive")
+
+
+def test_the_window_greys_out_methods_a_model_cannot_run(data, tmp_path, qtbot):
+    """A SimCLR model has no rotation head: TTT is greyed out with the reason, and a window set to TTT switches
+    to the first method that runs instead of showing nothing."""
+    from PySide6.QtCore import Qt
+
+    from test_gui import open_window
+    from tttgui.gui.app import parse
+
+    Trainer(_cfg(data, tmp_path / "ssl.pt", finetune="none"), log=lambda s: None).fit()
+    out = tmp_path / "proto.pt"
+    assert main(["train", "--labeled", str(data), "--test", str(data), "--init", str(tmp_path / "ssl.pt"),
+                 "--ssl-epochs", "0", "--finetune", "prototypes", "--out", str(out), "--no-progress",
+                 "--device", "cpu", "--stats-images", "16"]) == 0
+    messages = []
+    win = open_window(qtbot, parse(["--checkpoint", str(out), "--data", str(data),
+                                    "--settings", str(tmp_path / "s.ini")]))
+    try:
+        panel = win.method_panel
+        i = panel.names().index("ttt")
+        assert not panel.method.model().item(i).isEnabled()
+        assert "needs a model with the rotation head" in panel.method.itemData(i, Qt.ItemDataRole.ToolTipRole)
+        assert panel.name() == "ttt++" and win.step_action.isEnabled()
+        assert win.statusBar().currentMessage().endswith("has heads ['contrastive']: method set to ttt++")
+        assert all(panel.method.model().item(k).isEnabled() for k in range(len(panel.names())) if k != i)
+        with qtbot.waitSignal(win.run_done, timeout=60000):
+            win.step()
+        win.statusBar().messageChanged.connect(messages.append)
+        with qtbot.waitSignal(win.model_loaded, timeout=60000):    # the supervised model: every method again
+            win.load_checkpoint(str(_supervised(data, tmp_path)))
+        assert panel.method.model().item(i).isEnabled() and panel.name() == "ttt++"
+    finally:
+        win.close()
+
+
+def _supervised(data, tmp_path):
+    out = tmp_path / "sup.pt"
+    Trainer(_cfg(data, out, ssl="rotation", ssl_epochs=0, finetune="joint"), log=lambda s: None).fit()
+    return out

@@ -88,10 +88,9 @@ def check_config(cfg: EvalConfig, model, release: bool = False) -> None:
     for m in cfg.methods:
         cls = get_method(m)
         cls.resolve(cfg.method_config(cls.name))
-        missing = [h for h in cls.requires if h not in model.spec.heads]
-        if missing:
-            raise UserError(f"method {cls.name} needs a model with the {', '.join(missing)} head; this "
-                            f"checkpoint has heads {list(model.spec.heads) or 'none'}")
+        why = cls.unusable(model)
+        if why:
+            raise UserError(why)
     if not release and any(c != CLEAN for c in cfg.corruptions):
         names = corruption_names()
         bad = [c for c in cfg.corruptions if c != CLEAN and c not in names]

@@ -311,7 +311,8 @@ class MainWindow(WindowFiles, QMainWindow):
         self.loading = False
         self.model_info = info
         self.model_panel.show_model(info)
-        self.method_panel.show_names(info.get("method_names", {}))
+        unusable = info.get("unusable", {})
+        replaced = self.method_panel.show_names(info.get("method_names", {}), unusable)
         self.device_label.setText(info["device"])
         self._show_models(self.settings.add_recent(info["path"]))
         self.plots.set_context(info["classes"], None, info["source_norm"])
@@ -319,6 +320,8 @@ class MainWindow(WindowFiles, QMainWindow):
         self._update_actions()
         self.model_loaded.emit()
         self._start_episode()
+        if replaced:      # after the episode's own status line, which would hide it
+            self.statusBar().showMessage(f"{unusable[replaced]}: method set to {self.method_panel.name()}", 10000)
 
     @Slot(str, str)
     def _load_failed(self, path: str, message: str) -> None:

@@ -79,9 +79,11 @@ class SessionWorker(QObject):
                 torch.zeros(1, device=dev).sum().item()
             self._drop_session()
             self.model, self.source_stats, self.device = model, payload.get("source_stats") or {}, dev
-            from tttgui.methods import display_name, method_names
+            from tttgui.methods import display_name, get_method, method_names
             self.model_ready.emit({"path": path, "classes": list(payload["classes"]),
                                    "method_names": {m: display_name(m, model) for m in method_names()},
+                                   "unusable": {m: why for m in method_names()
+                                                if (why := get_method(m).unusable(model))},
                                    "meta": dict(payload.get("meta") or {}), "device": _device_text(dev),
                                    "source_norm": _numpy_norm(self.source_stats),
                                    "arch": model.spec.arch})

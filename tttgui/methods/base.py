@@ -79,10 +79,18 @@ class Method:
 
     def __init__(self, model, source_stats: dict, recipe: Recipe, device: torch.device):
         self.model, self.stats, self.recipe, self.device = model, source_stats or {}, recipe, device
-        missing = [h for h in self.requires if h not in model.spec.heads]
+        why = self.unusable(model)
+        if why:
+            raise UserError(why)
+
+    @classmethod
+    def unusable(cls, model) -> str | None:
+        """Why this method cannot run on `model` (a head its loss needs is missing), else None."""
+        missing = [h for h in cls.requires if h not in model.spec.heads]
         if missing:
-            raise UserError(f"method {self.name} needs a model with the {', '.join(missing)} head; this "
-                            f"checkpoint has heads {list(model.spec.heads) or 'none'}")
+            return (f"method {cls.name} needs a model with the {', '.join(missing)} head; this checkpoint has heads "
+                    f"{list(model.spec.heads) or 'none'}")
+        return None
 
     # -- recipe ---------------------------------------------------------------------------------------------
     @classmethod

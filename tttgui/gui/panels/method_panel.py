@@ -1,7 +1,7 @@
 """Method panel: method and hyperparameters; blank/zero fields mean the paper's default."""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDoubleValidator
 from PySide6.QtWidgets import QComboBox, QGridLayout, QGroupBox, QLabel, QLineEdit, QSpinBox
 
@@ -99,10 +99,22 @@ class MethodPanel(QGroupBox):
     def names(self) -> list[str]:
         return [self.method.itemData(i) for i in range(self.method.count())]
 
-    def show_names(self, shown: dict) -> None:
-        """Name each method for what it is on the loaded model, e.g. "Tent (GN affine)" on a GroupNorm network."""
+    def show_names(self, shown: dict, unusable: dict | None = None) -> str | None:
+        """Name each method for what it is on the loaded model, e.g. "Tent (GN affine)" on a GroupNorm network,
+        and grey out those the model cannot run (the tooltip says why). When the chosen one is among them, the
+        first usable one is chosen instead; returns the name that was replaced."""
+        unusable = unusable or {}
+        items = self.method.model()
         for i, name in enumerate(self.names()):
             self.method.setItemText(i, shown.get(name, name))
+            items.item(i).setEnabled(name not in unusable)
+            self.method.setItemData(i, unusable.get(name, engine.describe_method(name)), Qt.ItemDataRole.ToolTipRole)
+        old = self.name()
+        if old not in unusable:
+            return None
+        usable = [n for n in self.names() if n not in unusable]
+        self.set_method(next((n for n in usable if n != "source"), usable[0] if usable else old))
+        return old
 
     def set_method(self, name: str) -> bool:
         i = self.method.findData(name)
