@@ -212,7 +212,7 @@ def test_prototypes_from_a_self_supervised_checkpoint(data, tmp_path, capsys):
     assert ssl_model.spec.heads == model.spec.heads == ("contrastive",) and model.rot_fc is None
     assert "Not kept: the rotation head (never trained" in (tmp_path / "ssl.md").read_text()
     assert "Rotation accuracy" not in card
-    assert "no fine-tuning epochs (the classifier is the class means)" in card and "joint fine-tuning" not in card
+    assert "- Epochs: none in this run (the classifier is the class means)" in card and "joint" not in card
     assert f"the weights start from `{tmp_path / 'ssl.pt'}`: self-supervised by simclr for 1 epoch," in card
     assert 0 <= payload["meta"]["clean_error"] <= 100
     _err(capsys, ["train", "--labeled", str(data), "--out", str(tmp_path / "x.pt"), "--arch", "timm:test_resnet",

@@ -690,15 +690,16 @@ def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) 
                if "rotation" in trained_heads(meta["history"]) else []),
              f"- Fine-tuning: {FINETUNE_TEXT[cfg.finetune]}",
              f"- Test data: `{cfg.test}`",
-             f"- Epochs: {cfg.ssl_epochs} self-supervised"
-             + (f" + {cfg.epochs} {cfg.finetune} fine-tuning, batch {cfg.batch_size}, SGD lr {cfg.lr} (cosine)"
-                if tuned else f", no fine-tuning epochs ({NO_EPOCHS[cfg.finetune]})")
-             + f", momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}"
+             (f"- Epochs: none in this run ({NO_EPOCHS[cfg.finetune]}), seed {cfg.seed}"
+              if not (tuned or cfg.ssl_epochs) else f"- Epochs: {cfg.ssl_epochs} self-supervised"
+              + (f" + {cfg.epochs} {cfg.finetune} fine-tuning, batch {cfg.batch_size}, SGD lr {cfg.lr} (cosine)"
+                 if tuned else f", no fine-tuning epochs ({NO_EPOCHS[cfg.finetune]})")
+              + f", momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}")
              + (f"; warm restarts after joint epochs {', '.join(map(str, meta['restarts']))} (one-epoch ramp)"
                 if meta.get("restarts") else "")
              + (f"; then {cfg.swa_epochs} epochs of weight averaging (SWA) at constant lr {cfg.swa_lr}"
                 if cfg.swa_epochs and tuned else ""),
-             *([f"- Precision: {PRECISION[cfg.precision]}"] if cfg.precision != "fp32" else []),
+             *([f"- Precision: {PRECISION[cfg.precision]}"] if cfg.precision != "fp32" and meta["history"] else []),
              *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
              f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device}"
              f"{' (deterministic: TF32 off, deterministic cuDNN)' if cfg.deterministic else ''} "
