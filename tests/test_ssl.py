@@ -284,10 +284,16 @@ def test_the_window_greys_out_methods_a_model_cannot_run(data, tmp_path, qtbot):
         assert all(panel.method.model().item(k).isEnabled() for k in range(len(panel.names())) if k != i)
         with qtbot.waitSignal(win.run_done, timeout=60000):
             win.step()
+        win.show_batch()                                      # the Batch tab's method list says the same
+        ticks = {a.text(): a for a in win.batch_panel.methods.menu().actions()}
+        assert not ticks["ttt"].isEnabled() and "rotation head" in ticks["ttt"].toolTip()
+        win.batch_panel.choose(["fog"], ["5"], ["ttt", "tent"])
+        assert win.batch_panel.methods.checked() == ["tent"]
         win.statusBar().messageChanged.connect(messages.append)
         with qtbot.waitSignal(win.model_loaded, timeout=60000):    # the supervised model: every method again
             win.load_checkpoint(str(_supervised(data, tmp_path)))
         assert panel.method.model().item(i).isEnabled() and panel.name() == "ttt++"
+        assert all(a.isEnabled() for a in win.batch_panel.methods.menu().actions())
     finally:
         win.close()
 

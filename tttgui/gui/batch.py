@@ -161,6 +161,7 @@ class BatchPanel(QWidget):
         w = window.controller.worker
         w.batch_progress.connect(self._progress)
         w.batch_done.connect(self._done)
+        window.model_loaded.connect(self.refresh_choices)
         self.refresh_choices()
 
     # -- the grid's choices ---------------------------------------------------------------------------
@@ -181,6 +182,7 @@ class BatchPanel(QWidget):
             keep = {str(c) for c in (own if follow else box.checked())}
             if box.items() != list(items) or box.checked() != [i for i in items if i in keep]:
                 box.set_items(items, keep)
+        self.methods.disable((self.window.model_info or {}).get("unusable", {}))   # e.g. TTT without rotation head
 
     @Slot()
     def _ticked(self, *_) -> None:

@@ -35,8 +35,21 @@ class CheckList(QToolButton):
         names = {str(n) for n in names}
         for a in self.menu().actions():
             a.blockSignals(True)
-            a.setChecked(a.text() in names)
+            a.setChecked(a.text() in names and a.isEnabled())     # a greyed-out item stays unticked
             a.blockSignals(False)
+        self._refresh()
+
+    def disable(self, reasons: dict) -> None:
+        """Grey out and untick the items named (their tooltip says why); every other item is enabled."""
+        self.menu().setToolTipsVisible(True)
+        for a in self.menu().actions():
+            why = reasons.get(a.text())
+            a.setEnabled(why is None)
+            a.setToolTip(why or a.text())
+            if why and a.isChecked():
+                a.blockSignals(True)
+                a.setChecked(False)
+                a.blockSignals(False)
         self._refresh()
 
     def _refresh(self, *_) -> None:
