@@ -302,3 +302,22 @@ def _supervised(data, tmp_path):
     out = tmp_path / "sup.pt"
     Trainer(_cfg(data, out, ssl="rotation", ssl_epochs=0, finetune="joint"), log=lambda s: None).fit()
     return out
+
+
+def test_eval_methods_all_runs_what_the_model_can(data, tmp_path, capsys):
+    """`--methods all` on a model without rotation head runs the others and says which it skipped; naming TTT
+    is still refused in one line."""
+    Trainer(_cfg(data, tmp_path / "ssl.pt", finetune="none"), log=lambda s: None).fit()
+    out = tmp_path / "proto.pt"
+    assert main(["train", "--labeled", str(data), "--test", str(data), "--init", str(tmp_path / "ssl.pt"),
+                 "--ssl-epochs", "0", "--finetune", "prototypes", "--out", str(out), "--no-progress",
+                 "--device", "cpu", "--stats-images", "16"]) == 0
+    capsys.readouterr()
+    common = ["eval", "--checkpoint", str(out), "--data", str(data), "--corruptions", "fog", "--limit", "2",
+              "--steps", "1", "--device", "cpu", "--no-progress"]
+    assert main(common + ["--methods", "all", "--views", "4", "--out", str(tmp_path / "ev")]) == 0
+    err = capsys.readouterr().err
+    assert "--methods all: skipping ttt (method ttt needs a model with the rotation head" in err
+    methods = (tmp_path / "ev" / "summary.csv").read_text()
+    assert "ttt++" in methods and "tent" in methods and ",ttt," not in methods
+    _err(capsys, common + ["--methods", "source,ttt", "--out", str(tmp_path / "ev2")], "needs a model with the rotation")

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from tttgui.commands import checks
-from tttgui.errors import UserError
+from tttgui.errors import UserError, shown
 
 
 def add_arguments(p) -> None:
@@ -125,6 +125,12 @@ def run(args) -> int:
     model, payload = load_checkpoint(checkpoint, device)
     require_classifier(payload, checkpoint)
     stats = payload.get("source_stats") or {}
+    if names == ["all"]:       # every method this model can run; a named one it cannot is refused below
+        skipped = [m for m in methods if get_method(m).unusable(model)]
+        if skipped:
+            print(shown(f"--methods all: skipping {', '.join(skipped)} ({get_method(skipped[0]).unusable(model)})"),
+                  file=sys.stderr)
+            methods = tuple(m for m in methods if m not in skipped)
 
     # data without class names of its own (image files, releases without classes.txt) takes the model's order
     inp = open_input(args.data, class_names=tuple(payload["classes"]), as_images=corruptions == ["none"])
