@@ -126,9 +126,9 @@ def run(args) -> int:
     require_classifier(payload, checkpoint)
     stats = payload.get("source_stats") or {}
     if names == ["all"]:       # every method this model can run; a named one it cannot is refused below
-        skipped = [m for m in methods if get_method(m).unusable(model)]
+        skipped = {m: why for m in methods if (why := get_method(m).unusable(model))}
         if skipped:
-            print(shown(f"--methods all: skipping {', '.join(skipped)} ({get_method(skipped[0]).unusable(model)})"),
+            print(shown(f"--methods all: skipping {', '.join(skipped)} ({next(iter(skipped.values()))})"),
                   file=sys.stderr)
             methods = tuple(m for m in methods if m not in skipped)
 
