@@ -71,3 +71,20 @@ def test_results_page_shows_the_ssl_section(tmp_path):
     (tmp_path / "results_ssl.md").write_text("# x\n\n## Measured\n\n| model | method |\n|---|---|\n| m | aws |\n\n## Run\n")
     text = "\n".join(results.ssl_section(tmp_path / "results_ssl.md"))
     assert "| m | aws |" in text and "## Run" not in text
+
+
+def test_a_model_can_have_its_own_method_list(setup):
+    """The paper's AWS-FS row is no adaptation and AWS on the 30-per-class prototypes: --model-methods."""
+    results = load_script()
+    argv = ["--data", str(setup / "data"), "--model", f"all={setup / 'protos.pt'}", "--model",
+            f"few={setup / 'protos.pt'}", "--methods", "source,tent", "--model-methods", "few=source,aws",
+            "--work", str(setup / "work"), "--out", str(setup / "ssl.md"), "--frost-dir", str(setup / "none"),
+            "--images", "3"]
+    assert results.main(argv) == 0
+    page = (setup / "ssl.md").read_text()
+    rows = {tuple(c.strip() for c in ln.split("|")[1:3]) for ln in page.splitlines() if ln.startswith("| all |")
+            or ln.startswith("| few |")}
+    assert rows == {("all", "source"), ("all", "Tent (GN affine)"), ("few", "source"), ("few", "aws")}
+    assert "| DINO ViT-B/16 | 44.3 | 43.5 | 26.8 | 28.2 |" in page
+    with pytest.raises(SystemExit, match="--model-methods 'nobody=aws'.*all, few"):
+        results.main(argv + ["--model-methods", "nobody=aws"])
