@@ -129,8 +129,8 @@ def run_model(name: str, path: str, args, images, labels, indices, method_list: 
                        for r in cell]
                 if got:
                     rows[m] = got
-    names = {m: display_name(m.partition("@")[0], model) + ("" if lr_of(m) is None else f" (lr {lr_of(m):g})")
-             for m in methods}
+    names = {m: ("source (no adaptation)" if m == "source" else display_name(m.partition("@")[0], model))
+             + ("" if lr_of(m) is None else f" (lr {lr_of(m):g})") for m in methods}
     return {"rows": rows, "skipped": skipped, "names": names, "sha": sha, "path": path}
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from tttgui.errors import UserError
-from tttgui.methods import Adapter, MethodConfig, method_names
+from tttgui.methods import Adapter, MethodConfig, display_name, method_names
 from tttgui.methods.aws import (AWS, contrastive, distillation, mutual_information, mutual_learning,
                                 pair_weights)
 from tttgui.models import ModelSpec, build_model
@@ -90,6 +90,9 @@ def test_prototype_model_predicts_scaled_cosines():
 def test_aws_recipe_step_and_what_adapts():
     model, images = _cosine_model()
     assert "aws" in method_names("online") and "aws" not in method_names("episodic")
+    assert display_name("aws", model) == "AWS (prototype classifier)" and display_name("aws") == "AWS"
+    linear = build_model(ModelSpec(num_classes=3, heads=(), arch_args={"depth": 8, "width": 1, "norm": "gn"}))
+    assert display_name("aws", linear) == "AWS (linear classifier)"
     with pytest.raises(UserError, match="expected --protocol online"):
         Adapter(model, {}, MethodConfig("aws", protocol="episodic"), "cpu")
     ad = Adapter(model, {}, MethodConfig("aws", protocol="online"), "cpu")

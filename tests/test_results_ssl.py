@@ -47,7 +47,8 @@ def test_continual_rows_per_model_and_a_rerun_reads_them_back(setup, capsys):
     page = (setup / "ssl.md").read_text()
     rows = {ln.split("|")[2].strip(): [c.strip() for c in ln.split("|")[3:-1]]
             for ln in page.splitlines() if ln.startswith("| SimCLR + prototypes |")}
-    assert set(rows) == {"source", "Tent (GN affine)", "Tent (GN affine) (lr 8e-05)", "TTT++ (align only, GN)", "aws"}
+    assert set(rows) == {"source (no adaptation)", "Tent (GN affine)", "Tent (GN affine) (lr 8e-05)",
+                         "TTT++ (align only, GN)", "AWS (prototype classifier)"}
     for method in rows:
         assert len(rows[method]) == 17 and all(v != "pending" for v in rows[method][:16]), rows[method]
         assert 0 <= float(rows[method][15]) <= 100                     # mean-15
@@ -84,7 +85,8 @@ def test_a_model_can_have_its_own_method_list(setup):
     page = (setup / "ssl.md").read_text()
     rows = {tuple(c.strip() for c in ln.split("|")[1:3]) for ln in page.splitlines() if ln.startswith("| all |")
             or ln.startswith("| few |")}
-    assert rows == {("all", "source"), ("all", "Tent (GN affine)"), ("few", "source"), ("few", "aws")}
+    assert rows == {("all", "source (no adaptation)"), ("all", "Tent (GN affine)"), ("few", "source (no adaptation)"),
+                    ("few", "AWS (prototype classifier)")}
     assert "| DINO ViT-B/16 | 44.3 | 43.5 | 26.8 | 28.2 |" in page
     with pytest.raises(SystemExit, match="--model-methods 'nobody=aws'.*all, few"):
         results.main(argv + ["--model-methods", "nobody=aws"])

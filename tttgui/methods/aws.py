@@ -63,6 +63,13 @@ class AWS(Method):
     lr_per_batch = True
 
     @classmethod
+    def display_name(cls, model=None) -> str:
+        """Which classifier g_ssl is: the paper's prototypes, or a supervised model's linear layer."""
+        if model is None:
+            return "AWS"
+        return "AWS (prototype classifier)" if model.spec.classifier == "cosine" else "AWS (linear classifier)"
+
+    @classmethod
     def defaults(cls, protocol: str) -> dict:
         if protocol not in cls.protocols:    # its contrastive term needs the pairs of a batch
             raise UserError(f"aws adapts on batches of a stream; expected --protocol online, continual or "
