@@ -54,13 +54,14 @@ fi
 
 if ! done_ results_ssl; then    # 3. Han et al.'s continual setting on the self-supervised model (issue 18, item 4)
     # the paper's rows: every method on the full-shot prototypes; AWS-FS (30 per class) and the supervised
-    # source-pretrained reference with no adaptation, AWS (and Tent for the supervised one)
+    # source-pretrained reference with no adaptation, AWS (and Tent for the supervised one); "@heldout": the lr
+    # chosen on CIFAR-10-C's four held-out corruptions
     $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 \
         --model "SimCLR + prototypes, all labels=$PROTO" \
         --model "SimCLR + prototypes, 30 per class=runs/prototypes/simclr_prototypes_30.pt" \
         --model "supervised (TTT paper's joint training)=resources/resnet26_gn_cifar10.pt" \
-        --model-methods "SimCLR + prototypes, 30 per class=source,aws" \
-        --model-methods "supervised (TTT paper's joint training)=source,tent,tent@8e-5,aws"
+        --model-methods "SimCLR + prototypes, 30 per class=source,aws,aws@heldout" \
+        --model-methods "supervised (TTT paper's joint training)=source,tent,tent@8e-5,aws,tent@heldout,aws@heldout"
     mark results_ssl
 fi
 

@@ -69,7 +69,7 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
         assert (root / "resources" / f"{name}.md").read_text() == f"# Model card: {name}.pt\n"   # retitled
     assert "--init resources/resnet26_gn_simclr_ssl_cifar10.pt" in calls[1]
     assert "all labels=resources/resnet26_gn_simclr_prototypes_cifar10.pt" in calls[3]   # the shipped classifier
-    assert "30 per class=source,aws" in calls[3] and "=resources/resnet26_gn_cifar10.pt" in calls[3]
+    assert "30 per class=source,aws,aws@heldout" in calls[3] and "=resources/resnet26_gn_cifar10.pt" in calls[3]
     # a second run finds every marker: nothing runs again
     log.unlink()
     assert _run(root, stub, log).returncode == 0 and not log.exists()

@@ -90,3 +90,65 @@ def test_a_model_can_have_its_own_method_list(setup):
     assert "| DINO ViT-B/16 | 44.3 | 43.5 | 26.8 | 28.2 |" in page
     with pytest.raises(SystemExit, match="--model-methods 'nobody=aws'.*all, few"):
         results.main(argv + ["--model-methods", "nobody=aws"])
+
+
+def test_heldout_rows_pick_their_lr_on_the_four_heldout_corruptions(setup):
+    """METHOD@heldout: a continual stream over speckle_noise, gaussian_blur, spatter, saturate per lr of the grid
+    (the method's own lr x 1, 0.1, 0.01, 0.001); the lowest mean error picks the lr of the row on the 15."""
+    results = load_script()
+    argv = ["--data", str(setup / "data"), "--model", f"m={setup / 'protos.pt'}", "--methods",
+            "source,tent,tent@heldout,aws@heldout", "--heldout-images", "4", "--work", str(setup / "work"),
+            "--out", str(setup / "ssl.md"), "--frost-dir", str(setup / "none")]
+    assert results.main(argv) == 0
+    page = (setup / "ssl.md").read_text()
+    work = setup / "work"
+    sweeps = sorted(p.parent.parent.name.split("-heldout-")[1] for p in work.glob("*-heldout-*/cells/config.json"))
+    assert sweeps == sorted(["aws-lr0.00025", "aws-lr2.5e-05", "aws-lr2.5e-06", "aws-lr2.5e-07",
+                             "tent-lr0.001", "tent-lr0.0001", "tent-lr1e-05", "tent-lr1e-06"])
+    for folder in work.glob("*-heldout-*"):
+        assert sorted(p.name.split("-5-")[0] for p in folder.glob("cells/*.csv")) == \
+            ["gaussian_blur", "saturate", "spatter", "speckle_noise"]
+    section = page.split("## Learning rates chosen on held-out corruptions")[1].split("##")[0]
+    line = next(ln for ln in section.splitlines() if ln.startswith("| m | AWS (prototype classifier) |"))
+    errs = dict(item.split(": ") for item in line.split("|")[3].strip().split(", "))
+    assert list(errs) == ["0.00025", "2.5e-05", "2.5e-06", "2.5e-07"]
+    chosen = line.split("|")[4].strip()
+    assert float(errs[chosen]) == min(map(float, errs.values()))
+    rows = {ln.split("|")[2].strip(): [c.strip() for c in ln.split("|")[3:-1]]
+            for ln in page.splitlines() if ln.startswith("| m |") and len(ln.split("|")) > 10}
+    assert f"AWS (prototype classifier) (lr {chosen}, held-out choice)" in rows
+    stream = [p for p in work.glob(f"*-aws-lr{chosen}/cells/*.csv") if "-heldout-" not in str(p)]
+    assert len(stream) == 15                                           # its stream on the 15
+    tent = next(k for k in rows if k.startswith("Tent (GN affine) (lr"))
+    if "(lr 0.001," in tent:        # the default lr won: the row is the plain Tent stream, not run twice
+        assert rows[tent][:16] == rows["Tent (GN affine)"][:16]
+        assert [p for p in work.glob("*-tent-lr0.001") if "-heldout-" not in p.name] == []
+    stamps = {p: p.stat().st_mtime_ns for p in work.glob("*/cells/*.csv")}
+    assert results.main(argv) == 0                                     # resumed: nothing recomputed
+    assert {p: p.stat().st_mtime_ns for p in work.glob("*/cells/*.csv")} == stamps
+    assert results.main(argv + ["--report-only"]) == 0
+    assert (setup / "ssl.md").read_text().split("## Run")[0] == page.split("## Run")[0]
+    with pytest.raises(SystemExit, match="source has no learning rate"):
+        results.main(argv[:4] + ["--methods", "source@heldout"] + argv[6:])
+
+
+def test_corrupted_images_made_once_are_the_bytes_evaluate_makes(setup):
+    """The benchmark keeps each corruption's images for all its streams; the rows match evaluate's own."""
+    from tttgui.data import open_dataset
+    from tttgui.evaluation import EvalConfig, evaluate
+    from tttgui.methods import MethodConfig
+    from tttgui.models import load_checkpoint
+
+    results = load_script()
+    ds = open_dataset(str(setup / "data"))
+    idx = np.arange(len(ds))
+    x, y = ds.arrays(idx)
+    model, payload = load_checkpoint(setup / "protos.pt", "cpu")
+    cfg = EvalConfig(corruptions=("gaussian_noise", "spatter"), severities=(5,), methods=("aws",),
+                     settings=MethodConfig(protocol="continual", seed=3))
+    images = results.Images(x, y, idx, 3, None)
+    a = evaluate(model, payload["source_stats"], x, y, idx, cfg, "cpu", shifted=images.shifted)
+    b = evaluate(model, payload["source_stats"], x, y, idx, cfg, "cpu")
+    assert [(r.corruption, r.prediction_after, r.loss_first) for r in a.images] == \
+        [(r.corruption, r.prediction_after, r.loss_first) for r in b.images]
+    assert set(images.made) == {("gaussian_noise", 5), ("spatter", 5)}
