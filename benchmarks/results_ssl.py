@@ -164,10 +164,10 @@ def own_lr(model, stats, method: str, seed: int) -> float:
     return Adapter(model, stats, MethodConfig(method, protocol="continual", seed=seed), "cpu").recipe.lr
 
 
-def heldout_sweep(model, stats, method: str, data: Images, labels, work: Path, sha: str, args) -> dict:
+def heldout_sweep(model, stats, method: str, base: float, data: Images, labels, work: Path, sha: str,
+                  args) -> dict:
     """{lr: mean error % of the continual stream over the four held-out corruptions, or None while pending} for
-    the method's own lr times each GRID factor, and the seconds those streams cost."""
-    base = own_lr(model, stats, method, args.seed)
+    the method's own lr `base` times each GRID factor, and the seconds those streams cost."""
     errors, seconds = {}, 0.0
     for f in GRID:
         lr = float(f"{base * f:.3g}")
@@ -203,17 +203,18 @@ def run_model(name: str, path: str, args, main: Images, heldout: Images, labels:
         got = stream(model, stats, main, labels["main"], corruptions, [method_of(m) for m in group], lr, folder,
                      sha, args)
         rows.update({m: got[method_of(m)] for m in group if method_of(m) in got})
-    effective = {m: own_lr(model, stats, method_of(m), args.seed) if lr_of(m) is None else lr_of(m) for m in fixed}
     for m in runs:
         if lr_of(m) != HELD:
             continue
         method = method_of(m)
-        sweeps[m] = sweep = heldout_sweep(model, stats, method, heldout, labels["heldout"], work, sha, args)
+        base = own_lr(model, stats, method, args.seed)
+        sweeps[m] = sweep = heldout_sweep(model, stats, method, base, heldout, labels["heldout"], work, sha, args)
         sweep["label"] = display_name(method, model)
         if any(e is None for e in sweep["errors"].values()):
             continue                                         # pending: no choice yet
         chosen[m] = lr = min(sweep["errors"], key=sweep["errors"].get)    # the first of equal errors: the larger lr
-        same = [f for f in fixed if method_of(f) == method and math.isclose(effective[f], lr, rel_tol=1e-6)]
+        same = [f for f in fixed if method_of(f) == method and math.isclose(
+            base if lr_of(f) is None else lr_of(f), lr, rel_tol=1e-6)]
         if same:                                             # that stream is already a row of its own
             if same[0] in rows:
                 rows[m] = rows[same[0]]
