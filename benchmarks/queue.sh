@@ -6,9 +6,9 @@
 #   nohup benchmarks/queue.sh >> runs/queue.log 2>&1 &
 #
 # Stages: SimCLR pretraining -> its self-supervised checkpoint -> the two prototype classifiers (Han et al.; the
-# all-label one ships) -> docs/results_ssl.md -> docs/results.md (issue 18 needs no more) -> joint fine-tuning on
-# all labels -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md (issue 17). All training runs in bf16 autocast (2x
-# faster here, see the cards).
+# all-label one ships) -> docs/results_ssl.md (AWS's L_cl read two ways) -> docs/results.md (issue 18 needs no
+# more) -> joint fine-tuning on all labels -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md
+# (issue 17). All training runs in bf16 autocast (2x faster here, see the cards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}          # a test runs the queue with a stub
@@ -52,17 +52,30 @@ if ! done_ prototypes; then     # 2. Han et al.'s classifier: class means by for
     mark prototypes
 fi
 
-if ! done_ results_ssl; then    # 3. Han et al.'s continual setting on the self-supervised model (issue 18, item 4)
+ssl_page() {    # 3. Han et al.'s continual setting on the self-supervised model (issue 18, item 4)
     # the paper's rows: every method on the full-shot prototypes; AWS-FS (30 per class) and the supervised
     # source-pretrained reference with no adaptation, AWS (and Tent for the supervised one); "@heldout": the lr
-    # chosen on CIFAR-10-C's four held-out corruptions
+    # chosen on CIFAR-10-C's four held-out corruptions; aws-mean: L_cl averaged over the batch, not summed
     $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 \
         --model "SimCLR + prototypes, all labels=$PROTO" \
         --model "SimCLR + prototypes, 30 per class=runs/prototypes/simclr_prototypes_30.pt" \
         --model "supervised (TTT paper's joint training)=resources/resnet26_gn_cifar10.pt" \
-        --model-methods "SimCLR + prototypes, 30 per class=source,aws,aws@heldout" \
-        --model-methods "supervised (TTT paper's joint training)=source,tent,tent@8e-5,aws,tent@heldout,aws@heldout"
+        --model-methods "SimCLR + prototypes, 30 per class=source,aws,aws@heldout,aws-mean@heldout" \
+        --model-methods "supervised (TTT paper's joint training)=source,tent,tent@8e-5,aws,tent@heldout,aws@heldout,aws-mean@heldout"
+}
+if ! done_ results_ssl; then
+    ssl_page
     mark results_ssl
+fi
+if ! done_ aws_mean; then       # 3b. AWS's two readings of L_cl (sum as printed, batch mean): their rows on the page
+    ssl_page                    # (cells already there are read back), then their lr chosen on a held-out stream
+    # as long per corruption as the test stream's (10,000 images each, 40,000 in all), where AWS collapsed after
+    # 20,000-30,000 test images at the lr that 2,000 per held-out corruption chose
+    $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 --heldout-images 10000 \
+        --model "SimCLR + prototypes, all labels=$PROTO" --methods source,aws@heldout,aws-mean@heldout \
+        --work benchmarks/results_work/ssl-long-heldout --out docs/results_ssl_long_heldout.md \
+        --title "AWS's lr chosen on a held-out stream as long per corruption as the test stream"
+    mark aws_mean
 fi
 
 if ! done_ results; then        # 4. docs/results.md: online rows on the full streams, TTT-Online on five families

@@ -45,6 +45,24 @@ def test_contrastive_matches_the_equation():
         norm = max(sum(abs(float(w[i, j])) for j in others), 1.0)
         total += -sum(float(w[i, j]) * math.log(math.exp(float(z[i] @ z[j])) / denom) for j in others) / norm
     assert contrastive(f, logits).item() == pytest.approx(total, abs=1e-6)      # summed over i, as printed
+    assert contrastive(f, logits, reduction="mean").item() == pytest.approx(total / 4, abs=1e-6)   # aws-mean
+
+
+def test_aws_mean_is_aws_with_the_contrastive_term_averaged():
+    """aws-mean differs from aws only in L_cl's 1/B: same recipe, same distillation and mutual learning."""
+    model, images = _cosine_model()
+    assert "aws-mean" in method_names("continual") and "aws-mean" not in method_names("episodic")
+    assert display_name("aws-mean", model) == "AWS, L_cl batch mean (prototype classifier)"
+    x = images.permute(0, 3, 1, 2).float() / 255
+    sums, means = (Adapter(model, {}, MethodConfig(m, protocol="continual"), "cpu") for m in ("aws", "aws-mean"))
+    assert sums.recipe.lr == means.recipe.lr == pytest.approx(2.5e-4)
+    batch = sums.method.draw(x, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        f_t, f_s = model.features(x), sums.method.ssl_features(x)
+        l_t, l_s = model.fc(f_t), sums.method.classifier_ssl(f_s)
+        gap = sums.method.loss(model, batch) - means.method.loss(model, batch)
+        cl = contrastive(f_t, l_t)
+    assert gap.item() == pytest.approx(cl.item() * (1 - 1 / len(x)), rel=1e-4) and cl.item() > 0
 
 
 def test_distillation_and_mutual_information_values():

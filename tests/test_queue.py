@@ -59,8 +59,8 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
     assert done.returncode == 0, done.stderr
     calls = log.read_text().splitlines()
     kinds = [_kind(c) for c in calls]
-    assert kinds == ["simclr", "protos", "protos30", "results_ssl", "results", "joint", "sup10", "simclr10",
-                     "ssl_table"]
+    assert kinds == ["simclr", "protos", "protos30", "results_ssl", "results_ssl", "results_ssl", "results",
+                     "joint", "sup10", "simclr10", "ssl_table"]
     assert all("--precision bf16" in c for c in calls if "tttgui train" in c) and "--resume" in calls[0]
     assert (root / "runs" / "simclr" / "resnet26_gn_simclr_cifar10.state.pt").read_text() == "state"
     for name in ("resnet26_gn_simclr_ssl_cifar10", "resnet26_gn_simclr_prototypes_cifar10",
@@ -69,7 +69,9 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
         assert (root / "resources" / f"{name}.md").read_text() == f"# Model card: {name}.pt\n"   # retitled
     assert "--init resources/resnet26_gn_simclr_ssl_cifar10.pt" in calls[1]
     assert "all labels=resources/resnet26_gn_simclr_prototypes_cifar10.pt" in calls[3]   # the shipped classifier
-    assert "30 per class=source,aws,aws@heldout" in calls[3] and "=resources/resnet26_gn_cifar10.pt" in calls[3]
+    assert "30 per class=source,aws,aws@heldout,aws-mean@heldout" in calls[3]
+    assert "=resources/resnet26_gn_cifar10.pt" in calls[3] and calls[4] == calls[3]    # aws_mean: the page again,
+    assert "--heldout-images 10000" in calls[5] and "--out docs/results_ssl_long_heldout.md" in calls[5]  # then long
     # a second run finds every marker: nothing runs again
     log.unlink()
     assert _run(root, stub, log).returncode == 0 and not log.exists()
@@ -80,7 +82,7 @@ def test_a_fresh_runs_folder_never_rewrites_what_resources_holds(tmp_path):
     log = tmp_path / "calls.log"
     assert _run(root, stub, log, fail="supervised_10pc").returncode != 0     # stops at the failing stage
     calls = log.read_text().splitlines()
-    assert len(calls) == 7 and not (root / "runs" / "queue" / "supervised10.done").exists()
+    assert len(calls) == 9 and not (root / "runs" / "queue" / "supervised10.done").exists()
     ssl = (root / "resources" / "resnet26_gn_simclr_ssl_cifar10.pt")
     ssl.write_text("shipped")
     proto = root / "resources" / "resnet26_gn_simclr_prototypes_cifar10.pt"
@@ -90,5 +92,5 @@ def test_a_fresh_runs_folder_never_rewrites_what_resources_holds(tmp_path):
     assert _run(root, stub, log).returncode == 0
     calls = log.read_text().splitlines()
     assert not any("--finetune none" in c or "--finetune joint --epochs 50" in c for c in calls)
-    assert ssl.read_text() == "shipped" and proto.read_text() == "shipped" and [_kind(c) for c in calls][:5] == ["protos", "protos30", "results_ssl",
-                                                                              "results", "sup10"]
+    assert ssl.read_text() == "shipped" and proto.read_text() == "shipped" and [_kind(c) for c in calls][:7] == [
+        "protos", "protos30", "results_ssl", "results_ssl", "results_ssl", "results", "sup10"]

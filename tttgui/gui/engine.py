@@ -9,7 +9,7 @@ from tttgui.corruptions import CORRUPTIONS, corrupt, describe
 from tttgui.methods import MethodConfig, PARAM_CHOICES, PROTOCOLS, OPTIMIZERS, get_method
 from tttgui.methods import describe as describe_method, method_defaults, method_names as _registered
 
-ORDER = ("ttt", "ttt++", "tent", "memo", "actmad", "aws", "source")   # the order shown in the Method panel
+ORDER = ("ttt", "ttt++", "tent", "memo", "actmad", "aws", "aws-mean", "source")   # the order shown in the Method panel
 OPTIMIZER_CHOICES = ("default",) + tuple(OPTIMIZERS)
 __all__ = ["PARAM_CHOICES", "PROTOCOLS", "OPTIMIZER_CHOICES", "describe_method", "method_names",
            "corruption_names", "describe_corruption", "apply_corruption", "make_config", "make_session",

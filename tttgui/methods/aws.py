@@ -12,16 +12,16 @@ g_ssl) and is the model that adapts and predicts; f_ssl stays frozen and g_ssl i
   L_ml  CE(p_ssl, argmax p_t) (trains g_ssl) - I(p_t; p_ssl) (IIC mutual information, trains the target)
 SGD momentum 0.9, lr = base x batch / 64.
 
-Choices the paper leaves open (also in docs/results.md): L_cl sums over the batch as Eq. 3 is printed (Eq. 4
-has a 1/B, Eq. 3 none); its row normaliser is sum_j |w_ij|, where the printed sum_j w_ij is zero or negative
-whenever a row has as many disjoint pairs as agreeing ones (and would flip that row's sign); rows with no weight
-add nothing; self-pairs are left out of the weights and of the softmax's denominator; no temperature (T = 1, as
-printed); the top-k sets come from the target's predictions, detached; the prototypes are means of
-L2-normalised pooled trunk features, scale sigma = 10; the target (f_t, g_t) predicts, from its output before
-the batch's step (online error, as CoTTA and Tent report it); one step per batch; no weight decay; base lr
-1e-3 for the small ResNet (the paper's ViT bases, 1e-5 / 1e-6, are per backbone and were picked on the test
-stream; ours is fixed in advance), so 2.5e-4 at batch 16 (another --batch-size needs --lr base x batch / 64);
-g_ssl's update uses the same optimizer and lr; the mutual information is IIC's, on the symmetrised joint,
+Choices the paper leaves open (also in docs/results.md): L_cl sums over the batch as Eq. 3 is printed (Eq. 4 has a
+1/B, Eq. 3 none; `aws-mean` takes the mean over the anchors instead); its row normaliser is sum_j |w_ij|, where the
+printed sum_j w_ij is zero or negative whenever a row has as many disjoint pairs as agreeing ones (and would flip
+that row's sign); rows with no weight add nothing; self-pairs are left out of the weights and of the softmax's
+denominator; no temperature (T = 1, as printed); the top-k sets come from the target's predictions, detached; the
+prototypes are means of L2-normalised pooled trunk features, scale sigma = 10; the target (f_t, g_t) predicts, from
+its output before the batch's step (online error, as CoTTA and Tent report it); one step per batch; no weight
+decay; base lr 1e-3 for the small ResNet (the paper's ViT bases, 1e-5 / 1e-6, are per backbone and were picked on
+the test stream; ours is fixed in advance), so 2.5e-4 at batch 16 (another --batch-size needs --lr base x batch /
+64); g_ssl's update uses the same optimizer and lr; the mutual information is IIC's, on the symmetrised joint,
 clamped at 1e-8; no augmentation; the images of a corruption come in the stream's seeded order. Batches only
 (online with a batch size of 2 or more, continual, offline): one image has no in-batch pairs.
 """
@@ -59,6 +59,7 @@ class AWS(Method):
     carried_outputs = "before"
     protocols = ("online", "continual", "offline")   # every protocol of batches (continual: the paper's)
     batch_size = BATCH
+    reduction = "sum"                                # L_cl over the anchors: Eq. 3 as printed (see AWSMean)
     min_batch = 2                                    # L_cl is over the pairs of a batch
     lr_per_batch = True
 
@@ -101,11 +102,25 @@ class AWS(Method):
         logits_t = model.fc(f_t)
         f_s = self.ssl_features(x)
         logits_s = self.classifier_ssl(f_s)
-        return aws_loss(f_t, logits_t, f_s, logits_s)
+        return aws_loss(f_t, logits_t, f_s, logits_s, self.reduction)
 
 
-def aws_loss(f_t, logits_t, f_s, logits_s) -> torch.Tensor:
-    return (contrastive(f_t, logits_t.detach()) + LAMBDA_KD * distillation(f_t, f_s)
+class AWSMean(AWS):
+    """AWS with L_cl averaged over the batch's anchors (1/B, as Eq. 4 averages L_kd) instead of summed as Eq. 3 is
+    printed. With the sum, L_cl at batch 16 weighs 16x more against the distillation anchor and the mutual
+    information than with the mean; the paper's lr rule (base x batch / 64) is the one for mean losses. Kept
+    beside `aws` so both readings can be compared; docs/results_ssl.md says which one the held-out data favour."""
+
+    name = "aws-mean"
+    reduction = "mean"
+
+    @classmethod
+    def display_name(cls, model=None) -> str:
+        return super().display_name(model).replace("AWS", "AWS, L_cl batch mean", 1)
+
+
+def aws_loss(f_t, logits_t, f_s, logits_s, reduction: str = "sum") -> torch.Tensor:
+    return (contrastive(f_t, logits_t.detach(), reduction=reduction) + LAMBDA_KD * distillation(f_t, f_s)
             + LAMBDA_ML * mutual_learning(logits_t, logits_s))
 
 
@@ -119,8 +134,10 @@ def pair_weights(logits: torch.Tensor, k: int = TOP_K, n: int = TOP_N) -> torch.
     return w.fill_diagonal_(0)
 
 
-def contrastive(f: torch.Tensor, logits: torch.Tensor, temperature: float = TEMPERATURE) -> torch.Tensor:
-    """Eq. 3 over the batch's pairs (weights from the predictions, gradients through the features only)."""
+def contrastive(f: torch.Tensor, logits: torch.Tensor, temperature: float = TEMPERATURE,
+                reduction: str = "sum") -> torch.Tensor:
+    """Eq. 3 over the batch's pairs (weights from the predictions, gradients through the features only), summed
+    over the anchors i as printed, or their mean ("mean": 1/B, every anchor counted, weighted or not)."""
     if len(f) < 2:
         return f.sum() * 0
     w = pair_weights(logits)
@@ -129,7 +146,8 @@ def contrastive(f: torch.Tensor, logits: torch.Tensor, temperature: float = TEMP
     s = s.masked_fill(torch.eye(len(f), dtype=torch.bool, device=f.device), float("-inf"))
     logp = s.log_softmax(1).masked_fill(w == 0, 0.0)        # avoid 0 * -inf on the diagonal
     norm = w.abs().sum(1).clamp_min(1.0)
-    return -((w * logp).sum(1) / norm).sum()
+    per_anchor = -(w * logp).sum(1) / norm
+    return per_anchor.sum() if reduction == "sum" else per_anchor.mean()
 
 
 def distillation(f_t: torch.Tensor, f_s: torch.Tensor) -> torch.Tensor:

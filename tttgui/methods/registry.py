@@ -15,6 +15,7 @@ METHODS = {
     "tent": "tttgui.methods.tent:Tent",
     "memo": "tttgui.methods.memo:MEMO",
     "aws": "tttgui.methods.aws:AWS",
+    "aws-mean": "tttgui.methods.aws:AWSMean",
 }
 
 
