@@ -32,8 +32,9 @@ def test_a_method_that_cannot_run_says_why(setup):
     save_checkpoint(setup / "nostats.pt", model, CLASSES, {}, {})      # no source statistics: TTT++ cannot align
     assert results.main(["--data", str(setup / "data"), "--model", f"bare={setup / 'nostats.pt'}", "--methods",
                          "source,ttt++", "--work", str(setup / "work"), "--out", str(setup / "ssl.md"),
-                         "--frost-dir", str(setup / "none"), "--images", "3"]) == 0
+                         "--frost-dir", str(setup / "none"), "--images", "3", "--title", "Bare model"]) == 0
     page = (setup / "ssl.md").read_text()
+    assert page.startswith("# Bare model\n")
     assert "| bare | TTT++ (align only, GN) | n/a |" in page
     assert "source feature mean and covariance" in page.split("Not run")[1]
 
@@ -50,8 +51,9 @@ def test_continual_rows_per_model_and_a_rerun_reads_them_back(setup, capsys):
     assert set(rows) == {"source (no adaptation)", "Tent (GN affine)", "Tent (GN affine) (lr 8e-05)",
                          "TTT++ (align only, GN)", "AWS (prototype classifier)"}
     for method in rows:
-        assert len(rows[method]) == 17 and all(v != "pending" for v in rows[method][:16]), rows[method]
+        assert len(rows[method]) == 18 and all(v != "pending" for v in rows[method][:17]), rows[method]
         assert 0 <= float(rows[method][15]) <= 100                     # mean-15
+        assert 1 <= int(rows[method][16]) <= 3                         # classes in use (of 3)
     assert "DINO ViT-B/16 | 44.3 | 43.5 | 26.8" in page
     assert "Choices the paper leaves open (also in docs/results.md): L_cl sums over the batch" in page
     cells = sorted(p.name for p in (setup / "work").glob("*/cells/*.csv"))
@@ -62,6 +64,18 @@ def test_continual_rows_per_model_and_a_rerun_reads_them_back(setup, capsys):
     assert (setup / "ssl.md").read_text().split("## Run")[0] == page.split("## Run")[0]
     assert results.main(argv) == 0                                     # resumed: nothing recomputed
     assert {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*/cells/*.csv")} == stamps
+
+
+def test_classes_in_use_counts_classes_with_a_share_of_the_predictions():
+    from tttgui.results import ImageRow
+
+    results = load_script()
+    row = lambda p: ImageRow("jpeg_compression", 5, "aws", "continual", 0, 0, 0, 1.0, p, 1.0, None, None, 1, 0.0,  # noqa: E731
+                             "ok")
+    collapsed = [row(6)] * 990 + [row(1)] * 9 + [row(-1)]        # class 1 has 0.9 %: below the 1 % share
+    assert results.classes_in_use(collapsed) == 1
+    assert results.classes_in_use([row(c % 10) for c in range(1000)]) == 10
+    assert results.classes_in_use([]) is None
 
 
 def test_results_page_shows_the_ssl_section(tmp_path):
