@@ -176,3 +176,12 @@ def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, 
     assert [(s.method, s.n) for s in panel.last.summary] == [("aws", 10)]
     window.method_panel.set_method("ttt")              # a method that steps on one image: Step is back
     qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
+    window.method_panel.protocol.setCurrentText("episodic")
+    for name in ("aws", "aws-mean"):     # chosen while one image is the protocol: no error, Step says where it runs
+        window.method_panel.set_method(name)
+        qtbot.waitUntil(lambda: not window.loading, timeout=20000)
+        assert not window.step_action.isEnabled() and f"{name} learns from the pairs" in window.step_action.toolTip()
+        qtbot.waitUntil(lambda: "run it on batches" in window.plots.message, timeout=20000)
+        assert window.clean is not None and "choose Protocol online" in window.last_error   # the image stays
+    window.method_panel.set_method("ttt")               # a method with an episodic recipe starts on that image
+    qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)

@@ -65,7 +65,10 @@ def method_adapts(method: str) -> bool:
 
 
 def default_steps(method: str, protocol: str) -> int:
-    """The paper's steps per image for a method and protocol."""
+    """The paper's steps per image for a method and protocol; 0 (none) for a protocol it has no recipe for (aws
+    on one image: Step and Run say where it runs instead)."""
+    if protocol not in get_method(method).protocols:
+        return 0
     return int(method_defaults(method, protocol)["steps"])
 
 

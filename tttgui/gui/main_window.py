@@ -102,6 +102,7 @@ class MainWindow(WindowFiles, QMainWindow):
         w.load_failed.connect(self._load_failed)
         w.shifted_ready.connect(self._shifted_ready)
         w.image_failed.connect(self._image_failed)
+        w.session_failed.connect(self._session_failed)
         w.image_ready.connect(self._image_ready)
         w.views_ready.connect(self._views_ready)
         w.run_finished.connect(self._run_finished)
@@ -482,6 +483,26 @@ class MainWindow(WindowFiles, QMainWindow):
     def _image_failed(self, episode: int, message: str) -> None:
         if self.episode is not None and episode == self.episode.id:
             self._no_image(message)
+
+    @Slot(int, str)
+    def _session_failed(self, episode: int, message: str) -> None:
+        """The image is fine but no session starts on it (aws on one image, a method the settings break): the
+        images stay, the plots say why, and the next edit of the settings starts the episode again."""
+        if self.episode is None or episode != self.episode.id:
+            return
+        self.episode = None
+        self.plots.clear(message)
+        self.shift_panel.show_views("Views: no session", None)
+        self.step_label.setText("")
+        self._update_actions()
+        method, protocol = self.method_panel.name(), self.method_panel.protocol.currentText()
+        if engine.default_steps(method, protocol) == 0:     # no recipe for this protocol (aws on one image)
+            self.plots.clear(f"{method}: run it on batches (Batch tab)")     # fits a plot at 1280x720
+            self.last_error = message = (f"{method} has no {protocol} recipe: it learns from the pairs of a batch; "
+                                         "choose Protocol online and run it in Run ▸ Batch Evaluation")
+            self.statusBar().showMessage(message)
+        else:
+            self.report(message)
 
     @Slot(int, str, object)
     def _views_ready(self, episode: int, title: str, views) -> None:

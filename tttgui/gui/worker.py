@@ -46,6 +46,7 @@ class SessionWorker(QObject):
     load_failed = Signal(str, str)        # path, one line: the model loaded before stays in use
     shifted_ready = Signal(int, object)   # episode id, the corrupted image (uint8 HWC), made on this thread
     image_failed = Signal(int, str)       # episode id, one line: the episode has no image
+    session_failed = Signal(int, str)     # episode id, one line: the image is fine, no session starts on it
     image_ready = Signal(int)             # episode id; step 0 is in the buffer
     views_ready = Signal(int, str, object)   # episode id, what the views are, uint8 NHWC (None: there are none)
     run_finished = Signal(int, str, int)  # episode, "done" | "stopped" | "paused" | record status, steps done
@@ -113,7 +114,7 @@ class SessionWorker(QObject):
             self.image_ready.emit(episode)
             self._emit_views(self.session.adapter.gen.get_state(), "the next step will use")
         except BaseException as exc:  # noqa: BLE001
-            self.image_failed.emit(episode, one_line(exc, "cannot start a session on this image"))
+            self.session_failed.emit(episode, one_line(exc, "cannot start a session on this image"))
 
     @Slot(int)
     def run(self, n: int) -> None:

@@ -73,7 +73,7 @@ class AWS(Method):
     @classmethod
     def defaults(cls, protocol: str) -> dict:
         if protocol not in cls.protocols:    # its contrastive term needs the pairs of a batch
-            raise UserError(f"aws adapts on batches of a stream; expected --protocol online, continual or "
+            raise UserError(f"{cls.name} adapts on batches of a stream; expected --protocol online, continual or "
                             f"offline, not {protocol!r}")
         return dict(cls.online)
 
