@@ -62,6 +62,9 @@ def test_continual_rows_per_model_and_a_rerun_reads_them_back(setup, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*/cells/*.csv")}
     assert results.main(argv + ["--report-only"]) == 0
     assert (setup / "ssl.md").read_text().split("## Run")[0] == page.split("## Run")[0]
+    assert results.main(argv + ["--report-only", "--images", "2"]) == 0    # not the images the cells hold
+    assert "| SimCLR + prototypes | Tent (GN affine) | pending |" in (setup / "ssl.md").read_text()
+    assert "images is 2 now but was 6" in capsys.readouterr().err
     assert results.main(argv) == 0                                     # resumed: nothing recomputed
     assert {p: p.stat().st_mtime_ns for p in (setup / "work").glob("*/cells/*.csv")} == stamps
 

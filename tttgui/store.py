@@ -66,6 +66,10 @@ class CellStore:
         """The positions of a cell this process runs: all of them (a rank of tttgui.distributed runs a part)."""
         return order
 
+    def config(self) -> dict | None:
+        """The fingerprint the stored cells were made under (None: no run here yet)."""
+        return self._read_config()
+
     def _read_config(self) -> dict | None:
         try:
             return json.loads((self.dir / CONFIG).read_text(encoding="utf-8"))
