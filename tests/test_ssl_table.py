@@ -51,3 +51,26 @@ def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_
     assert script.main(argv) == 0
     assert (tmp_path / "ssl.md").read_text() == page
     assert all(p.stat().st_mtime_ns == t for p, t in stamp.items())
+
+
+def test_frost_uses_the_folder_given_and_says_which(tmp_path, monkeypatch):
+    """CIFAR-10-C's frost blends its own five textures: the table passes --frost-dir to the corruption (a folder
+    without them is one clear line) and the page names the textures it used."""
+    import pytest
+
+    from tttgui.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for c in CLASSES:
+        (tmp_path / "data" / c).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / c / "0.png")
+    checkpoint(tmp_path / "plain.pt", (), {"train_seconds": 60.0, "labeled_images": 2})
+    script = load_script()
+    argv = ["--data", "data", "--images", "2", "--corruptions", "frost", "--cells", "cells", "--out", "ssl.md",
+            "--model", "m=plain.pt"]
+    with pytest.raises(UserError, match="frost folder /nonexistent not found"):
+        script.main(argv + ["--frost-dir", "/nonexistent"])
+    monkeypatch.setattr(script, "FROST", tmp_path / "none")
+    assert script.main(argv + ["--frost-dir", ""]) == 0
+    assert "frost: generated texture" in (tmp_path / "ssl.md").read_text()
