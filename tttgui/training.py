@@ -5,9 +5,7 @@ weights). Resumable: a state file is written every epoch.
 """
 from __future__ import annotations
 
-import hashlib
 import math
-import os
 import platform
 import sys
 import time
@@ -18,16 +16,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tttgui.atomic import atomic_path, write_text
+from tttgui.atomic import atomic_path
 from tttgui.augment import crop_flip, random_rotations, rotate, simclr_views, to_float
 from tttgui.device import set_deterministic
-from tttgui.errors import UserError, first_line, shown
+from tttgui.errors import UserError, first_line
+from tttgui.model_card import stats_provenance, write_model_card
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
 from tttgui.models.factory import timm_spec, with_heads
 from tttgui.probe import extract_features, fit_linear, linear_probe
 from tttgui.prototypes import prototype_model
 from tttgui.progress import Progress
 from tttgui.stats import source_statistics, statistics_sample
+from tttgui.train_data import load_images, per_class, stratified_fraction
 
 
 @dataclass(frozen=True)
@@ -67,61 +67,6 @@ class TrainConfig:
     progress: bool = True
     spec_overrides: dict = field(default_factory=dict)
     init: str | None = None                  # start from this checkpoint's weights (e.g. a self-supervised one)
-
-
-def load_images(path: str, limit: int | None, cache_dir: str | None):
-    """Decode a data set once into uint8 arrays; ImageFolder decodes are cached as .npz keyed by path+mtime."""
-    from tttgui.data import open_dataset
-    from tttgui.data.subset import random_subset
-
-    ds = open_dataset(path)
-    check_size(ds, path, limit)
-    if limit is not None and limit < len(ds):   # the data layer's seeded subset, as everywhere else
-        images, labels = random_subset(ds, limit, seed=0).arrays()
-        return images, labels, ds.classes
-    cache = None
-    if cache_dir:
-        key = hashlib.sha1(os.fsencode(f"{Path(path).resolve()}|{len(ds)}|{os.path.getmtime(path)}")).hexdigest()[:16]
-        cache = Path(cache_dir) / f"arrays-{key}.npz"
-        if cache.is_file():
-            z = np.load(cache)
-            return z["images"], z["labels"], ds.classes
-    images, labels = ds.arrays()
-    if cache is not None:
-        with atomic_path(cache) as tmp:
-            np.savez(tmp, images=images, labels=labels)
-    return images, labels, ds.classes
-
-
-MAX_SIDE = 512                 # larger images are not what these CIFAR-sized networks train on
-MAX_BYTES = 8 * 2 ** 30        # decoded uint8 arrays above this would not fit beside training in memory
-
-
-def check_size(ds, path: str, limit: int | None) -> None:
-    """Refuse, before decoding everything, images too large to train on (one line instead of the OOM killer)."""
-    if len(ds) == 0:
-        raise UserError(f"data {path} holds no images; expected a folder of <class>/<image> files")
-    h, w = ds[0][0].shape[:2]
-    n = len(ds) if limit is None else min(limit, len(ds))
-    if max(h, w) > MAX_SIDE or n * h * w * 3 > MAX_BYTES:
-        raise UserError(f"images of {path} are {w}x{h} ({n} of them, {n * h * w * 3 / 2 ** 30:.1f} GiB decoded); "
-                        f"expected at most {MAX_SIDE}x{MAX_SIDE} and {MAX_BYTES // 2 ** 30} GiB in all: resize "
-                        "them first (tttgui trains CIFAR-sized networks)")
-
-
-def per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of n images of every class, drawn by seed (class-balanced few-label fine-tuning)."""
-    if n < 1:
-        raise UserError(f"--labels-per-class {n} is invalid; expected 1 or more")
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < n:
-            raise UserError(f"class {c} has only {len(idx)} labeled images; expected --labels-per-class {n} "
-                            "or fewer")
-        keep.append(rng.permutation(idx)[:n])
-    return np.sort(np.concatenate(keep))
 
 
 def start_from(model: TTTModel, path: str) -> None:
@@ -188,20 +133,6 @@ def model_spec(cfg: TrainConfig, num_classes: int, size: int) -> ModelSpec:
     return ModelSpec(**{"arch": cfg.arch, "num_classes": num_classes, "heads": kept_heads(cfg),
                         "arch_args": {"depth": 26, "width": 1, "norm": cfg.norm}, "input_size": size,
                         **cfg.spec_overrides})
-
-
-def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Indices of `fraction` of the images of every class, drawn by seed."""
-    if not 0 < fraction <= 1:
-        raise UserError(f"--label-fraction {fraction} is out of range; expected 0 < f <= 1")
-    if fraction == 1:
-        return np.arange(len(labels))
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        keep.append(rng.permutation(idx)[:max(1, int(round(fraction * len(idx))))])
-    return np.sort(np.concatenate(keep))
 
 
 class Trainer:
@@ -554,17 +485,6 @@ def rotation_batch(x, gen, mode: str, views=None):
     r = torch.arange(4, device=x.device).repeat_interleave(len(v))
     return rotate(v.repeat(4, 1, 1, 1), r), r
 FINETUNE = ("joint", "full", "linear", "prototypes", "none")
-FINETUNE_TEXT = {"joint": "joint (cross-entropy + the self-supervised losses on a shared trunk, the TTT paper's)",
-                 "full": "full (cross-entropy alone, every weight)",
-                 "linear": "linear (a probe on the frozen self-supervised features)",
-                 "prototypes": "prototypes (forward passes only: softmax(sigma cos(f, class means)) on the "
-                               "L2-normalised pooled features, Han et al. 2025's classifier)",
-                 "none": "none (the self-supervised model; its classifier is untrained)"}
-
-
-NO_EPOCHS = {"linear": "the classifier is a probe fitted by L-BFGS", "prototypes": "the classifier is the class means",
-             "none": "the classifier is untrained"}
-
 PRECISION = {"fp32": "float32",
              "bf16": "bf16 autocast (convolutions and matmuls in bfloat16; weights, optimizer and losses float32)"}
 
@@ -648,93 +568,9 @@ def _config_dict(cfg: TrainConfig) -> dict:
     return d
 
 
-def stats_provenance(data: str, images: int, seed: int) -> dict:
-    """What the checkpoint's source statistics were computed on, for its meta and model card."""
-    return {"data": str(data), "images": int(images), "seed": int(seed), "augment": "crop4+flip",
-            "how": f"{images} images drawn at random (seed {seed}) from `{data}`, with 4-px crop + flip"}
-
-
-def stats_card_line(info: dict) -> str:
-    """The model card's line on the source statistics (tttgui stats rewrites just this line)."""
-    return f"- Source statistics: {info['how']}"
-
-
-def changes_text(changes: list[dict]) -> str:
-    """'after epoch 94: swa_epochs 20 -> 60; after epoch 120: ...' for the model card."""
-    return "; ".join(f"after epoch {c['after_epoch']}: "
-                     + ", ".join(f"{k} {old} -> {new}" for k, (old, new) in c["changed"].items())
-                     for c in changes)
-
-
-def write_model_card(path: Path, cfg: TrainConfig, meta: dict, model: TTTModel) -> None:
-    heads = model.spec.heads
-    tuned = cfg.finetune in ("joint", "full")
-    projector = model.parameter_groups().get("contrastive", [])
-    lines = [f"# Model card: {Path(cfg.out).name}", "",
-             f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(heads) or 'none'}",
-             f"- Parameters: classifier network {model.classifier_param_count():,}"
-             + (f", rotation head {model.rotation_param_count():,}" if "rotation" in heads else "")
-             + (f", projection head {sum(p.numel() for p in projector):,}" if projector else ""),
-             *([f"- Not kept: the {' and '.join(meta['dropped_heads'])} head (never trained in this run, nor in "
-                f"--init: its loss would be meaningless at test time)"] if meta.get("dropped_heads") else []),
-             f"- Command: `{cfg.command}`",
-             f"- Unlabeled data (phase 1, labels never read): `{cfg.unlabeled or cfg.data}`",
-             f"- Labeled data (phase 2): `{cfg.data}`, "
-             + (f"{cfg.labels_per_class} labels per class" if cfg.labels_per_class
-                else f"label fraction {cfg.label_fraction}") + f" ({meta.get('labeled_images', '?')} images)",
-             (f"- Self-supervised phase: {cfg.ssl}, batch {cfg.ssl_batch_size or cfg.batch_size}, peak lr "
-              f"{cfg.ssl_lr or cfg.lr}" + (f", NT-Xent temperature {cfg.temperature}" if "simclr" in cfg.ssl else "")
-              if cfg.ssl_epochs else "- Self-supervised phase: none in this run"
-              + (f" (the weights start from `{cfg.init}`: {meta['init']})" if meta.get("init") else "")),
-             *([f"- Rotation task: {ROTATION.get(cfg.rotation, cfg.rotation)}"]
-               if "rotation" in trained_heads(meta["history"]) else []),
-             f"- Fine-tuning: {FINETUNE_TEXT[cfg.finetune]}",
-             f"- Test data: `{cfg.test}`",
-             (f"- Epochs: none in this run ({NO_EPOCHS[cfg.finetune]}), seed {cfg.seed}"
-              if not (tuned or cfg.ssl_epochs) else f"- Epochs: {cfg.ssl_epochs} self-supervised"
-              + (f" + {cfg.epochs} {cfg.finetune} fine-tuning, batch {cfg.batch_size}, SGD lr {cfg.lr} (cosine)"
-                 if tuned else f", no fine-tuning epochs ({NO_EPOCHS[cfg.finetune]})")
-              + f", momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}")
-             + (f"; warm restarts after joint epochs {', '.join(map(str, meta['restarts']))} (one-epoch ramp)"
-                if meta.get("restarts") else "")
-             + (f"; then {cfg.swa_epochs} epochs of weight averaging (SWA) at constant lr {cfg.swa_lr}"
-                if cfg.swa_epochs and tuned else ""),
-             *([f"- Precision: {PRECISION[cfg.precision]}"] if cfg.precision != "fp32" and meta["history"] else []),
-             *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
-             f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device}"
-             f"{' (deterministic: TF32 off, deterministic cuDNN)' if cfg.deterministic else ''} "
-             f"({torch.get_num_threads()} threads), torch {torch.__version__}",
-             ]
-    if "linear_probe" in meta:
-        lp = meta["linear_probe"]
-        lines.append(f"- **Linear-probe error: {lp['error']:.2f}%** on {lp['test_images']} test images (the "
-                     f"self-supervised features after phase 1, probe fitted on {lp['train_images']} labeled images: "
-                     f"{lp['how']})")
-    if "clean_error" in meta:
-        lines.append(f"- **Clean error: {meta['clean_error']:.2f}%** on {meta['test_images']} test images")
-    if "rotation_accuracy" in meta:
-        lines.append(f"- Rotation accuracy (4 rotations of every test image): {meta['rotation_accuracy']:.2f}%")
-    if "swa" in meta:
-        swa, last = meta["swa"], meta["swa"].get("last_iterate")
-        lines.append(f"- Weights: the mean of the weights after each of the {swa['epochs']} SWA epochs"
-                     + (f" (the last SGD iterate alone: {last['clean_error']:.2f}% clean error)" if last else ""))
-    if "source_stats" in meta:
-        lines.append(stats_card_line(meta["source_stats"]))
-    nt = any("con_loss" in e for e in meta["history"])
-    lines += ["", "| epoch | phase | train CE | train acc % | rot loss | rot acc % |" + (" NT-Xent |" if nt else "")
-              + " seconds |", "|---|---|---|---|---|---|" + ("---|" if nt else "") + "---|"]
-    for s in meta["history"]:
-        def f(k, scale=1.0, fmt="{:.3f}"):
-            return fmt.format(s[k] * scale) if k in s else ""
-        lines.append(f"| {s['epoch']} | {('ssl', 'joint', 'swa')[s['phase'] - 1]} | {f('cls_loss')} | "
-                     f"{f('cls_correct', 100, '{:.1f}')} | {f('rot_loss')} | {f('rot_correct', 100, '{:.1f}')} | "
-                     + (f"{f('con_loss')} | " if nt else "") + f"{s['seconds']:.0f} |")
-    # a path with undecodable bytes (surrogate escapes) is written as \xNN rather than failing
-    write_text(path, shown("\n".join(lines) + "\n"))
-
-
 def train(cfg: TrainConfig, resume: bool = False, log=print) -> dict:
     return Trainer(cfg, log).fit(resume)
 
 
-__all__ = ["TrainConfig", "Trainer", "train", "evaluate_clean", "nt_xent", "replace", "sys"]
+__all__ = ["TrainConfig", "Trainer", "train", "evaluate_clean", "nt_xent", "load_images", "per_class",
+           "stratified_fraction", "replace", "sys"]

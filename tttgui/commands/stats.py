@@ -36,7 +36,7 @@ def run(args) -> int:
     from tttgui.models import default_checkpoint_path, load_checkpoint
     from tttgui.models.checkpoint import CORE_KEYS, save_checkpoint
     from tttgui.stats import source_statistics, statistics_augment, statistics_draw
-    from tttgui.training import stats_card_line, stats_provenance
+    from tttgui.model_card import stats_card_line, stats_provenance
 
     from tttgui.commands import checks
 

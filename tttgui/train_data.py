@@ -1,0 +1,81 @@
+"""The labeled and unlabeled images a training run reads: decoded once (cached as .npz), refused when too large,
+and the seeded, class-balanced label draws (--label-fraction, --labels-per-class)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tttgui.atomic import atomic_path
+from tttgui.errors import UserError
+
+
+def load_images(path: str, limit: int | None, cache_dir: str | None):
+    """Decode a data set once into uint8 arrays; ImageFolder decodes are cached as .npz keyed by path+mtime."""
+    from tttgui.data import open_dataset
+    from tttgui.data.subset import random_subset
+
+    ds = open_dataset(path)
+    check_size(ds, path, limit)
+    if limit is not None and limit < len(ds):   # the data layer's seeded subset, as everywhere else
+        images, labels = random_subset(ds, limit, seed=0).arrays()
+        return images, labels, ds.classes
+    cache = None
+    if cache_dir:
+        key = hashlib.sha1(os.fsencode(f"{Path(path).resolve()}|{len(ds)}|{os.path.getmtime(path)}")).hexdigest()[:16]
+        cache = Path(cache_dir) / f"arrays-{key}.npz"
+        if cache.is_file():
+            z = np.load(cache)
+            return z["images"], z["labels"], ds.classes
+    images, labels = ds.arrays()
+    if cache is not None:
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, images=images, labels=labels)
+    return images, labels, ds.classes
+
+
+MAX_SIDE = 512                 # larger images are not what these CIFAR-sized networks train on
+MAX_BYTES = 8 * 2 ** 30        # decoded uint8 arrays above this would not fit beside training in memory
+
+
+def check_size(ds, path: str, limit: int | None) -> None:
+    """Refuse, before decoding everything, images too large to train on (one line instead of the OOM killer)."""
+    if len(ds) == 0:
+        raise UserError(f"data {path} holds no images; expected a folder of <class>/<image> files")
+    h, w = ds[0][0].shape[:2]
+    n = len(ds) if limit is None else min(limit, len(ds))
+    if max(h, w) > MAX_SIDE or n * h * w * 3 > MAX_BYTES:
+        raise UserError(f"images of {path} are {w}x{h} ({n} of them, {n * h * w * 3 / 2 ** 30:.1f} GiB decoded); "
+                        f"expected at most {MAX_SIDE}x{MAX_SIDE} and {MAX_BYTES // 2 ** 30} GiB in all: resize "
+                        "them first (tttgui trains CIFAR-sized networks)")
+
+
+def per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of n images of every class, drawn by seed (class-balanced few-label fine-tuning)."""
+    if n < 1:
+        raise UserError(f"--labels-per-class {n} is invalid; expected 1 or more")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        if len(idx) < n:
+            raise UserError(f"class {c} has only {len(idx)} labeled images; expected --labels-per-class {n} "
+                            "or fewer")
+        keep.append(rng.permutation(idx)[:n])
+    return np.sort(np.concatenate(keep))
+
+
+def stratified_fraction(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Indices of `fraction` of the images of every class, drawn by seed."""
+    if not 0 < fraction <= 1:
+        raise UserError(f"--label-fraction {fraction} is out of range; expected 0 < f <= 1")
+    if fraction == 1:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep.append(rng.permutation(idx)[:max(1, int(round(fraction * len(idx))))])
+    return np.sort(np.concatenate(keep))
