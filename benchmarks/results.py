@@ -448,12 +448,13 @@ def ssl_section(page: Path) -> list[str]:
                     "issue 17 (prototypes from all labels and from 30 per class) writes "
                     f"[{page.name}]({page.name}), whose table then shows here.", ""]
     lines = page.read_text(encoding="utf-8").splitlines()
-    start = lines.index("## Measured") + 2 if "## Measured" in lines else len(lines)
-    table = []
+    start = lines.index("## Measured") + 1 if "## Measured" in lines else len(lines)
+    table = []      # the section's text up to its table (what a column means), then the table
     for ln in lines[start:]:
-        if not ln.startswith("|"):
+        if ln.startswith("#") or (table and table[-1].startswith("|") and not ln.startswith("|")):
             break
-        table.append(ln)
+        if ln or table:
+            table.append(ln)
     return L + [f"Continual stream, batches of 16, never reset; details and the paper's numbers in "
                 f"[{page.name}]({page.name}).", ""] + table + [""]
 

@@ -89,6 +89,14 @@ def test_results_page_shows_the_ssl_section(tmp_path):
     (tmp_path / "results_ssl.md").write_text("# x\n\n## Measured\n\n| model | method |\n|---|---|\n| m | aws |\n\n## Run\n")
     text = "\n".join(results.ssl_section(tmp_path / "results_ssl.md"))
     assert "| m | aws |" in text and "## Run" not in text
+    # the page results_ssl.py writes: a paragraph on the columns between the heading and the table
+    ssl = load_script()
+    args = ssl.parse_args(["--model", "m=x.pt"])
+    page = ssl.render({"m": {"names": {"aws": "AWS"}, "skipped": {}, "rows": {}, "sweeps": {}, "chosen": {},
+                             "sha": "0" * 64, "path": "x.pt"}}, args, 10, 4)
+    (tmp_path / "results_ssl.md").write_text(page)
+    text = "\n".join(results.ssl_section(tmp_path / "results_ssl.md"))
+    assert "| m | AWS | pending |" in text and "classes in use" in text and "## Run" not in text
 
 
 def test_a_model_can_have_its_own_method_list(setup):
