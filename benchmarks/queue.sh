@@ -68,13 +68,17 @@ if ! done_ results_ssl; then
     mark results_ssl
 fi
 if ! done_ aws_mean; then       # 3b. AWS's two readings of L_cl (sum as printed, batch mean): their rows on the page
-    ssl_page                    # (cells already there are read back), then their lr chosen on a held-out stream
-    # as long per corruption as the test stream's (10,000 images each, 40,000 in all), where AWS collapsed after
-    # 20,000-30,000 test images at the lr that 2,000 per held-out corruption chose
-    $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 --heldout-images 10000 \
-        --model "SimCLR + prototypes, all labels=$PROTO" --methods source,aws@heldout,aws-mean@heldout \
-        --work benchmarks/results_work/ssl-long-heldout --out docs/results_ssl_long_heldout.md \
-        --title "AWS's lr chosen on a held-out stream as long per corruption as the test stream"
+    ssl_page                    # (cells already there are read back), then lrs chosen on a held-out stream as long
+    # as the test stream (the four held-out corruptions on 37,500 training images each: 150,000 images), where
+    # 8,000 held-out test images chose lrs that collapse after 20,000-70,000 test images (AWS, and Tent on the
+    # supervised model)
+    $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 --heldout-data "$DATA/train" \
+        --heldout-images 37500 --model "SimCLR + prototypes, all labels=$PROTO" \
+        --model "supervised (TTT paper's joint training)=resources/resnet26_gn_cifar10.pt" \
+        --methods source,aws@heldout,aws-mean@heldout \
+        --model-methods "supervised (TTT paper's joint training)=source,tent@heldout" \
+        --out docs/results_ssl_long_heldout.md \
+        --title "Learning rates chosen on a held-out stream as long as the test stream"
     mark aws_mean
 fi
 

@@ -69,6 +69,8 @@ def parse_args(argv):
     p.add_argument("--images", type=int, help="test images per corruption, drawn by --seed (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--heldout-images", type=int, default=2000, help="images per held-out corruption (lr choice)")
+    p.add_argument("--heldout-data", help="the images of the held-out streams (default: --data), e.g. the training "
+                   "set, whose 50,000 images make a held-out stream as long as the test stream")
     p.add_argument("--frost-dir", default=str(ROOT.parent / "shared" / "data" / "frost"))
     p.add_argument("--work", default=str(ROOT / "benchmarks" / "results_work" / "ssl"))
     p.add_argument("--out", default=str(ROOT / "docs" / "results_ssl.md"))
@@ -119,6 +121,7 @@ class Images:
     indices: np.ndarray
     seed: int
     frost_dir: str | None
+    origin: str | None = None          # the data set, when not --data (its streams' cells record it)
     made: dict = field(default_factory=dict)
 
     def shifted(self, corruption: str, severity: int) -> np.ndarray:
@@ -136,7 +139,8 @@ def stream(model, stats, data: Images, labels, corruptions, methods, lr, folder:
     store = CellStore(folder)
     cfg = EvalConfig(corruptions=tuple(corruptions), severities=(SEVERITY,), methods=tuple(methods),
                      frost_dir=data.frost_dir, settings=MethodConfig(protocol="continual", seed=args.seed, lr=lr))
-    fingerprint = {"checkpoint_sha256": sha, "images": len(data.indices), "seed": args.seed, **cfg.to_dict()}
+    fingerprint = {"checkpoint_sha256": sha, "images": len(data.indices), "seed": args.seed, **cfg.to_dict(),
+                   **({"images_from": data.origin} if data.origin else {})}
     if args.report_only:
         stored, wanted = store.config(), json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
         if stored is not None and stored != wanted:
@@ -184,10 +188,15 @@ def heldout_sweep(model, stats, method: str, base: float, data: Images, labels, 
     for f in GRID:
         lr = float(f"{base * f:.3g}")
         rows = stream(model, stats, data, labels, HELDOUT, [method], lr,
-                      work.with_name(f"{work.name}-heldout-{method}-lr{lr:g}"), sha, args).get(method, [])
+                      work.with_name(f"{work.name}-{heldout_tag(args)}-{method}-lr{lr:g}"), sha, args).get(method, [])
         errors[lr] = mean_error(rows, HELDOUT)
         seconds += sum(r.seconds for r in rows)
     return {"errors": errors, "seconds": seconds}
+
+
+def heldout_tag(args) -> str:
+    """The held-out sweeps' folder tag: 'heldout' on --data, 'heldout-train' on --heldout-data .../train."""
+    return HELD + (f"-{Path(args.heldout_data).name}" if args.heldout_data else "")
 
 
 def run_model(name: str, path: str, args, main: Images, heldout: Images, labels: dict, method_list: str) -> dict:
@@ -319,10 +328,12 @@ def render(models: dict, args, n: int, n_heldout: int) -> str:
         L += ["", "Not run (the method does not apply to that checkpoint):", ""] + notes
     sweeps = [(name, m, row, sweep) for name, m in models.items() for row, sweep in m["sweeps"].items()]
     if sweeps:
+        where = f"`{args.heldout_data}`" if args.heldout_data else "test"
         L += ["", "## Learning rates chosen on held-out corruptions", "",
               f"A \"held-out choice\" row runs at the lr with the lowest mean error of a continual stream (batches of "
               f"16, never reset) over CIFAR-10-C's four held-out corruptions ({', '.join(HELDOUT)}; severity "
-              f"{SEVERITY}, {n_heldout} test images each, seed {args.seed}), among the method's own lr times "
+              f"{SEVERITY}, {n_heldout} {where} images each, seed {args.seed}: "
+              f"{len(HELDOUT) * n_heldout:,} images in all), among the method's own lr times "
               f"{', '.join(f'{g:g}' for g in GRID)}; never on the 15 above. For AWS that grid is the paper's bases "
               "1e-3 … 1e-6 (x 16/64); the paper picked its lr on the test stream.", "",
               "| model | method | held-out mean error % per lr | chosen | CPU h |", "|---|---|---|---|---|"]
@@ -361,7 +372,12 @@ def main(argv=None) -> int:
         idx = np.sort(np.random.default_rng(args.seed).permutation(len(ds))[:min(count, len(ds))])
         return Images(*ds.arrays(idx), idx, args.seed, frost)
     main_set = draw(len(ds) if args.images is None else args.images)
-    heldout = draw(args.heldout_images)
+    if args.heldout_data:       # another folder: the same draw rule on its images, its own class order
+        hds = open_dataset(args.heldout_data)
+        idx = np.sort(np.random.default_rng(args.seed).permutation(len(hds))[:min(args.heldout_images, len(hds))])
+        heldout = Images(*hds.arrays(idx), idx, args.seed, frost, origin=str(args.heldout_data))
+    else:
+        hds, heldout = ds, draw(args.heldout_images)
     models, own = {}, model_methods(args)
     for spec in args.model:
         name, _, path = spec.partition("=")
@@ -370,8 +386,9 @@ def main(argv=None) -> int:
         from tttgui.models import load_checkpoint
 
         _, payload = load_checkpoint(path, "cpu")
-        labels = {k: model_labels(d.labels, list(ds.classes), payload["classes"], f"data {args.data}")
-                  for k, d in (("main", main_set), ("heldout", heldout))}
+        labels = {k: model_labels(d.labels, list(src.classes), payload["classes"], f"data {where}")
+                  for k, d, src, where in (("main", main_set, ds, args.data),
+                                           ("heldout", heldout, hds, args.heldout_data or args.data))}
         models[name] = run_model(name, path, args, main_set, heldout, labels, own.get(name, args.methods))
         write_text(args.out, render(models, args, len(main_set.indices), len(heldout.indices)))  # valid when partial
     print(f"wrote {args.out}")

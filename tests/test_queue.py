@@ -71,7 +71,8 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
     assert "all labels=resources/resnet26_gn_simclr_prototypes_cifar10.pt" in calls[3]   # the shipped classifier
     assert "30 per class=source,aws,aws@heldout,aws-mean@heldout" in calls[3]
     assert "=resources/resnet26_gn_cifar10.pt" in calls[3] and calls[4] == calls[3]    # aws_mean: the page again,
-    assert "--heldout-images 10000" in calls[5] and "--out docs/results_ssl_long_heldout.md" in calls[5]  # then long
+    assert "--heldout-data ../shared/data/cifar10/train --heldout-images 37500" in calls[5]   # then as long as
+    assert "--out docs/results_ssl_long_heldout.md" in calls[5]                              # the test stream
     # a second run finds every marker: nothing runs again
     log.unlink()
     assert _run(root, stub, log).returncode == 0 and not log.exists()

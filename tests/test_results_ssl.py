@@ -117,6 +117,26 @@ def test_a_model_can_have_its_own_method_list(setup):
         results.main(argv + ["--model-methods", "nobody=aws"])
 
 
+def test_heldout_streams_can_come_from_another_folder(setup):
+    """--heldout-data: the held-out streams draw from another folder (the training set makes one as long as the
+    test stream); their cells say so and live apart from the test-image sweeps."""
+    import json
+    import shutil
+
+    results = load_script()
+    shutil.copytree(setup / "data", setup / "train")
+    argv = ["--data", str(setup / "data"), "--model", f"m={setup / 'protos.pt'}", "--methods", "source,tent@heldout",
+            "--heldout-images", "4", "--heldout-data", str(setup / "train"), "--work", str(setup / "work"),
+            "--out", str(setup / "ssl.md"), "--frost-dir", str(setup / "none")]
+    assert results.main(argv) == 0
+    sweeps = sorted((setup / "work").glob("*-heldout-*/cells/config.json"))
+    assert len(sweeps) == 4 and all("-heldout-train-tent-lr" in str(p) for p in sweeps)
+    assert json.loads(sweeps[0].read_text())["images_from"] == str(setup / "train")
+    page = (setup / "ssl.md").read_text()
+    assert f"4 `{setup / 'train'}` images each, seed 0: 16 images in all" in page
+    assert "Tent (GN affine) (lr " in page and "held-out choice)" in page
+
+
 def test_heldout_rows_pick_their_lr_on_the_four_heldout_corruptions(setup):
     """METHOD@heldout: a continual stream over speckle_noise, gaussian_blur, spatter, saturate per lr of the grid
     (the method's own lr x 1, 0.1, 0.01, 0.001); the lowest mean error picks the lr of the row on the 15."""
