@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import json
 import math
 import re
 import sys
@@ -35,7 +34,7 @@ from tttgui.evaluation import EvalConfig, check_config, evaluate  # noqa: E402
 from tttgui.methods import MethodConfig, display_name  # noqa: E402
 from tttgui.protocols import paper_order  # noqa: E402
 from tttgui.results import summarise  # noqa: E402
-from tttgui.store import CellStore, differs  # noqa: E402
+from tttgui.store import CellStore  # noqa: E402
 
 # Tent twice: at its paper's lr (1e-3, for batches of 200) and scaled linearly to the stream's 16 (8e-5), the rule
 # Han et al. apply to AWS (base x batch / 64); both fixed before any run, neither picked on the test stream.
@@ -142,11 +141,9 @@ def stream(model, stats, data: Images, labels, corruptions, methods, lr, folder:
     fingerprint = {"checkpoint_sha256": sha, "images": len(data.indices), "seed": args.seed, **cfg.to_dict(),
                    **({"images_from": data.origin} if data.origin else {})}
     if args.report_only:
-        stored, wanted = store.config(), json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
-        if stored is not None and stored != wanted:
-            # cells of another run (other images, seed, methods): never shown as this one's numbers
-            print(f"{folder}: its cells are from another run ({differs(stored, wanted)}); shown as pending",
-                  file=sys.stderr)
+        why = store.mismatch(fingerprint)
+        if why:     # cells of another run (other images, seed, methods): never shown as this one's numbers
+            print(f"{folder}: its cells are from another run ({why}); shown as pending", file=sys.stderr)
             return {}
         out = {}
         for m in methods:
@@ -368,16 +365,13 @@ def main(argv=None) -> int:
     ds = open_dataset(args.data)
     frost = args.frost_dir if Path(args.frost_dir).is_dir() else None
 
-    def draw(count):        # the images `--images count --seed S` draws
-        idx = np.sort(np.random.default_rng(args.seed).permutation(len(ds))[:min(count, len(ds))])
-        return Images(*ds.arrays(idx), idx, args.seed, frost)
-    main_set = draw(len(ds) if args.images is None else args.images)
-    if args.heldout_data:       # another folder: the same draw rule on its images, its own class order
-        hds = open_dataset(args.heldout_data)
-        idx = np.sort(np.random.default_rng(args.seed).permutation(len(hds))[:min(args.heldout_images, len(hds))])
-        heldout = Images(*hds.arrays(idx), idx, args.seed, frost, origin=str(args.heldout_data))
-    else:
-        hds, heldout = ds, draw(args.heldout_images)
+    def draw(data, count, origin=None):     # the images `--images count --seed S` draws from `data`
+        idx = np.sort(np.random.default_rng(args.seed).permutation(len(data))[:min(count, len(data))])
+        return Images(*data.arrays(idx), idx, args.seed, frost, origin=origin)
+    main_set = draw(ds, len(ds) if args.images is None else args.images)
+    # --heldout-data: the same draw on another folder (its own class order); its cells record where from
+    hds = open_dataset(args.heldout_data) if args.heldout_data else ds
+    heldout = draw(hds, args.heldout_images, str(args.heldout_data) if args.heldout_data else None)
     models, own = {}, model_methods(args)
     for spec in args.model:
         name, _, path = spec.partition("=")

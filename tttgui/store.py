@@ -33,7 +33,7 @@ class CellStore:
         resume, cells of a finished earlier run are cleared (a rerun replaces it); an unfinished one is kept
         and refused, so hours of work are never thrown away by a repeated command."""
         old = self._read_config()
-        fingerprint = json.loads(json.dumps(fingerprint, sort_keys=True, default=str))   # as stored
+        fingerprint = as_stored(fingerprint)
         done = self.finished()
         if old is not None and resume:
             if old != fingerprint:
@@ -66,9 +66,11 @@ class CellStore:
         """The positions of a cell this process runs: all of them (a rank of tttgui.distributed runs a part)."""
         return order
 
-    def config(self) -> dict | None:
-        """The fingerprint the stored cells were made under (None: no run here yet)."""
-        return self._read_config()
+    def mismatch(self, fingerprint: dict) -> str | None:
+        """How the stored cells' fingerprint differs from `fingerprint`, in words; None when it is the same or
+        there is no run here yet."""
+        old, new = self._read_config(), as_stored(fingerprint)
+        return None if old is None or old == new else differs(old, new)
 
     def _read_config(self) -> dict | None:
         try:
@@ -81,6 +83,11 @@ class CellStore:
             return bool(json.loads((self.out / "run.json").read_text(encoding="utf-8")).get("complete"))
         except (OSError, ValueError, AttributeError):
             return False
+
+
+def as_stored(fingerprint: dict) -> dict:
+    """A fingerprint as config.json holds it (tuples become lists, keys sorted)."""
+    return json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
 
 
 def differs(old: dict, new: dict) -> str:

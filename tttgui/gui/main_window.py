@@ -491,17 +491,18 @@ class MainWindow(WindowFiles, QMainWindow):
         if self.episode is None or episode != self.episode.id:
             return
         self.episode = None
-        self.plots.clear(message)
         self.shift_panel.show_views("Views: no session", None)
         self.step_label.setText("")
         self._update_actions()
         method, protocol = self.method_panel.name(), self.method_panel.protocol.currentText()
         if engine.default_steps(method, protocol) == 0:     # no recipe for this protocol (aws on one image)
             self.plots.clear(f"{method}: run it on batches (Batch tab)")     # fits a plot at 1280x720
-            self.last_error = message = (f"{method} has no {protocol} recipe: it learns from the pairs of a batch; "
-                                         "choose Protocol online and run it in Run ▸ Batch Evaluation")
-            self.statusBar().showMessage(message)
+            self.last_error = (f"{method} has no {protocol} recipe: it learns from the pairs of a batch; "
+                               "choose Protocol online and run it in Run ▸ Batch Evaluation")
+            self.statusBar().showMessage(self.last_error)
+            self.error.emit(self.last_error)     # no dialog (Step's tooltip says it too); a scripted run stops
         else:
+            self.plots.clear(message)
             self.report(message)
 
     @Slot(int, str, object)
