@@ -8,7 +8,8 @@
 # Stages: SimCLR pretraining -> its self-supervised checkpoint -> the two prototype classifiers (Han et al.; the
 # all-label one ships) -> docs/results_ssl.md (AWS's L_cl read two ways) -> docs/results.md (issue 18 needs no
 # more) -> joint fine-tuning on all labels -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md
-# (issue 17). All training runs in bf16 autocast (2x faster here, see the cards).
+# (issue 17) -> AWS and Tent with lrs chosen on a long held-out stream (an analysis, last). All training runs in
+# bf16 autocast (2x faster here, see the cards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}          # a test runs the queue with a stub
@@ -67,21 +68,6 @@ if ! done_ results_ssl; then
     ssl_page
     mark results_ssl
 fi
-if ! done_ aws_mean; then       # 3b. AWS's two readings of L_cl (sum as printed, batch mean): their rows on the page
-    ssl_page                    # (cells already there are read back), then lrs chosen on a held-out stream as long
-    # as the test stream (the four held-out corruptions on 37,500 training images each: 150,000 images), where
-    # 8,000 held-out test images chose lrs that collapse after 20,000-70,000 test images (AWS, and Tent on the
-    # supervised model)
-    $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 --heldout-data "$DATA/train" \
-        --heldout-images 37500 --model "SimCLR + prototypes, all labels=$PROTO" \
-        --model "supervised (TTT paper's joint training)=resources/resnet26_gn_cifar10.pt" \
-        --methods source,aws@heldout,aws-mean@heldout \
-        --model-methods "supervised (TTT paper's joint training)=source,tent@heldout" \
-        --out docs/results_ssl_long_heldout.md \
-        --title "Learning rates chosen on a held-out stream as long as the test stream"
-    mark aws_mean
-fi
-
 if ! done_ results; then        # 4. docs/results.md: online rows on the full streams, TTT-Online on five families
     # two processes of one thread: the streams are sequential, so ranks take whole cells (1.86x in distributed.py)
     $PY -m torch.distributed.run --nproc_per_node 2 benchmarks/results.py --threads 1
@@ -116,6 +102,20 @@ if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17,
         --model "supervised, 10 % labels=runs/tenth/resnet26_gn_supervised_10pc.pt" \
         --model "SimCLR + joint, 10 % labels=runs/tenth/resnet26_gn_simclr_10pc.pt" --out docs/ssl.md
     mark ssl_table
+fi
+
+if ! done_ aws_mean; then       # 9. lrs chosen on a held-out stream as long as the test stream (the four held-out
+    # corruptions on 37,500 training images each: 150,000 images), where 8,000 held-out test images chose lrs that
+    # collapse after 20,000-70,000 test images (AWS, and Tent on the supervised model). Last: an analysis of
+    # docs/results_ssl.md's rows that neither issue's deliverables wait for.
+    $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 --heldout-data "$DATA/train" \
+        --heldout-images 37500 --model "SimCLR + prototypes, all labels=$PROTO" \
+        --model "supervised (TTT paper's joint training)=resources/resnet26_gn_cifar10.pt" \
+        --methods source,aws@heldout,aws-mean@heldout \
+        --model-methods "supervised (TTT paper's joint training)=source,tent@heldout" \
+        --out docs/results_ssl_long_heldout.md \
+        --title "Learning rates chosen on a held-out stream as long as the test stream"
+    mark aws_mean
 fi
 
 echo "== queue empty $(date -u +%T)"
