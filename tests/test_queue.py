@@ -38,7 +38,7 @@ def _kind(call: str) -> str:
     for script in ("ssl_table", "results_ssl", "results"):
         if f"benchmarks/{script}.py" in call:
             return script
-    for key, kind in (("--finetune none", "simclr"), ("--finetune joint --epochs 50", "joint"),
+    for key, kind in (("--finetune none", "simclr"), ("--finetune joint --epochs 40", "joint"),
                       ("--labels-per-class 30", "protos30"), ("prototypes", "protos"),
                       ("supervised_10pc", "sup10"), ("simclr_10pc", "simclr10")):
         if key in call:
@@ -93,6 +93,6 @@ def test_a_fresh_runs_folder_never_rewrites_what_resources_holds(tmp_path):
     log.unlink()
     assert _run(root, stub, log).returncode == 0
     calls = log.read_text().splitlines()
-    assert not any("--finetune none" in c or "--finetune joint --epochs 50" in c for c in calls)
+    assert not any("--finetune none" in c or "--finetune joint --epochs 40" in c for c in calls)
     assert ssl.read_text() == "shipped" and proto.read_text() == "shipped" and [_kind(c) for c in calls][:7] == [
         "protos", "protos30", "results_ssl", "results", "sup10", "simclr10", "ssl_table"]
