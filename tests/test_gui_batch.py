@@ -185,3 +185,47 @@ def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, 
         assert window.clean is not None and "choose Protocol online" in window.last_error   # the image stays
     window.method_panel.set_method("ttt")               # a method with an episodic recipe starts on that image
     qtbot.waitUntil(lambda: window.step_action.isEnabled(), timeout=20000)
+
+
+def test_the_batch_names_methods_as_the_user_reads_them(qtbot, window, tmp_path):
+    """Issue 18, item 2: on a GroupNorm model Tent is 'Tent (GN affine)' wherever a user reads it: the Batch tab's
+    menu, its summary, the heatmap's columns and the diagnostic's legend; the keys and exports keep the registry
+    name."""
+    from PySide6.QtGui import QFontMetrics
+
+    from tttgui.gui.heatmap import column_label
+
+    assert window.open_data(str(_folder(tmp_path / "c", n=4, broken=False)))
+    window.show_batch()
+    panel = window.batch_panel
+    assert window.method_label("tent") == "Tent (GN affine)"       # the fixture's model is GroupNorm
+    panel.choose(["fog"], ["5"], ["source", "tent"])
+    assert sorted(panel.methods.checked()) == ["source", "tent"]
+    texts = {a.data(): a.text() for a in panel.methods.menu().actions()}
+    assert texts["tent"] == "Tent (GN affine)" and texts["source"] == "source"
+    assert sorted(panel.methods.text().split(", ")) == ["Tent (GN affine)", "source"]
+    panel.count.setValue(4)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
+    assert panel.last is not None, window.last_error
+    assert "Tent (GN affine)" in panel.summary.text() and " tent " not in panel.summary.text()
+    axis = panel.heat.plot.getAxis("bottom")
+    ticks = axis._tickLevels[0]
+    assert any("Tent (GN" in label for _, label in ticks), ticks
+    panel.heat.setFixedWidth(280)        # squeezed: each label still fits its column (they overlapped)
+    view = panel.heat.plot.getPlotItem().getViewBox()
+    qtbot.waitUntil(lambda: view.width() < 200, timeout=5000)
+    fits = all(QFontMetrics(axis.font()).horizontalAdvance(line) <= view.width() / 2
+               for _, label in axis._tickLevels[0] for line in label.split("\n"))
+    assert fits, (view.width(), axis._tickLevels[0])
+    assert {s.method for s in panel.last.summary} == {"source", "tent"}            # data keep the registry name
+    # a long name wraps inside its column; a long ticked label makes the button count instead of widening the tab
+    long = {"aws-mean": "AWS, L_cl batch mean (linear classifier)"}
+    assert column_label("aws-mean", 5, 2, long) == "AWS, L_cl batch mean\n(linear classifier)"
+    assert column_label("aws-mean", 3, 2, long, severities=2) == "AWS, L_cl batch mean…\ns3"   # two lines at most
+    assert column_label("aws-mean", 5, 2, long, width=10) == "AWS, L_cl\nbatch…"      # a narrow column
+    panel.methods.set_items(["aws", "aws-mean"], ["aws", "aws-mean"],
+                            {"aws": "AWS (linear classifier)", "aws-mean": "AWS, L_cl batch mean (linear classifier)"})
+    assert panel.methods.text() == "2 methods" and "AWS, L_cl batch mean" in panel.methods.toolTip()
+    panel.methods.set_checked(["aws-mean"])
+    assert panel.methods.text().endswith("…") and len(panel.methods.text()) == panel.methods.LONGEST

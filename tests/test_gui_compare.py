@@ -36,6 +36,9 @@ def test_pinned_curves_overlay_another_method_on_the_same_image(qtbot, window):
     assert window.compare.visible_points() == 0 and "not shown" in window.compare.label.text()
     window.compare.unpin()
     assert not window.compare.label.isVisible()
+    _step(qtbot, window, 1)                               # a pinned Tent reads as the Method list names it
+    assert window.compare.pin_current()
+    assert window.compare.label.text().startswith("Pinned (dashed): Tent (GN affine) on image 1")
 
 
 def test_clicking_a_history_row_shows_its_plots_again(qtbot, window):

@@ -4,7 +4,7 @@ grid is drawn as a heatmap (tttgui.gui.heatmap) and exported as the files `tttgu
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Slot
+from PySide6.QtCore import QSize, Slot
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QCheckBox, QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QScrollArea,
                                QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
@@ -15,10 +15,12 @@ from tttgui.gui.heatmap import Heatmap
 from tttgui.gui.scatter import DiagnosticPlot
 
 
-def summary_line(s) -> str:
-    """One shift × method of a batch: errors ('n/a' without labels) and the diverged count."""
+def summary_line(s, names=None) -> str:
+    """One shift × method of a batch: errors ('n/a' without labels) and the diverged count. `names`: the
+    method's name as the user reads it, by registry name."""
     pct = lambda v: "n/a" if v is None else f"{v:.1f}%"  # noqa: E731
-    return (f"{s.corruption} s{s.severity}, {s.method} ({s.protocol}), n={s.n}: error without adaptation "
+    return (f"{s.corruption} s{s.severity}, {(names or {}).get(s.method, s.method)} ({s.protocol}), n={s.n}: "
+            "error without adaptation "
             f"{pct(s.error_before)}, with {pct(s.error_after)}; diverged {s.diverged}")
 
 
@@ -37,12 +39,13 @@ def diverged(n: int) -> str:
     return f" (diverged {n})" if n else ""
 
 
-def batch_text(run) -> str:
+def batch_text(run, names=None) -> str:
     """What the summary says after a batch: one cell in full, a grid as mean errors per method; then what was
     cancelled and which images could not be read."""
     res = run.result
+    names = names or {}
     if len(res.summary) == 1:
-        text = summary_line(res.summary[0])
+        text = summary_line(res.summary[0], names)
     elif res.summary:
         by = {}
         for s in res.summary:
@@ -50,7 +53,7 @@ def batch_text(run) -> str:
         mean = lambda v: "n/a" if any(x is None for x in v) else f"{np.mean(v):.1f}%"  # noqa: E731
         text = f"{len(res.summary)} cells of {run.asked} images; mean error without adaptation " + mean(
             [s.error_before for s in res.summary]) + "; with: " + ", ".join(
-            f"{m} {mean([s.error_after for s in ss])}" + diverged(sum(s.diverged for s in ss))
+            f"{names.get(m, m)} {mean([s.error_after for s in ss])}" + diverged(sum(s.diverged for s in ss))
             for m, ss in by.items())
     else:
         text = "no images evaluated"
@@ -63,6 +66,34 @@ def batch_text(run) -> str:
         text += (f"\nSkipped {len(run.skipped)} unreadable image(s) (index "
                  f"{', '.join(str(i) for i, _ in run.skipped[:10])}): {first}{more}")
     return text
+
+
+class WrappedLabel(QLabel):
+    """A word-wrapped label as tall as its text at the width it has. A plain one asks its layout for the height
+    of its text at its minimum width, which made the Batch tab scroll at 1280 x 720 once the summary named a few
+    long methods ("AWS, L_cl batch mean (linear classifier)")."""
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(text, parent)
+        self.setWordWrap(True)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def hasHeightForWidth(self) -> bool:
+        return False
+
+    def _height(self) -> int:
+        return super().heightForWidth(max(self.width(), 100))
+
+    def sizeHint(self):
+        return QSize(100, self._height())
+
+    def minimumSizeHint(self):
+        return QSize(0, self._height())
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if event.oldSize().width() != event.size().width():
+            self.updateGeometry()
 
 
 class BatchPanel(QWidget):
@@ -110,18 +141,20 @@ class BatchPanel(QWidget):
         self.last = None          # the last EvalResult
         self.run = None           # the last BatchRun (result, skipped images, images per cell)
         self.progress = QProgressBar()
-        self.summary = QLabel("Evaluate N images for every ticked corruption × severity × method.")
-        self.summary.setWordWrap(True)
-        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.summary = WrappedLabel("Evaluate N images for every ticked corruption × severity × method.")
         self.heat = Heatmap()
         self.heat.setVisible(False)
         self.heat.setMinimumHeight(150)
+        self.heat.setMinimumWidth(280)      # pyqtgraph clips a squeezed plot; the tab scrolls instead
         self.scatter = DiagnosticPlot()
         self.scatter.setVisible(False)
         self.scatter.setMinimumHeight(150)
+        self.scatter.setMinimumWidth(240)
 
         # Controls in a column on the left, the heatmap and the scatter beside them at the tab's full height: on
-        # a 720 px screen the History dock is about 250 px tall, too short to stack results under controls.
+        # a 720 px screen the History dock is about 250 px tall, too short to stack results under controls. The
+        # summary goes under the results at their width: the methods' names it lists (e.g. "AWS, L_cl batch mean
+        # (linear classifier)") wrapped to five lines in the controls' column and pushed the tab into scrolling.
         from PySide6.QtWidgets import QGridLayout
 
         controls = QGridLayout()
@@ -135,25 +168,29 @@ class BatchPanel(QWidget):
         for w in (self.start_button, self.cancel_button, self.export_button):
             row.addWidget(w)
         left = QWidget()
-        left.setFixedWidth(330)   # a fixed width keeps the wrapped summary's height-for-width small
+        left.setFixedWidth(330)
         col = QVBoxLayout(left)
         col.setContentsMargins(0, 0, 0, 0)
         col.addLayout(controls)
         col.addLayout(row)
         col.addWidget(self.progress)
-        col.addWidget(self.summary)
         col.addStretch(1)
+        results = QHBoxLayout()
+        results.addWidget(self.heat, 3)
+        results.addWidget(self.scatter, 2)
+        right = QVBoxLayout()
+        right.addWidget(self.summary)
+        right.addLayout(results, 1)
         inner = QWidget()
         lay = QHBoxLayout(inner)
         lay.addWidget(left, 0, Qt.AlignmentFlag.AlignLeft)   # left, not centred, before any result
-        lay.addWidget(self.heat, 3)
-        lay.addWidget(self.scatter, 2)
+        lay.addLayout(right, 1)
         # the History dock is short on a 720 px screen: the panel scrolls rather than make the window taller
         scroll = QScrollArea()
         scroll.setWidget(inner)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)   # narrow: scroll, never clip
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
@@ -177,11 +214,14 @@ class BatchPanel(QWidget):
             corruptions, severities = engine.corruption_names(), [str(s) for s in range(1, 6)]
         name, severity = self.window.shift_panel.choice()
         follow = not self.custom
+        names = self.window.method_label
         for box, items, own in ((self.corruptions, corruptions, [name]), (self.severities, severities, [severity]),
                                 (self.methods, engine.method_names(), [self.window.method_panel.config().method])):
             keep = {str(c) for c in (own if follow else box.checked())}
-            if box.items() != list(items) or box.checked() != [i for i in items if i in keep]:
-                box.set_items(items, keep)
+            labels = {m: names(m) for m in items} if box is self.methods else {str(i): str(i) for i in items}
+            if box.items() != list(items) or box.checked() != [i for i in items if i in keep] or \
+                    box.labels() != labels:
+                box.set_items(items, keep, labels)
         self.methods.disable((self.window.model_info or {}).get("unusable", {}))   # e.g. TTT without rotation head
 
     @Slot()
@@ -270,15 +310,17 @@ class BatchPanel(QWidget):
         self.run, self.last, self.skipped = run, run.result, run.skipped
         self.export_button.setEnabled(bool(run.result.images))
         self.results = {(s.corruption, s.severity): (s.error_before, s.error_after, s.n) for s in run.result.summary}
-        self.summary.setText(batch_text(run))
+        names = {m: self.window.method_label(m) for m in self.config_run.methods}
+        self.summary.setText(batch_text(run, names))
         self.window.statusBar().showMessage(self.summary.text().split("\n")[0], 10000)
         from tttgui.evaluation import shifts
 
         cfg = self.config_run
-        self.heat.set_summary(run.result.summary, run.asked, [(c, s, m) for c, s in shifts(cfg) for m in cfg.methods])
+        self.heat.set_summary(run.result.summary, run.asked, [(c, s, m) for c, s in shifts(cfg) for m in cfg.methods],
+                              names)
         self.heat.setVisible(bool(run.result.summary))
         if cfg.diagnose:
-            self.scatter.set_rows(run.result.images)
+            self.scatter.set_rows(run.result.images, names)
         self.scatter.setVisible(cfg.diagnose and bool(run.result.images))
         self._grow()
 

@@ -69,7 +69,7 @@ class Compare(QObject):
     def _pin(self, key, method, records) -> bool:
         last = records[-1]
         loss = [r.loss for r in records if r.loss is not None]
-        text = (f"Pinned (dashed): {method} on image {key[0]}, {key[1]}"
+        text = (f"Pinned (dashed): {self.window.method_label(method)} on image {key[0]}, {key[1]}"
                 + (f" s{key[2]}" if key[2] else "") + f", {last.step} step(s)"
                 + (f", loss {loss[0]:.3f} → {loss[-1]:.3f}" if loss else "")
                 + f", confidence {records[0].confidence:.0%} → {last.confidence:.0%}")
@@ -130,7 +130,8 @@ class Compare(QObject):
         win.plots.clear()
         win.plots.show_records(records)
         self.follow()
-        win.plots.summary.setText(f"History row {number}: {row.method} on image {row.index}, {row.corruption}"
+        win.plots.summary.setText(f"History row {number}: {win.method_label(row.method)} on image {row.index}, "
+                                  f"{row.corruption}"
                                   f" s{row.severity} (Step goes on with the current image)")
         return True
 

@@ -3,14 +3,18 @@ it, a colour bar beside it; error before adaptation, after, or the change. A cel
 during (fewer images than asked) is marked with '*'; a cell never reached is grey and says so."""
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSize
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from tttgui.results import CLEAN
 
 MODES = ("after", "before", "change")
+WRAP = 21       # characters of a column's label line before the plot has a width to measure
 TITLES = {"after": "Error after adaptation (%)", "before": "Error without adaptation (%)",
           "change": "Change in error (after − before, points)"}
 
@@ -37,9 +41,19 @@ def grid_values(summary, mode: str, asked: int, planned=()):
     return rows, cols, values, partial
 
 
-def column_label(method: str, severity: int, methods: int) -> str:
+def column_label(method: str, severity: int, methods: int, names=None, severities: int = 1,
+                 width: int = WRAP) -> str:
+    """A column's tick: the severity, and with several methods the method's name as the user reads it ('Tent (GN
+    affine)') in at most two lines of `width` characters (a taller axis would push the Batch tab into a scroll
+    bar at 720 px): the name over two lines when the grid has one severity, else one line of name over the
+    severity."""
     sev = "clean" if severity == 0 else f"s{severity}"
-    return sev if methods <= 1 or not method else f"{method} {sev}"
+    if methods <= 1 or not method:
+        return sev
+    name = (names or {}).get(method, method)
+    if severities > 1:
+        return textwrap.shorten(name, width, placeholder="…") + "\n" + sev
+    return "\n".join(textwrap.wrap(name, width, max_lines=2, placeholder="…"))
 
 
 class Heatmap(QWidget):
@@ -47,6 +61,8 @@ class Heatmap(QWidget):
         super().__init__(parent)
         self.summary: list = []
         self.planned: list = []   # every (corruption, severity, method) the batch was to run
+        self.names: dict = {}     # registry name -> the name the user reads
+        self.columns: list = []   # (method, severity) per column, as drawn
         self.asked = 0
         self.mode = QComboBox()
         self.mode.addItems(["error after adaptation", "error without adaptation", "change (after − before)"])
@@ -61,6 +77,7 @@ class Heatmap(QWidget):
         self.plot.hideButtons()
         self.plot.getViewBox().invertY(True)
         self.plot.getViewBox().setBackgroundColor((225, 225, 225))   # cells never reached show as grey
+        self.plot.getViewBox().sigResized.connect(self._label_columns)   # labels wrap to the columns' width
         self.image = pg.ImageItem()
         self.plot.addItem(self.image)
         self.bar = pg.ColorBarItem(values=(0, 100), colorMap=pg.colormap.get("viridis"), interactive=False,
@@ -86,9 +103,26 @@ class Heatmap(QWidget):
     def set_mode(self, mode: str) -> None:
         self.mode.setCurrentIndex(MODES.index(mode))
 
-    def set_summary(self, summary, asked: int, planned=()) -> None:
+    def set_summary(self, summary, asked: int, planned=(), names=None) -> None:
         self.summary, self.asked, self.planned = list(summary), asked, list(planned)
+        self.names = dict(names or {})
         self.redraw()
+
+    def _label_columns(self) -> None:
+        """The columns' ticks, wrapped to the width a column has now (labels of narrow columns overlapped)."""
+        cols = self.columns
+        if not cols:
+            return
+        axis = self.plot.getAxis("bottom")
+        metrics = QFontMetrics(axis.font())
+        px = self.plot.getPlotItem().getViewBox().width() / len(cols)
+        width = max(6, int(px / metrics.averageCharWidth()) - 1) if px > 0 else WRAP
+        methods, severities = len({m for m, _ in cols}), len({s for _, s in cols})
+        ticks = [(j + 0.5, column_label(m, s, methods, self.names, severities, width))
+                 for j, (m, s) in enumerate(cols)]
+        axis.setTicks([ticks])
+        lines = max(label.count("\n") + 1 for _, label in ticks)   # pyqtgraph sizes the axis for one line
+        axis.setHeight(None if lines == 1 else 10 + lines * metrics.lineSpacing())
 
     def cell_texts(self) -> list[str]:
         return [t.textItem.toPlainText() for t in self.texts]
@@ -102,6 +136,7 @@ class Heatmap(QWidget):
         if not self.summary:
             self.image.clear()
             self.note.setText("")
+            self.columns = []
             return
         rows, cols, values, partial = grid_values(self.summary, mode, self.asked, self.planned)
         if mode == "change":
@@ -113,7 +148,6 @@ class Heatmap(QWidget):
         self.bar.setLevels(levels)
         self.image.setImage(values, levels=levels)
         self.image.setRect(0, 0, len(cols), len(rows))
-        methods = len({m for m, _ in cols})
         for i in range(len(rows)):
             for j in range(len(cols)):
                 v = values[i, j]
@@ -126,8 +160,8 @@ class Heatmap(QWidget):
                 self.plot.addItem(item)
                 self.texts.append(item)
         self.plot.getAxis("left").setTicks([[(i + 0.5, "clean" if c == CLEAN else c) for i, c in enumerate(rows)]])
-        self.plot.getAxis("bottom").setTicks([[(j + 0.5, column_label(m, s, methods))
-                                               for j, (m, s) in enumerate(cols)]])
+        self.columns = cols
+        self._label_columns()
         self.plot.setRange(xRange=(0, len(cols)), yRange=(0, len(rows)), padding=0)
         notes = (["* partial: cancelled during this cell (fewer images than asked)"] if partial.any() else []) + (
             ["grey: not run (cancelled before it)"] if np.isnan(values).any() and len(self.summary) < len(

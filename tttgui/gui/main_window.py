@@ -324,6 +324,11 @@ class MainWindow(WindowFiles, QMainWindow):
         if replaced:      # after the episode's own status line, which would hide it
             self.statusBar().showMessage(f"{unusable[replaced]}: method set to {self.method_panel.name()}", 10000)
 
+    def method_label(self, method: str) -> str:
+        """A method's name as the user reads it on the loaded model ('Tent (GN affine)'); the registry name
+        before a model is loaded."""
+        return (self.model_info or {}).get("method_names", {}).get(method, method)
+
     @Slot(str, str)
     def _load_failed(self, path: str, message: str) -> None:
         """The model loaded before (if any) stays in use, and the panel says so again."""

@@ -14,11 +14,12 @@ from tttgui.results import diagnostic
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 
 
-def correlation_text(by_method: dict) -> str:
-    """'ttt: r = +0.62 (n = 87)' per method; an honest word where there is nothing to correlate."""
+def correlation_text(by_method: dict, names=None) -> str:
+    """'ttt: r = +0.62 (n = 87)' per method (`names`: as the user reads them); an honest word where there is
+    nothing to correlate."""
     parts = []
     for method, (x, _, r) in by_method.items():
-        parts.append(f"{method}: " + (f"r = {r:+.2f} (n = {len(x)})" if not math.isnan(r) else
+        parts.append(f"{(names or {}).get(method, method)}: " + (f"r = {r:+.2f} (n = {len(x)})" if not math.isnan(r) else
                                       f"no correlation (n = {len(x)}: too few points or no spread)"))
     return "; ".join(parts)
 
@@ -50,8 +51,10 @@ class DiagnosticPlot(QWidget):
     def sizeHint(self):
         return QSize(320, 180)
 
-    def set_rows(self, rows) -> None:
-        """Rows of a batch (tttgui.results.ImageRow); those without the diagnostic are left out."""
+    def set_rows(self, rows, names=None) -> None:
+        """Rows of a batch (tttgui.results.ImageRow); those without the diagnostic are left out. `names`: each
+        method's name as the user reads it."""
+        names = names or {}
         groups: dict = {}
         for r in rows:
             groups.setdefault(r.method, []).append(r)
@@ -63,10 +66,11 @@ class DiagnosticPlot(QWidget):
         self.legend.clear()
         for k, (method, (x, y, r)) in enumerate(self.by_method.items()):
             colour = COLOURS[k % len(COLOURS)]
+            shown = names.get(method, method)
             item = pg.ScatterPlotItem(x, y, size=6, pen=None, brush=pg.mkBrush(colour),
-                                      name=method if math.isnan(r) else f"{method} (r = {r:+.2f})")
+                                      name=shown if math.isnan(r) else f"{shown} (r = {r:+.2f})")
             self.plot.addItem(item)
             self.items.append(item)
-        self.text.setText(correlation_text(self.by_method) if self.by_method else
+        self.text.setText(correlation_text(self.by_method, names) if self.by_method else
                           "No diagnostic: it needs labelled images and a method that adapts.")
         self.text.setToolTip(self.text.text())
