@@ -3,6 +3,7 @@ row's plots shown again by a click; rows deleted, filtered and summarised per me
 from PySide6.QtCore import Qt
 
 from test_gui import app_threads, assets, window  # noqa: F401  (fixtures)
+from tttgui.gui.history import COLUMNS
 
 
 def _step(qtbot, win, n=1):
@@ -61,6 +62,9 @@ def test_history_rows_delete_filter_and_summarise(qtbot, window):
     _step(qtbot, window, 1)
     pane, model = window.history_pane, window.history
     assert [r.method for r in model.rows] == ["ttt", "tent"]
+    column = list(COLUMNS).index("method")             # the exported name in the cell, the full one as tooltip
+    assert model.data(model.index(1, column)) == "tent"
+    assert model.data(model.index(1, column), Qt.ItemDataRole.ToolTipRole) == "Tent (GN affine)"
     text = pane.summary.text()
     assert text.startswith("Accuracy before → after: ttt ") and "; tent " in text and text.count("/1 → ") == 2
     pane.filter.setText("TENT")

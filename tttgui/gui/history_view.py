@@ -20,6 +20,7 @@ class HistoryTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.rows: list[HistoryRow] = []
         self.records: dict[int, tuple] = {}   # row number -> the episode's step records (step 0 first)
+        self.names: dict[str, str] = {}        # method: registry name (as exported) -> the name the user reads
         self._last = 0
 
     def next_row(self) -> int:
@@ -70,6 +71,8 @@ class HistoryTableModel(QAbstractTableModel):
             if isinstance(value, float):
                 return f"{value:.3f}" if col != "seconds" else f"{value:.2f}"
             return str(value)
+        if role == Qt.ItemDataRole.ToolTipRole and col == "method":   # the cell keeps the exported name
+            return self.names.get(value, value)
         if role == Qt.ItemDataRole.BackgroundRole and col in ("correct_before", "correct_after") and value:
             return QColor(60, 170, 80, 80) if value == "yes" else QColor(210, 60, 50, 80)
         if role == Qt.ItemDataRole.BackgroundRole and col == "status" and value == DIVERGED:

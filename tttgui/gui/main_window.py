@@ -314,6 +314,7 @@ class MainWindow(WindowFiles, QMainWindow):
         self.model_panel.show_model(info)
         unusable = info.get("unusable", {})
         replaced = self.method_panel.show_names(info.get("method_names", {}), unusable)
+        self.history.names = dict(info.get("method_names", {}))
         self.device_label.setText(info["device"])
         self._show_models(self.settings.add_recent(info["path"]))
         self.plots.set_context(info["classes"], None, info["source_norm"])
