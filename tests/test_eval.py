@@ -55,6 +55,7 @@ def test_eval_writes_documented_outputs(setup, tmp_path, capsys):
     assert run_cli(root, tmp_path / "a") == 0
     printed = capsys.readouterr().out
     assert "no adapt" in printed and "ttt" in printed
+    assert "methods: tent = Tent (GN affine)" in printed    # the table's registry names, as this model runs them
     with open(tmp_path / "a" / "summary.csv") as f:
         assert f.readline().strip() == ",".join(SUMMARY_COLUMNS)
     summary = read(tmp_path / "a" / "summary.csv")

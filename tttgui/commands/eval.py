@@ -209,6 +209,9 @@ def run(args) -> int:
               file=sys.stderr)
         return 130 if interrupted else 1
     print(table(result.summary))
+    named = {m: n for m in methods if (n := get_method(m).display_name(model)) != m}
+    if named:       # the table's columns are registry names (as in summary.csv); what each one runs here
+        print("methods: " + "; ".join(f"{m} = {n}" for m, n in named.items()))
     if (labels == UNLABELED).any():
         print(f"no labels in {args.data}: predictions only (images.csv), no error rate")
     print(f"wrote {out / 'summary.csv'}, {out / 'images.csv'}, {out / 'run.json'} ({result.seconds:.1f}s)")
