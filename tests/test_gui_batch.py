@@ -205,7 +205,8 @@ def test_the_batch_names_methods_as_the_user_reads_them(qtbot, window, tmp_path)
     assert texts["tent"] == "Tent (GN affine)" and texts["source"] == "source"
     assert sorted(panel.methods.text().split(", ")) == ["Tent (GN affine)", "source"]
     panel.count.setValue(4)
-    panel.start()
+    qtbot.waitUntil(lambda: panel.summary.width() > 200, timeout=5000)   # beside the controls, readable (it was 0
+    panel.start()                                                       # wide before the first result)
     qtbot.waitUntil(lambda: not panel.running, timeout=120000)
     assert panel.last is not None, window.last_error
     assert "Tent (GN affine)" in panel.summary.text() and " tent " not in panel.summary.text()
