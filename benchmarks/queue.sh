@@ -107,7 +107,7 @@ if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17,
     mark ssl_table
 fi
 
-if ! done_ aws_mean; then       # 9. lrs chosen on a held-out stream as long as the test stream (the four held-out
+if ! done_ long_heldout; then    # 9. lrs chosen on a held-out stream as long as the test stream (the four held-out
     # corruptions on 37,500 training images each: 150,000 images), where 8,000 held-out test images chose lrs that
     # collapse after 20,000-70,000 test images (AWS, and Tent on the supervised model). Last: an analysis of
     # docs/results_ssl.md's rows that neither issue's deliverables wait for.
@@ -118,7 +118,7 @@ if ! done_ aws_mean; then       # 9. lrs chosen on a held-out stream as long as 
         --model-methods "supervised (TTT paper's joint training)=source,tent@heldout" \
         --out docs/results_ssl_long_heldout.md \
         --title "Learning rates chosen on a held-out stream as long as the test stream"
-    mark aws_mean
+    mark long_heldout
 fi
 
 echo "== queue empty $(date -u +%T)"

@@ -487,12 +487,14 @@ def verdict(cells: dict, corruptions=CORRUPTIONS) -> str:
     def sure(d):
         return "interval excludes 0" if d[2] < 0 or d[1] > 0 else "interval includes 0"
 
-    def step(d, lowers, not_lower):   # a decrease only when the interval excludes 0; none when it excludes < 0
-        return (lowers, "yes") if d[2] < 0 else (not_lower, "no") if d[1] >= 0 else (
-            f"{not_lower.replace('does not lower', 'may or may not lower')} (interval includes 0)", "open")
+    def step(d, rest=""):     # a decrease only when the interval excludes 0; none when it lies at or above 0
+        if d[2] < 0:
+            return f"lowers{rest}", "yes"
+        if d[1] >= 0:
+            return f"does not lower{rest}", "no"
+        return f"may or may not lower{rest} (interval includes 0)", "open"
 
-    (first, a), (second, b) = (step(d_ep, "lowers", "does not lower"),
-                               step(d_on, "lowers it further", "does not lower it further"))
+    (first, a), (second, b) = step(d_ep), step(d_on, " it further")
     judged = ("holds" if a == b == "yes" else "does not hold" if "no" in (a, b)
               else f"is not resolved on {n_img} images per corruption")
 

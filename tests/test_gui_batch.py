@@ -225,8 +225,7 @@ def test_the_batch_names_methods_as_the_user_reads_them(qtbot, window, tmp_path)
     assert column_label("aws-mean", 5, 2, long) == "AWS, L_cl batch mean\n(linear classifier)"
     assert column_label("aws-mean", 3, 2, long, severities=2) == "AWS, L_cl batch mean…\ns3"   # two lines at most
     assert column_label("aws-mean", 5, 2, long, width=10) == "AWS, L_cl\nbatch…"      # a narrow column
-    panel.methods.set_items(["aws", "aws-mean"], ["aws", "aws-mean"],
-                            {"aws": "AWS (linear classifier)", "aws-mean": "AWS, L_cl batch mean (linear classifier)"})
+    panel.methods.set_items(["aws", "aws-mean"], ["aws", "aws-mean"], {"aws": "AWS (linear classifier)", **long})
     assert panel.methods.text() == "2 methods" and "AWS, L_cl batch mean" in panel.methods.toolTip()
     panel.methods.set_checked(["aws-mean"])
     assert panel.methods.text().endswith("…") and len(panel.methods.text()) == panel.methods.LONGEST

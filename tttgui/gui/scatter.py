@@ -19,8 +19,9 @@ def correlation_text(by_method: dict, names=None) -> str:
     nothing to correlate."""
     parts = []
     for method, (x, _, r) in by_method.items():
-        parts.append(f"{(names or {}).get(method, method)}: " + (f"r = {r:+.2f} (n = {len(x)})" if not math.isnan(r) else
-                                      f"no correlation (n = {len(x)}: too few points or no spread)"))
+        parts.append(f"{(names or {}).get(method, method)}: " + (
+            f"r = {r:+.2f} (n = {len(x)})" if not math.isnan(r) else
+            f"no correlation (n = {len(x)}: too few points or no spread)"))
     return "; ".join(parts)
 
 
