@@ -219,12 +219,18 @@ def test_the_batch_names_methods_as_the_user_reads_them(qtbot, window, tmp_path)
     fits = all(QFontMetrics(axis.font()).horizontalAdvance(line) <= view.width() / 2
                for _, label in axis._tickLevels[0] for line in label.split("\n"))
     assert fits, (view.width(), axis._tickLevels[0])
+    heat = panel.heat                    # a name too long for its column: the registry name, keyed in the note
+    heat.set_summary(heat.summary, heat.asked, heat.planned, {"tent": "Tent, " + "a long name " * 4})
+    assert any(label == "tent" for _, label in axis._tickLevels[0]), axis._tickLevels[0]
+    assert "registry names" in heat.note.text() and "tent = Tent, a long name" in heat.note.toolTip()
     assert {s.method for s in panel.last.summary} == {"source", "tent"}            # data keep the registry name
     # a long name wraps inside its column; a long ticked label makes the button count instead of widening the tab
     long = {"aws-mean": "AWS, L_cl batch mean (linear classifier)"}
     assert column_label("aws-mean", 5, 2, long) == "AWS, L_cl batch mean\n(linear classifier)"
-    assert column_label("aws-mean", 3, 2, long, severities=2) == "AWS, L_cl batch mean…\ns3"   # two lines at most
-    assert column_label("aws-mean", 5, 2, long, width=10) == "AWS, L_cl\nbatch…"      # a narrow column
+    # a name that does not fit gives way to the registry name: cut names read alike ('AWS…' for aws and aws-mean)
+    assert column_label("aws-mean", 3, 2, long, severities=2) == "aws-mean\ns3"          # two lines at most
+    assert column_label("aws-mean", 5, 2, long, width=10) == "aws-mean"                  # a narrow column
+    assert column_label("tent", 5, 2, {"tent": "Tent (GN affine)"}, width=10) == "Tent (GN\naffine)"
     panel.methods.set_items(["aws", "aws-mean"], ["aws", "aws-mean"], {"aws": "AWS (linear classifier)", **long})
     assert panel.methods.text() == "2 methods" and "AWS, L_cl batch mean" in panel.methods.toolTip()
     panel.methods.set_checked(["aws-mean"])

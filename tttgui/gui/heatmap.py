@@ -46,14 +46,19 @@ def column_label(method: str, severity: int, methods: int, names=None, severitie
     """A column's tick: the severity, and with several methods the method's name as the user reads it ('Tent (GN
     affine)') in at most two lines of `width` characters (a taller axis would push the Batch tab into a scroll
     bar at 720 px): the name over two lines when the grid has one severity, else one line of name over the
-    severity."""
+    severity. A name that does not fit gives way to the registry name ('aws-mean'), short and distinct, where
+    cut names could read alike ('AWS…' for aws and aws-mean); the note's tooltip says what each stands for."""
     sev = "clean" if severity == 0 else f"s{severity}"
     if methods <= 1 or not method:
         return sev
+    lines = 1 if severities > 1 else 2
     name = (names or {}).get(method, method)
-    if severities > 1:
-        return textwrap.shorten(name, width, placeholder="…") + "\n" + sev
-    return "\n".join(textwrap.wrap(name, width, max_lines=2, placeholder="…"))
+    text = "\n".join(textwrap.wrap(name, width)) if fits(name, width, lines) else method   # a code is never cut
+    return text + ("\n" + sev if severities > 1 else "")
+
+
+def fits(name: str, width: int, lines: int) -> bool:
+    return len(textwrap.wrap(name, width)) <= lines
 
 
 class Heatmap(QWidget):
@@ -63,6 +68,7 @@ class Heatmap(QWidget):
         self.planned: list = []   # every (corruption, severity, method) the batch was to run
         self.names: dict = {}     # registry name -> the name the user reads
         self.columns: list = []   # (method, severity) per column, as drawn
+        self.notes: list = []     # what the note says besides the columns' key
         self.asked = 0
         self.mode = QComboBox()
         self.mode.addItems(["error after adaptation", "error without adaptation", "change (after − before)"])
@@ -123,6 +129,12 @@ class Heatmap(QWidget):
         axis.setTicks([ticks])
         lines = max(label.count("\n") + 1 for _, label in ticks)   # pyqtgraph sizes the axis for one line
         axis.setHeight(None if lines == 1 else 10 + lines * metrics.lineSpacing())
+        short = {m: self.names[m] for m, _ in cols if m in self.names and self.names[m] != m
+                 and not fits(self.names[m], width, 1 if severities > 1 else 2)}
+        key = "; ".join(f"{m} = {n}" for m, n in short.items()) if short and methods > 1 else ""
+        # the key itself as a tooltip: written out it took three lines and pushed the grid off a 720-px dock
+        self.note.setText("; ".join(self.notes + (["columns: registry names, full ones on hover"] if key else [])))
+        self.note.setToolTip(key)
 
     def cell_texts(self) -> list[str]:
         return [t.textItem.toPlainText() for t in self.texts]
@@ -136,7 +148,7 @@ class Heatmap(QWidget):
         if not self.summary:
             self.image.clear()
             self.note.setText("")
-            self.columns = []
+            self.columns, self.notes = [], []
             return
         rows, cols, values, partial = grid_values(self.summary, mode, self.asked, self.planned)
         if mode == "change":
@@ -161,9 +173,9 @@ class Heatmap(QWidget):
                 self.texts.append(item)
         self.plot.getAxis("left").setTicks([[(i + 0.5, "clean" if c == CLEAN else c) for i, c in enumerate(rows)]])
         self.columns = cols
-        self._label_columns()
         self.plot.setRange(xRange=(0, len(cols)), yRange=(0, len(rows)), padding=0)
         notes = (["* partial: cancelled during this cell (fewer images than asked)"] if partial.any() else []) + (
             ["grey: not run (cancelled before it)"] if np.isnan(values).any() and len(self.summary) < len(
                 self.planned) else [])
-        self.note.setText("; ".join(notes))
+        self.notes = notes
+        self._label_columns()       # ticks and the note, which keys any registry name a column shows
