@@ -33,7 +33,7 @@ from tttgui.errors import UserError  # noqa: E402
 from tttgui.evaluation import EvalConfig, check_config, evaluate  # noqa: E402
 from tttgui.methods import MethodConfig, display_name  # noqa: E402
 from tttgui.protocols import paper_order  # noqa: E402
-from tttgui.results import summarise  # noqa: E402
+from tttgui.results import USE_SHARE, classes_in_use, summarise  # noqa: E402
 from tttgui.store import CellStore  # noqa: E402
 
 # Tent twice: at its paper's lr (1e-3, for batches of 200) and scaled linearly to the stream's 16 (8e-5), the rule
@@ -279,17 +279,6 @@ def load(store: CellStore, key):
     return store.load(key) if store.path(key).is_file() else None
 
 
-USE_SHARE = 0.01
-
-
-def classes_in_use(rows) -> int | None:
-    """How many classes get at least USE_SHARE of the predictions (after adaptation) in `rows`; None for none."""
-    if not rows:
-        return None
-    counts = np.bincount([r.prediction_after for r in rows if r.prediction_after >= 0], minlength=1)
-    return int((counts >= USE_SHARE * len(rows)).sum())
-
-
 def render(models: dict, args, n: int, n_heldout: int) -> str:
     order = paper_order()
     head = "| model | method | " + " | ".join(order) + " | mean-15 | classes in use | CPU h |"
@@ -317,7 +306,7 @@ def render(models: dict, args, n: int, n_heldout: int) -> str:
             errs = [summarise(by[c]).error_after if c in by else None for c in order]
             mean = "pending" if any(e is None for e in errs) else f"{np.mean(errs):.1f}"
             hours = sum(r.seconds for r in rows) / 3600
-            used = classes_in_use(by.get(order[-1], []))
+            used = classes_in_use(r.prediction_after for r in by.get(order[-1], []))
             L.append(f"| {name} | {label} | " + " | ".join("pending" if e is None else f"{e:.1f}" for e in errs)
                      + f" | {mean} | {'pending' if used is None else used} | {hours:.2f} |")
     notes = [f"- **{name}** / {method}: {why}" for name, m in models.items() for method, why in m["skipped"].items()]

@@ -70,15 +70,13 @@ def test_continual_rows_per_model_and_a_rerun_reads_them_back(setup, capsys):
 
 
 def test_classes_in_use_counts_classes_with_a_share_of_the_predictions():
-    from tttgui.results import ImageRow
+    from tttgui.results import classes_in_use
 
-    results = load_script()
-    row = lambda p: ImageRow("jpeg_compression", 5, "aws", "continual", 0, 0, 0, 1.0, p, 1.0, None, None, 1, 0.0,  # noqa: E731
-                             "ok")
-    collapsed = [row(6)] * 990 + [row(1)] * 9 + [row(-1)]        # class 1 has 0.9 %: below the 1 % share
-    assert results.classes_in_use(collapsed) == 1
-    assert results.classes_in_use([row(c % 10) for c in range(1000)]) == 10
-    assert results.classes_in_use([]) is None
+    collapsed = [6] * 990 + [1] * 9 + [-1]        # class 1 has 0.9 %: below the 1 % share; -1 (diverged) counts
+    assert classes_in_use(collapsed) == 1
+    assert classes_in_use([6] * 98 + [1, 2]) == 3
+    assert classes_in_use(c % 10 for c in range(1000)) == 10
+    assert classes_in_use([]) is None
 
 
 def test_results_page_shows_the_ssl_section(tmp_path):
