@@ -65,6 +65,8 @@ def test_history_rows_delete_filter_and_summarise(qtbot, window):
     column = list(COLUMNS).index("method")             # the exported name in the cell, the full one as tooltip
     assert model.data(model.index(1, column)) == "tent"
     assert model.data(model.index(1, column), Qt.ItemDataRole.ToolTipRole) == "Tent (GN affine)"
+    tips = [model.headerData(i, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole) for i in range(len(COLUMNS))]
+    assert all(tips) and "asked for" in tips[list(COLUMNS).index("steps_config")]   # every header says what it is
     text = pane.summary.text()
     assert text.startswith("Accuracy before → after: ttt ") and "; tent " in text and text.count("/1 → ") == 2
     pane.filter.setText("TENT")

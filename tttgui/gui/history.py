@@ -19,6 +19,21 @@ COLUMNS = ("row", "image", "index", "label", "corruption", "severity", "method",
            "conf_after", "correct_before", "correct_after", "loss_first", "loss_last", "steps", "seconds",
            "status")
 
+# What each column means, for the table's header tooltips (the headers stay the export's names).
+COLUMN_HELP = {
+    "row": "order in this session's history", "image": "data set or file the image came from",
+    "index": "the image's index in its data set", "label": "true class (empty when unknown)",
+    "corruption": "corruption applied before adaptation", "severity": "corruption severity, 1-5",
+    "method": "adaptation method (hover a cell for its full name)", "protocol": "episodic (reset per image) or online",
+    "steps_config": "steps asked for: a number, or default (the method's own)", "lr": "learning rate that ran",
+    "optimizer": "optimizer that ran", "views": "augmented views per step", "params": "parameters that adapt",
+    "seed": "seed of the method's random draws (views, augmentations)", "pred_before": "prediction before adaptation",
+    "conf_before": "confidence (softmax) of the prediction before", "pred_after": "prediction after adaptation",
+    "conf_after": "confidence (softmax) of the prediction after", "correct_before": "prediction before is the label",
+    "correct_after": "prediction after is the label", "loss_first": "the method's loss (no label) at the first step",
+    "loss_last": "the method's loss (no label) at the last step", "steps": "steps that ran",
+    "seconds": "wall time of the adaptation", "status": "done, stopped, paused or diverged (no prediction after)",
+}
 
 @dataclass(frozen=True)
 class HistoryRow:

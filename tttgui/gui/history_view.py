@@ -9,7 +9,7 @@ from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QMenu, QSizePolicy, QTableView,
                                QVBoxLayout, QWidget)
 
-from tttgui.gui.history import COLUMNS, HistoryRow, accuracy_text, field_names
+from tttgui.gui.history import COLUMN_HELP, COLUMNS, HistoryRow, accuracy_text, field_names
 from tttgui.methods import DIVERGED
 
 _POS = {name: i for i, name in enumerate(field_names())}
@@ -55,8 +55,10 @@ class HistoryTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMN_HELP[COLUMNS[section]]
         return None
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
