@@ -257,7 +257,10 @@ def test_resuming_from_a_state_that_raises_without_a_message_is_one_line(tmp_pat
 
     data = synthetic_folder(tmp_path / "data", per_class=4)
     trainer = Trainer(_cfg(data, tmp_path / "m.pt", finetune="none"), log=lambda s: None)
-    trainer.state_path().write_bytes(b"x")
-    monkeypatch.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
+    trainer.state_path().write_bytes(b"x")              # torch.load fails: the file itself is judged
+    with pytest.raises(UserError, match=r"cannot resume: state file .* is not a zip/pickle file .*b'x'"):
+        trainer.load_state()
+    monkeypatch.setattr(torch, "load", lambda *a, **k: {"model": {}, "opt": {}})
+    monkeypatch.setattr(trainer.model, "load_state_dict", lambda *a, **k: (_ for _ in ()).throw(RuntimeError()))
     with pytest.raises(UserError, match=r"cannot resume from .* \(RuntimeError\)"):
         trainer.load_state()

@@ -114,3 +114,11 @@ def test_timm_weights_errors_name_the_file(tmp_path, monkeypatch):
         build_model(timm_spec("resnet10t", pretrained=True))
     with pytest.raises(UserError, match="unknown timm model"):
         timm_spec("no_such_net_123")
+    text = tmp_path / "notes.pth"                       # torch's own text here is a paragraph on weights_only
+    text.write_text("not weights\n")
+    with pytest.raises(UserError, match=r"notes.pth is not a zip/pickle file .*; expected a .safetensors or .pth"):
+        build_model(timm_spec("resnet10t", weights=str(text)))
+    bad = tmp_path / "w.safetensors"
+    bad.write_text("garbage")
+    with pytest.raises(UserError, match=r"cannot read weights file .*w.safetensors \(.*\); expected"):
+        build_model(timm_spec("resnet10t", weights=str(bad)))

@@ -22,6 +22,7 @@ from tttgui.device import set_deterministic
 from tttgui.errors import UserError, first_line
 from tttgui.model_card import stats_provenance, write_model_card
 from tttgui.models import ModelSpec, TTTModel, build_model, save_checkpoint
+from tttgui.models.checkpoint import load_failure
 from tttgui.models.factory import timm_spec, with_heads
 from tttgui.probe import extract_features, fit_linear, linear_probe
 from tttgui.prototypes import prototype_model
@@ -311,6 +312,10 @@ class Trainer:
             return False
         try:
             st = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise UserError(f"cannot resume: state file {path} {load_failure(path, exc)}; expected the state "
+                            "a tttgui train run wrote, or delete it to start afresh") from None
+        try:
             self.model.load_state_dict(st["model"])
             self.opt.load_state_dict(st["opt"])
         except Exception as exc:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from tttgui.errors import UserError, first_line
+from tttgui.models.checkpoint import load_failure
 from tttgui.models.model import HEADS, ModelSpec, TTTModel
 from tttgui.models.resnet import build_resnet26, init_weights
 
@@ -128,14 +129,17 @@ def _load_backbone(backbone: nn.Module, state: dict, origin: str) -> None:
 def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"weights file {path} not found; expected a .safetensors or .pth state dict")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    expected = "expected a .safetensors or .pth state dict"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+        try:
             return load_file(str(path))
+        except Exception as exc:
+            raise UserError(f"cannot read weights file {path} ({first_line(exc, 100)}); {expected}") from None
+    try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"cannot read weights file {path} ({first_line(exc)}); "
-                        "expected a .safetensors or .pth state dict") from None
+        raise UserError(f"weights file {path} {load_failure(path, exc)}; {expected}") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
