@@ -541,7 +541,7 @@ def draw_chart(cells: dict, path: Path, ctx: dict | None = None) -> Path | None:
     app = QApplication.instance() or QApplication([])
     w = pg.PlotWidget(title="CIFAR-10-C severity 5: error % per corruption")
     w.setBackground("w")
-    w.resize(1400, 700)
+    w.resize(1800, 700)
     w.show()            # offscreen: no window, but the layout takes the size above
     app.processEvents()
     plot = w.getPlotItem()
@@ -562,9 +562,10 @@ def draw_chart(cells: dict, path: Path, ctx: dict | None = None) -> Path | None:
         plot.getAxis(side).setTextPen((40, 40, 40))
     plot.showGrid(y=True, alpha=0.3)
     plot.setYRange(0, 100, padding=0.02)
-    plot.setXRange(-0.3, len(CORRUPTIONS) - 0.7, padding=0)
+    # room right of the last corruption for the legend, so it covers no line
+    plot.setXRange(-0.3, len(CORRUPTIONS) - 0.7 + 5.0, padding=0)
     exporter = ImageExporter(plot)
-    exporter.parameters()["width"] = 1400
+    exporter.parameters()["width"] = 1800
     with atomic_path(path) as tmp:
         exporter.export(str(tmp))
     w.close()
