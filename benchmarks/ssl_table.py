@@ -72,6 +72,45 @@ def training_hours(meta: dict) -> str:
     return f"{total / 3600:.2f}" + (f" ({ssl / 3600:.2f} self-supervised)" if ssl else "")
 
 
+def shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N with 0 <= K < N, e.g. 0/2")
+    return int(k), int(n)
+
+
+def open_model(spec: str, args, n_images: int):
+    """(name, model, checkpoint payload, cell folder) of a NAME=CHECKPOINT argument."""
+    name, _, path = spec.partition("=")
+    model, payload = load_checkpoint(path, "cpu")
+    require_classifier(payload, path)
+    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
+    # frost made with our generated texture is another corruption than CIFAR-10-C's: other cells
+    folder = Path(args.cells) / (f"{digest}-{n_images}" + ("" if args.frost_dir else "-generated-frost"))
+    return name, model, payload, folder
+
+
+def compute_shard(args, x, y, idx, corruptions) -> int:
+    """This shard's cells: the costly TTT-Online cells dealt round-robin, and the cheap ones likewise."""
+    k, n = args.shard
+    dealt = {"ttt": 0, "source": 0}
+    for spec in args.model:
+        name, model, payload, folder = open_model(spec, args, len(idx))
+        jobs = [(CLEAN, "source", "episodic", "clean.json")]
+        jobs += [(c, "source", "episodic", f"{c}-source.json") for c in corruptions]
+        if "rotation" in model.spec.heads:
+            jobs += [(c, "ttt", "online", f"{c}-ttt-online.json") for c in corruptions]
+        for corruption, method, protocol, file in jobs:
+            mine = dealt[method] % n == k
+            dealt[method] += 1
+            if mine:
+                out = cell(model, payload.get("source_stats") or {}, x, y, idx, corruption, method, protocol,
+                           folder / file, args.frost_dir)
+                print(f"shard {k}/{n} {name}: {corruption} {method} {out['after']:.1f} % ({out['seconds']:.0f} s)",
+                      flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -81,6 +120,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cells", default="runs/ssl-cells")
     ap.add_argument("--out", default="docs/ssl.md")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--shard", type=shard, default=None,
+                    help="K/N: compute only every N-th cell (from the K-th; TTT-Online and no-adaptation cells dealt "
+                         "separately) and write no page; N processes of one thread each finish the cells sooner "
+                         "than one of N threads, then a run without --shard draws the page from them")
     ap.add_argument("--frost-dir", default=str(FROST) if FROST.is_dir() else None,
                     help="CIFAR-10-C's frost textures (default ../shared/data/frost when there; else generated ones)")
     args = ap.parse_args(argv)
@@ -100,16 +143,13 @@ def main(argv=None) -> int:
              f"| model | labeled images | training (CPU h) | linear probe | clean | no adaptation (mean "
              f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT gain | evaluation (CPU h) |",
              "|---|---|---|---|---|---|---|---|---|"]
+    if args.shard:
+        return compute_shard(args, x, y, idx, corruptions)
     detail = []
     for spec in args.model:
-        name, _, path = spec.partition("=")
-        model, payload = load_checkpoint(path, "cpu")
-        require_classifier(payload, path)
+        name, model, payload, folder = open_model(spec, args, len(idx))
         meta = payload.get("meta") or {}
         stats = payload.get("source_stats") or {}
-        digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
-        # frost made with our generated texture is another corruption than CIFAR-10-C's: other cells
-        folder = Path(args.cells) / (f"{digest}-{len(idx)}" + ("" if args.frost_dir else "-generated-frost"))
         clean = cell(model, stats, x, y, idx, CLEAN, "source", "episodic", folder / "clean.json", args.frost_dir)
         src, ttt, cost = [], [], clean["seconds"]
         for c in corruptions:

@@ -60,7 +60,10 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
     calls = log.read_text().splitlines()
     kinds = [_kind(c) for c in calls]
     assert kinds == ["simclr", "protos", "protos30", "results_ssl", "results", "joint", "sup10", "simclr10",
-                     "ssl_table", "results_ssl"]
+                     "ssl_table", "ssl_table", "ssl_table", "results_ssl"]
+    table = [c for c in calls if "ssl_table" in c]      # two one-thread shards share the cells, then the page
+    assert sorted(c.split("--shard ")[-1] for c in table[:2]) == ["0/2", "1/2"] and "--shard" not in table[2]
+    assert all(c.count("--model ") == 4 and "--out docs/ssl.md" in c for c in table)
     assert all("--precision bf16" in c for c in calls if "tttgui train" in c) and "--resume" in calls[0]
     assert (root / "runs" / "simclr" / "resnet26_gn_simclr_cifar10.state.pt").read_text() == "state"
     for name in ("resnet26_gn_simclr_ssl_cifar10", "resnet26_gn_simclr_prototypes_cifar10",

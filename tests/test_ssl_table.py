@@ -74,3 +74,32 @@ def test_frost_uses_the_folder_given_and_says_which(tmp_path, monkeypatch):
     monkeypatch.setattr(script, "FROST", tmp_path / "none")
     assert script.main(argv + ["--frost-dir", ""]) == 0
     assert "frost: generated texture" in (tmp_path / "ssl.md").read_text()
+
+
+def test_shards_split_the_cells_and_the_page_run_computes_none(tmp_path, monkeypatch, capsys):
+    """Two processes of one thread (--shard 0/2, 1/2) compute disjoint halves of the cells and write no page; the
+    run without --shard then only reads them back. A malformed shard is an argparse error, not a traceback."""
+    import pytest
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    for c in CLASSES:
+        (tmp_path / "data" / c).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / c / "0.png")
+    checkpoint(tmp_path / "a.pt", ("rotation",), {"train_seconds": 60.0, "labeled_images": 2})
+    script = load_script()
+    argv = ["--data", "data", "--images", "2", "--corruptions", "gaussian_noise,fog", "--cells", "cells",
+            "--out", "ssl.md", "--model", "a=a.pt", "--frost-dir", ""]
+    halves = []
+    for k in (0, 1):
+        before = set((tmp_path / "cells").rglob("*.json")) if (tmp_path / "cells").exists() else set()
+        assert script.main(argv + ["--shard", f"{k}/2"]) == 0
+        halves.append({p.name for p in set((tmp_path / "cells").rglob("*.json")) - before})
+    assert not (tmp_path / "ssl.md").exists()
+    assert halves[0] == {"clean.json", "fog-source.json", "gaussian_noise-ttt-online.json"}
+    assert halves[1] == {"gaussian_noise-source.json", "fog-ttt-online.json"}
+    monkeypatch.setattr(script, "evaluate", lambda *a, **k: pytest.fail("a sharded cell was recomputed"))
+    assert script.main(argv) == 0 and "| a | 2 |" in (tmp_path / "ssl.md").read_text()
+    with pytest.raises(SystemExit):
+        script.main(argv + ["--shard", "2/2"])
+    assert "is not K/N" in capsys.readouterr().err
