@@ -53,3 +53,32 @@ def test_shipped_source_statistics_describe_the_whole_training_distribution(ship
     src = payload["source_stats"]["features"]
     distance = (feats.mean(0) - src["mean"]).norm() / src["cov"].trace().sqrt()
     assert distance < 0.2, float(distance)
+
+
+def test_every_shipped_model_is_small_carded_and_as_accurate_as_its_card(shipped):
+    """Issue 17: each model in resources/ is < 10 MB with a card of its own name; one that predicts is listed by
+    the window and within 3 standard errors of its card's clean error on the 1,000 seeded images; the
+    self-supervised-only one states its linear-probe error and is not listed (its classifier is untrained)."""
+    import math
+
+    from tttgui.models.checkpoint import read_checkpoint, shipped_checkpoints
+
+    _, _, _, classes, images, labels = shipped
+    resources = default_checkpoint_path().parent
+    listed = set(shipped_checkpoints())
+    models = sorted(resources.glob("*.pt"))
+    assert len(models) >= 3
+    for path in models:
+        card = path.with_suffix(".md")
+        assert path.stat().st_size < 10 * 2**20 and card.read_text().startswith(f"# Model card: {path.name}\n")
+        meta = read_checkpoint(path).get("meta") or {}
+        if meta.get("finetune") == "none":
+            assert path not in listed and "Linear-probe error:" in card.read_text(), path
+            continue
+        assert path in listed, path
+        model, payload = load_checkpoint(path)
+        assert payload["classes"] == classes
+        stated = card_error(card)
+        measured = evaluate_clean(model, images, labels, torch.device("cpu"))["clean_error"]
+        se = 100 * math.sqrt(stated / 100 * (1 - stated / 100) / len(labels))
+        assert abs(measured - stated) <= 3 * se, (path.name, measured, stated)
