@@ -141,7 +141,7 @@ def main(argv=None) -> int:
              f"({args.threads} CPU thread(s)); training hours are those on each model card (its own run, plus the "
              "self-supervised run it started from).", "",
              f"| model | labeled images | training (CPU h) | linear probe | clean | no adaptation (mean "
-             f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT gain | evaluation (CPU h) |",
+             f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT − none (pp; < 0: TTT helps) | evaluation (CPU h) |",
              "|---|---|---|---|---|---|---|---|---|"]
     if args.shard:
         return compute_shard(args, x, y, idx, corruptions)

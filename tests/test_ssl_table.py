@@ -43,6 +43,7 @@ def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_
     assert "| 2.50 (2.00 self-supervised) | 41.5 |" in ft           # its own hours + its start's; the start's probe
     plain = next(line for line in page.splitlines() if line.startswith("| no head | 40 | 1.00 (0.25 self-supervised) | — |"))
     assert "n/a (no rotation head)" in plain
+    assert "| TTT − none (pp; < 0: TTT helps) |" in page       # the sign is said: a "gain" of -2 read as a loss
     assert "| SimCLR + joint | gaussian_noise |" in page and " s) |" in page   # each cell's cost
     cells = sorted(p.name for p in (tmp_path / "cells").rglob("*.json"))
     assert cells.count("gaussian_noise-ttt-online.json") == 1 and len(cells) == 5
