@@ -2,8 +2,8 @@
 
 For each model given as NAME=CHECKPOINT (e.g. supervised from scratch vs SimCLR + fine-tuning, at 10 % and
 100 % of the labels): clean error, and on the 15 CIFAR-10-C corruptions at severity 5 the error without
-adaptation and with TTT (online, the paper's strongest protocol), the TTT gain, and what each cell cost on this
-CPU. Every (model, corruption, method) cell is kept in --cells as it finishes, so a rerun only redraws.
+adaptation and with TTT (online, the paper's strongest protocol), their difference, and what each cell cost on
+this CPU. Every (model, corruption, method) cell is kept in --cells as it finishes, so a rerun only redraws.
 
   python benchmarks/ssl_table.py --data ../shared/data/cifar10/test --images 1000 \
       --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt" \
@@ -141,7 +141,8 @@ def main(argv=None) -> int:
              f"({args.threads} CPU thread(s)); training hours are those on each model card (its own run, plus the "
              "self-supervised run it started from).", "",
              f"| model | labeled images | training (CPU h) | linear probe | clean | no adaptation (mean "
-             f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT − none (pp; < 0: TTT helps) | evaluation (CPU h) |",
+             f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT − none (pp; < 0: TTT helps) | "
+             "evaluation (CPU h) |",
              "|---|---|---|---|---|---|---|---|---|"]
     if args.shard:
         return compute_shard(args, x, y, idx, corruptions)
