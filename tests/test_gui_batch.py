@@ -202,8 +202,9 @@ def test_the_batch_names_methods_as_the_user_reads_them(qtbot, window, tmp_path)
     panel.choose(["fog"], ["5"], ["source", "tent"])
     assert sorted(panel.methods.checked()) == ["source", "tent"]
     texts = {a.data(): a.text() for a in panel.methods.menu().actions()}
-    assert texts["tent"] == "Tent (GN affine)" and texts["source"] == "source"
-    assert sorted(panel.methods.text().split(", ")) == ["Tent (GN affine)", "source"]
+    assert texts["tent"] == "Tent (GN affine)" and texts["source"] == "No adaptation"
+    assert texts["actmad"] == "ActMAD" and texts["ttt"] == "TTT" and texts["memo"] == "MEMO"   # no 'actmad' beside it
+    assert sorted(panel.methods.text().split(", ")) == ["No adaptation", "Tent (GN affine)"]
     panel.count.setValue(4)
     qtbot.waitUntil(lambda: panel.summary.width() > 200, timeout=5000)   # beside the controls, readable (it was 0
     panel.start()                                                       # wide before the first result)

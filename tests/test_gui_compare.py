@@ -31,7 +31,7 @@ def test_pinned_curves_overlay_another_method_on_the_same_image(qtbot, window):
     _step(qtbot, window, 1)
     assert window.compare.visible_points() == 3          # ttt's three losses, dashed, beside tent's one
     assert window.plots.point_counts()["loss"] == 1
-    assert window.compare.label.isVisible() and window.compare.label.text().startswith("Pinned (dashed): ttt")
+    assert window.compare.label.isVisible() and window.compare.label.text().startswith("Pinned (dashed): TTT on")
     assert window.plots.loss_plot.getViewBox().viewRange()[0][1] >= 3     # the axis shows the pinned steps
     _image(qtbot, window, 1)                              # another image: nothing to compare
     assert window.compare.visible_points() == 0 and "not shown" in window.compare.label.text()

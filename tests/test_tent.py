@@ -62,7 +62,7 @@ def test_tent_on_groupnorm_is_named_for_what_it_adapts():
     gn, _ = tiny_model()
     assert display_name("tent", gn) == "Tent (GN affine)"
     assert display_name("tent", bn_model()) == "Tent"
-    assert display_name("ttt", gn) == "ttt" and get_method("tent").display_name() == "Tent"
+    assert display_name("ttt", gn) == "TTT" and get_method("tent").display_name() == "Tent"
 
 
 def test_the_window_session_predicts_bn_tent_with_batch_statistics():

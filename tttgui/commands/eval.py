@@ -209,7 +209,8 @@ def run(args) -> int:
               file=sys.stderr)
         return 130 if interrupted else 1
     print(table(result.summary))
-    named = {m: n for m in methods if (n := get_method(m).display_name(model)) != m}
+    # what each column runs on this model, where its name says more than the column ("ttt = TTT" says nothing)
+    named = {m: n for m in methods if m != "source" and (n := get_method(m).display_name(model)).lower() != m}
     if named:       # the table's columns are registry names (as in summary.csv); what each one runs here
         print("methods: " + "; ".join(f"{m} = {n}" for m, n in named.items()))
     if (labels == UNLABELED).any():

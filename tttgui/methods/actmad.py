@@ -22,6 +22,7 @@ RECIPE = {"steps": 1, "lr": 1e-2, "optimizer": "sgd", "momentum": 0.9, "weight_d
 
 class ActMAD(Method):
     name = "actmad"
+    label = "ActMAD"
     summary = "L1 alignment of norm-layer activation statistics to the source (Mirza et al. 2023)"
     source = "Mirza et al., CVPR 2023; jmiemirza/ActMAD (methods/actmad_cifar.py)"
     episodic = dict(RECIPE)

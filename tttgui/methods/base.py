@@ -61,6 +61,7 @@ class Method:
     """Base class. Subclasses set the class attributes and implement `draw` and `loss`."""
 
     name = ""
+    label = ""          # the name a user reads, when it is more than the registry name in other letters
     summary = ""
     source = ""                        # where the defaults come from
     requires: tuple[str, ...] = ()     # model heads the loss needs
@@ -133,7 +134,7 @@ class Method:
     @classmethod
     def display_name(cls, model=None) -> str:
         """The name a user reads (GUI, tables); a method may name what it becomes on this model."""
-        return cls.name
+        return cls.label or cls.name
 
     # -- parameters -----------------------------------------------------------------------------------------
     def parameters(self) -> list[tuple[str, nn.Parameter]]:

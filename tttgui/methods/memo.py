@@ -19,6 +19,7 @@ from tttgui.methods.base import Method, view_index
 
 class MEMO(Method):
     name = "memo"
+    label = "MEMO"
     summary = "marginal entropy over AugMix views (Zhang et al. 2022)"
     source = "Zhang, Levine & Finn, NeurIPS 2022; zhangmarvin/memo (cifar-10-exps/test_calls/test_adapt.py)"
     episodic = {"steps": 1, "lr": 0.005, "optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0, "views": 32}

@@ -6,6 +6,7 @@ from tttgui.methods.base import Method
 
 class Source(Method):
     name = "source"
+    label = "No adaptation"
     summary = "no adaptation: predict with the trained model"
     source = "baseline"
     adapts = False

@@ -15,6 +15,7 @@ from tttgui.methods.base import Method, view_index
 
 class TTT(Method):
     name = "ttt"
+    label = "TTT"
     summary = "rotation prediction on augmented views (Sun et al. 2020)"
     source = "Sun et al., ICML 2020; yueatsprograms/ttt_cifar_release (test_calls/test_adapt.py)"
     requires = ("rotation",)
