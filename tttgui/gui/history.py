@@ -35,6 +35,7 @@ COLUMN_HELP = {
     "seconds": "wall time of the adaptation", "status": "done, stopped, paused or diverged (no prediction after)",
 }
 
+
 @dataclass(frozen=True)
 class HistoryRow:
     row: int
