@@ -8,8 +8,8 @@
 # Stages: SimCLR pretraining -> its self-supervised checkpoint -> the two prototype classifiers (Han et al.; the
 # all-label one ships) -> docs/results_ssl.md (AWS's L_cl read two ways) -> docs/results.md (issue 18 needs no
 # more) -> joint fine-tuning on all labels -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md
-# (issue 17) -> AWS and Tent with lrs chosen on a long held-out stream (an analysis, last). All training runs in
-# bf16 autocast (2x faster here, see the cards).
+# (issue 17) -> TTT-Online on all 15 corruptions for docs/results.md -> AWS and Tent with lrs chosen on a long
+# held-out stream (an analysis, last). All training runs in bf16 autocast (2x faster here, see the cards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}          # a test runs the queue with a stub
@@ -113,7 +113,13 @@ if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17,
     mark ssl_table
 fi
 
-if ! done_ long_heldout; then    # 9. lrs chosen on a held-out stream as long as the test stream (the four held-out
+if ! done_ ttt_online_all; then  # 9. docs/results.md's TTT-Online row on all 15 full streams (it had one corruption
+    # per family): the other rows' cells are kept (same fingerprints); 10 cells of ~30 min on 2 ranks, ~2.5 h
+    $PY -m torch.distributed.run --nproc_per_node 2 benchmarks/results.py --threads 1 --ttt-online-all
+    mark ttt_online_all
+fi
+
+if ! done_ long_heldout; then    # 10. lrs chosen on a held-out stream as long as the test stream (the four held-out
     # corruptions on 37,500 training images each: 150,000 images), where 8,000 held-out test images chose lrs that
     # collapse after 20,000-70,000 test images (AWS, and Tent on the supervised model). Last: an analysis of
     # docs/results_ssl.md's rows that neither issue's deliverables wait for.

@@ -60,7 +60,8 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
     calls = log.read_text().splitlines()
     kinds = [_kind(c) for c in calls]
     assert kinds == ["simclr", "protos", "protos30", "results_ssl", "results", "joint", "sup10", "simclr10",
-                     "ssl_table", "ssl_table", "ssl_table", "results_ssl"]
+                     "ssl_table", "ssl_table", "ssl_table", "results", "results_ssl"]
+    assert "--ttt-online-all" in calls[-2] and "--ttt-online-all" not in calls[4]   # the full TTT-Online row, late
     table = [c for c in calls if "ssl_table" in c]      # two one-thread shards share the cells, then the page
     assert sorted(c.split("--shard ")[-1] for c in table[:2]) == ["0/2", "1/2"] and "--shard" not in table[2]
     assert all(c.count("--model ") == 4 and "--out docs/ssl.md" in c for c in table)
