@@ -62,3 +62,28 @@ def _option(box):
     opt = QStyleOptionComboBox()
     box.initStyleOption(opt)
     return opt
+
+
+def test_a_batch_grid_shows_without_scrolling_at_1280x720(qtbot, window, tmp_path):
+    """At 1280×720 the Batch tab (in the History dock, ~40 % of the height) showed the heatmap's first 28 px: the
+    plots' preferred 480 px entered the summary's height-for-width, so the tab's content was 560 px tall in a
+    233 px viewport. The grid's controls, summary and heatmap with its axis now fit the dock."""
+    from test_gui_batch import _folder
+
+    window.resize(1280, 720)
+    qtbot.waitUntil(lambda: window.width() == 1280 and window.height() == 720, timeout=3000)
+    assert window.open_data(str(_folder(tmp_path / "c", n=4, broken=False)))
+    window.show_batch()
+    panel = window.batch_panel
+    panel.choose(["gaussian_noise", "fog"], ["3", "5"], ["source", "tent"])
+    panel.count.setValue(4)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=120000)
+    assert panel.last is not None, window.last_error
+    qtbot.wait(100)
+    scroll = next(a for a in panel.findChildren(QScrollArea) if a.widget().isAncestorOf(panel.heat))
+    vp = scroll.viewport()
+    assert scroll.widget().height() <= vp.height() + 1, (scroll.widget().height(), vp.height())
+    shown = [panel.start_button, panel.summary, panel.heat, panel.heat.plot]
+    assert [w for w in shown if not _shown_in(w, vp)] == []
+    assert panel.heat.plot.height() >= 100          # rows of cells and the two-line column labels, readable

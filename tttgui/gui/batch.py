@@ -150,6 +150,10 @@ class BatchPanel(QWidget):
         self.scatter.setVisible(False)
         self.scatter.setMinimumHeight(150)
         self.scatter.setMinimumWidth(240)
+        # The plots take the height there is: their preferred 480 px entered the summary's height-for-width, so
+        # the scroll area made the tab 560 px tall on a 720 px screen and the heatmap sat below the fold.
+        for plot in (self.heat.plot, self.scatter.plot):
+            plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
 
         # Controls in a column on the left, the heatmap and the scatter beside them at the tab's full height: on
         # a 720 px screen the History dock is about 250 px tall, too short to stack results under controls. The

@@ -36,7 +36,7 @@ class DiagnosticPlot(QWidget):
         self.plot.setLabel("left", "loss decrease (nats)")
         for side in ("bottom", "left"):     # a cosine of 0.2 must not read as "200 (x0.001)"
             self.plot.getAxis(side).enableAutoSIPrefix(False)
-        self.plot.setTitle("Gradient cosine vs loss decrease", size="9pt")
+        self.plot.setTitle("Cosine vs loss decrease", size="9pt")     # the x axis names the gradient cosine
         self.plot.addLine(y=0, pen=pg.mkPen((150, 150, 150), style=pg.QtCore.Qt.PenStyle.DashLine))
         self.plot.addLine(x=0, pen=pg.mkPen((150, 150, 150), style=pg.QtCore.Qt.PenStyle.DashLine))
         self.legend = self.plot.addLegend(offset=(10, 10), labelTextSize="8pt")   # top left: few points there
