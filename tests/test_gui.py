@@ -127,7 +127,11 @@ def test_step_and_run_add_points(qtbot, window):
         window.step()
     _wait_plots(qtbot, window, 2)
     assert window.plots.point_counts()["loss"] == 1
-    window.run_steps.setValue(3)
+    assert window.statusBar().currentMessage() == "Done after 1 step(s)"
+    with qtbot.waitSignal(window.run_done, timeout=20000):
+        window.step()
+    assert window.statusBar().currentMessage() == "Done after 1 step(s); 2 on this image"   # where the image stands
+    window.run_steps.setValue(2)
     with qtbot.waitSignal(window.run_done, timeout=30000) as blocker:
         window.run()
     assert blocker.args == ["done"]

@@ -572,7 +572,11 @@ class MainWindow(WindowFiles, QMainWindow):
             self.statusBar().showMessage(f"Paused after {done} step(s); Run resumes {self.remaining} more")
         elif status in ("done", "stopped"):
             self.remaining = 0
-            self.statusBar().showMessage(f"{status.capitalize()} after {done} step(s)", 5000)
+            _, ep_id, records = self.controller.buffer.snapshot()
+            total = len(records) - 1 if ep is not None and ep_id == ep.id else done
+            # one Step press reads "after 1 step(s)" on its own; the image's count says where the episode stands
+            more = f"; {total} on this image" if total > done else ""
+            self.statusBar().showMessage(f"{status.capitalize()} after {done} step(s){more}", 5000)
         elif status != "failed":
             self.remaining = 0
             self.report(f"run ended: {status}")
