@@ -161,7 +161,7 @@ def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, 
     assert panel.config().batch_size == 1
     qtbot.waitUntil(lambda: window.episode is not None and not window.loading, timeout=20000)
     assert not window.step_action.isEnabled() and not window.run_action.isEnabled()
-    assert "aws learns from the pairs of a batch" in window.step_action.toolTip()
+    assert "AWS (linear classifier) learns from the pairs of a batch" in window.step_action.toolTip()
     assert "Batch" in window.step_action.toolTip()
     panel.choose(["fog"], ["5"], ["aws"])
     panel.count.setValue(10)
@@ -180,7 +180,8 @@ def test_aws_steps_only_on_batches_and_the_batch_size_reaches_the_engine(qtbot, 
     for name in ("aws", "aws-mean"):     # chosen while one image is the protocol: no error, Step says where it runs
         window.method_panel.set_method(name)
         qtbot.waitUntil(lambda: not window.loading, timeout=20000)
-        assert not window.step_action.isEnabled() and f"{name} learns from the pairs" in window.step_action.toolTip()
+        label = window.method_label(name)             # "AWS, L_cl batch mean (linear classifier)", as listed
+        assert not window.step_action.isEnabled() and f"{label} learns from the pairs" in window.step_action.toolTip()
         qtbot.waitUntil(lambda: "run it on batches" in window.plots.message, timeout=20000)
         assert window.clean is not None and "choose Protocol online" in window.last_error   # the image stays
     window.method_panel.set_method("ttt")               # a method with an episodic recipe starts on that image

@@ -280,12 +280,12 @@ def test_the_window_greys_out_methods_a_model_cannot_run(data, tmp_path, qtbot):
         assert not panel.method.model().item(i).isEnabled()
         assert "needs a model with the rotation head" in panel.method.itemData(i, Qt.ItemDataRole.ToolTipRole)
         assert panel.name() == "ttt++" and win.step_action.isEnabled()
-        assert win.statusBar().currentMessage().endswith("has heads ['contrastive']: method set to ttt++")
+        assert win.statusBar().currentMessage().endswith("has heads ['contrastive']: method set to TTT++ (align + contrastive, GN)")
         assert all(panel.method.model().item(k).isEnabled() for k in range(len(panel.names())) if k != i)
         with qtbot.waitSignal(win.run_done, timeout=60000):
             win.step()
         win.show_batch()                                      # the Batch tab's method list says the same
-        ticks = {a.text(): a for a in win.batch_panel.methods.menu().actions()}
+        ticks = {a.data(): a for a in win.batch_panel.methods.menu().actions()}
         assert not ticks["ttt"].isEnabled() and "rotation head" in ticks["ttt"].toolTip()
         win.batch_panel.choose(["fog"], ["5"], ["ttt", "tent"])
         assert win.batch_panel.methods.checked() == ["tent"]

@@ -323,7 +323,8 @@ class MainWindow(WindowFiles, QMainWindow):
         self.model_loaded.emit()
         self._start_episode()
         if replaced:      # after the episode's own status line, which would hide it
-            self.statusBar().showMessage(f"{unusable[replaced]}: method set to {self.method_panel.name()}", 10000)
+            self.statusBar().showMessage(f"{unusable[replaced]}: method set to "
+                                     f"{self.method_label(self.method_panel.name())}", 10000)
 
     def method_label(self, method: str) -> str:
         """A method's name as the user reads it on the loaded model ('Tent (GN affine)'); the registry name
@@ -460,8 +461,8 @@ class MainWindow(WindowFiles, QMainWindow):
         self.compare.live()
         self.controller.set_image(self.clean, name, severity, self.current_label, self.index, config, ep.id)
         # a paused run of the previous episode cannot be resumed: the status must not offer it any more
-        self.statusBar().showMessage(f"Image {self.index}: {name} s{severity}, {config.method} ({config.protocol})"
-                                     " — step 0", 5000)
+        self.statusBar().showMessage(f"Image {self.index}: {name} s{severity}, {self.method_label(config.method)} "
+                                     f"({config.protocol}) — step 0", 5000)
         self._update_actions()
 
     def _model_label(self, label: int | None) -> int | None:
@@ -503,7 +504,8 @@ class MainWindow(WindowFiles, QMainWindow):
         method, protocol = self.method_panel.name(), self.method_panel.protocol.currentText()
         if engine.default_steps(method, protocol) == 0:     # no recipe for this protocol (aws on one image)
             self.plots.clear(f"{method}: run it on batches (Batch tab)")     # fits a plot at 1280x720
-            self.last_error = (f"{method} has no {protocol} recipe: it learns from the pairs of a batch; "
+            self.last_error = (f"{self.method_label(method)} has no {protocol} recipe: it learns from the pairs "
+                               "of a batch; "
                                "choose Protocol online and run it in Run ▸ Batch Evaluation")
             self.statusBar().showMessage(self.last_error)
             self.error.emit(self.last_error)     # no dialog (Step's tooltip says it too); a scripted run stops
@@ -649,7 +651,8 @@ class MainWindow(WindowFiles, QMainWindow):
         self.export_action.setEnabled(True)
         why = ("waits for the batch evaluation (Cancel it in the Batch tab)" if self.controller.batch_running
                else "waits for the model to load" if self.loading
-               else f"{self.method_panel.name()} learns from the pairs of a batch of images: run it in Run ▸ Batch "
+               else f"{self.method_label(self.method_panel.name())} learns from the pairs of a batch of images: run it "
+                    "in Run ▸ Batch "
                     "Evaluation (online, B = paper's or 2 or more)" if pairs else "")
         for act, text in ((self.step_action, "One adaptation step (F10)"), (self.run_action, "Run N steps (F5)")):
             act.setToolTip(f"{text} — {why}" if why else text)

@@ -158,7 +158,7 @@ class SessionWorker(QObject):
 
             method = self.session.adapter.method
             if not method.adapts:
-                self.views_ready.emit(self.episode, f"{method.name} trains on no views", None)
+                self.views_ready.emit(self.episode, "Views: none (this method does not adapt)", None)
                 return
             gen = torch.Generator()
             gen.set_state(gen_state)
