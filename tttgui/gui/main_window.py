@@ -323,8 +323,8 @@ class MainWindow(WindowFiles, QMainWindow):
         self.model_loaded.emit()
         self._start_episode()
         if replaced:      # after the episode's own status line, which would hide it
-            self.statusBar().showMessage(f"{unusable[replaced]}: method set to "
-                                     f"{self.method_label(self.method_panel.name())}", 10000)
+            label = self.method_label(self.method_panel.name())
+            self.statusBar().showMessage(f"{unusable[replaced]}: method set to {label}", 10000)
 
     def method_label(self, method: str) -> str:
         """A method's name as the user reads it on the loaded model ('Tent (GN affine)'); the registry name
