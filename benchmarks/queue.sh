@@ -1,36 +1,36 @@
 #!/usr/bin/env bash
 # The CPU's long jobs for issues 17 and 18, one at a time and in order. Every stage resumes where the last
 # session stopped (a session ends its processes after 180 minutes), and a finished stage leaves a marker in
-# runs/queue/, so the same command continues the work each session:
+# benchmarks/queue_done/ (committed, as are the training states in resources/training-*/: a new checkout of the
+# repository has no runs/), so the same command continues the work each session:
 #
 #   nohup benchmarks/queue.sh >> runs/queue.log 2>&1 &
 #
 # Stages: SimCLR pretraining -> its self-supervised checkpoint -> the two prototype classifiers (Han et al.; the
 # all-label one ships) -> docs/results_ssl.md (AWS's L_cl read two ways) -> docs/results.md (issue 18 needs no
 # more) -> joint fine-tuning on all labels -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md
-# (issue 17) -> TTT-Online on all 15 corruptions for docs/results.md -> AWS and Tent with lrs chosen on a long
-# held-out stream (an analysis, last). All training runs in bf16 autocast (2x faster here, see the cards).
+# (issue 17) -> AWS and Tent with lrs chosen on a long held-out stream (an analysis) -> TTT-Online on all 15
+# corruptions for docs/results.md (last: it recomputes every row of that page when results_work/ is gone).
+# All training runs in bf16 autocast (2x faster here, see the cards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}          # a test runs the queue with a stub
 DATA=../shared/data/cifar10
-RUN=runs/simclr
+RUN=resources/training-simclr      # the run's state and log, committed at the end of each session
+TENTH_DIR=resources/training-tenth  # the same for the two 10 %-label models (they are docs/ssl.md's models)
+MARKS=benchmarks/queue_done
 SSL=resources/resnet26_gn_simclr_ssl_cifar10.pt
 FT=$RUN/resnet26_gn_simclr_cifar10.pt
-mkdir -p runs/queue "$RUN"
+mkdir -p "$MARKS" "$RUN" "$TENTH_DIR"
 
-done_() { [ -f "runs/queue/$1.done" ]; }
-mark() { date -u +%FT%TZ > "runs/queue/$1.done"; echo "== $1 done $(date -u +%T)"; }
+done_() { [ -f "$MARKS/$1.done" ]; }
+mark() { date -u +%FT%TZ > "$MARKS/$1.done"; echo "== $1 done $(date -u +%T)"; }
 ship() {        # a checkpoint and its card into resources/, the card titled with the new name
     cp "$1" "$2" && sed "1s|.*|# Model card: $(basename "$2")|" "${1%.pt}.md" > "${2%.pt}.md"
 }
 train() { $PY -m tttgui train --test "$DATA/test" --seed 0 --cache-dir runs/cache --resume --no-progress \
               --precision bf16 "$@"; }
 
-# The SimCLR run's state lives in resources/training-simclr between sessions.
-if [ ! -f "$RUN/resnet26_gn_simclr_cifar10.state.pt" ]; then
-    cp resources/training-simclr/resnet26_gn_simclr_cifar10.state.pt resources/training-simclr/train.log "$RUN/"
-fi
 SIMCLR=(--labeled "$DATA/train" --unlabeled "$DATA/train" --out "$FT" --ssl simclr --ssl-epochs 100
         --ssl-batch-size 256 --ssl-lr 0.125)
 
@@ -87,22 +87,21 @@ fi
 TENTH=(--labeled "$DATA/train" --label-fraction 0.1 --epochs 150 --swa-epochs 50)
 if ! done_ supervised10; then   # 6. from scratch on 10 % of the labels (the TTT paper's joint training)
     echo "== supervised10 $(date -u +%T)"
-    mkdir -p runs/tenth
-    train "${TENTH[@]}" --ssl-epochs 0 --out runs/tenth/resnet26_gn_supervised_10pc.pt >> runs/tenth/train.log 2>&1
+    train "${TENTH[@]}" --ssl-epochs 0 --out "$TENTH_DIR/resnet26_gn_supervised_10pc.pt" >> "$TENTH_DIR/train.log" 2>&1
     mark supervised10
 fi
 if ! done_ simclr10; then       # 7. the SimCLR model fine-tuned the same way on the same 10 %
     echo "== simclr10 $(date -u +%T)"
-    train "${TENTH[@]}" --init "$SSL" --ssl-epochs 0 --out runs/tenth/resnet26_gn_simclr_10pc.pt \
-        >> runs/tenth/train.log 2>&1
+    train "${TENTH[@]}" --init "$SSL" --ssl-epochs 0 --out "$TENTH_DIR/resnet26_gn_simclr_10pc.pt" \
+        >> "$TENTH_DIR/train.log" 2>&1
     mark simclr10
 fi
 
 TABLE=(--data "$DATA/test" --images 1000 --out docs/ssl.md
        --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt"
        --model "SimCLR + joint, 100 % labels=$SHIP"
-       --model "supervised, 10 % labels=runs/tenth/resnet26_gn_supervised_10pc.pt"
-       --model "SimCLR + joint, 10 % labels=runs/tenth/resnet26_gn_simclr_10pc.pt")
+       --model "supervised, 10 % labels=$TENTH_DIR/resnet26_gn_supervised_10pc.pt"
+       --model "SimCLR + joint, 10 % labels=$TENTH_DIR/resnet26_gn_simclr_10pc.pt")
 if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17, item 6)
     # two processes of one thread share the cells (TTT-Online streams are sequential), then one draws the page
     $PY benchmarks/ssl_table.py "${TABLE[@]}" --threads 1 --shard 0/2 & first=$!
@@ -113,15 +112,9 @@ if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17,
     mark ssl_table
 fi
 
-if ! done_ ttt_online_all; then  # 9. docs/results.md's TTT-Online row on all 15 full streams (it had one corruption
-    # per family): the other rows' cells are kept (same fingerprints); 10 cells of ~30 min on 2 ranks, ~2.5 h
-    $PY -m torch.distributed.run --nproc_per_node 2 benchmarks/results.py --threads 1 --ttt-online-all
-    mark ttt_online_all
-fi
-
-if ! done_ long_heldout; then    # 10. lrs chosen on a held-out stream as long as the test stream (the four held-out
+if ! done_ long_heldout; then    # 9. lrs chosen on a held-out stream as long as the test stream (the four held-out
     # corruptions on 37,500 training images each: 150,000 images), where 8,000 held-out test images chose lrs that
-    # collapse after 20,000-70,000 test images (AWS, and Tent on the supervised model). Last: an analysis of
+    # collapse after 20,000-70,000 test images (AWS, and Tent on the supervised model). An analysis of
     # docs/results_ssl.md's rows that neither issue's deliverables wait for.
     $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 --heldout-data "$DATA/train" \
         --heldout-images 37500 --model "SimCLR + prototypes, all labels=$PROTO" \
@@ -131,6 +124,13 @@ if ! done_ long_heldout; then    # 10. lrs chosen on a held-out stream as long a
         --out docs/results_ssl_long_heldout.md \
         --title "Learning rates chosen on a held-out stream as long as the test stream"
     mark long_heldout
+fi
+
+if ! done_ ttt_online_all; then  # 10. docs/results.md's TTT-Online row on all 15 full streams (it had one corruption
+    # per family): the other rows' cells are kept (same fingerprints): 10 cells of ~30 min on 2 ranks, ~2.5 h; ~7 h
+    # when benchmarks/results_work/ went with an earlier checkout (every row is then computed again)
+    $PY -m torch.distributed.run --nproc_per_node 2 benchmarks/results.py --threads 1 --ttt-online-all
+    mark ttt_online_all
 fi
 
 echo "== queue empty $(date -u +%T)"
