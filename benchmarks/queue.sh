@@ -97,7 +97,7 @@ if ! done_ simclr10; then       # 7. the SimCLR model fine-tuned the same way on
     mark simclr10
 fi
 
-TABLE=(--data "$DATA/test" --images 1000 --out docs/ssl.md
+TABLE=(--data "$DATA/test" --images 1000 --out docs/ssl.md --cells benchmarks/ssl_cells   # cells: committed, ~1 KB each
        --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt"
        --model "SimCLR + joint, 100 % labels=$SHIP"
        --model "supervised, 10 % labels=$TENTH_DIR/resnet26_gn_supervised_10pc.pt"

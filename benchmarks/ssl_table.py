@@ -2,8 +2,10 @@
 
 For each model given as NAME=CHECKPOINT (e.g. supervised from scratch vs SimCLR + fine-tuning, at 10 % and
 100 % of the labels): clean error, and on the 15 CIFAR-10-C corruptions at severity 5 the error without
-adaptation and with TTT (online, the paper's strongest protocol), their difference, and what each cell cost on
-this CPU. Every (model, corruption, method) cell is kept in --cells as it finishes, so a rerun only redraws.
+adaptation and with TTT (online, the paper's strongest protocol), their difference with a 95 % interval paired
+over the images, and what each cell cost on this CPU; models trained on the same number of labels are compared
+image by image (self-supervised minus supervised). Every (model, corruption, method) cell, with which images it
+got wrong, is kept in --cells as it finishes, so a rerun only redraws.
 
   python benchmarks/ssl_table.py --data ../shared/data/cifar10/test --images 1000 \
       --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt" \
@@ -38,15 +40,21 @@ FROST = Path(__file__).resolve().parents[2] / "shared" / "data" / "frost"
 
 def cell(model, stats, x, y, idx, corruption: str, method: str, protocol: str, key: Path,
          frost_dir: str | None) -> dict:
-    """Error % before/after of one (corruption, method) cell, read back from `key` when it was computed."""
+    """Error % before/after of one (corruption, method) cell and which images it got wrong ("0110...", in the
+    order of `idx`), read back from `key` when it was computed."""
     if key.is_file():
-        return json.loads(key.read_text())
+        out = json.loads(key.read_text())
+        if "wrong_after" in out:     # cells of an older version lack the per-image record: computed again
+            return out
     cfg = EvalConfig(corruptions=(corruption,), severities=(5,), methods=(method,), frost_dir=frost_dir,
                      settings=MethodConfig(protocol=protocol, seed=0))
     t0 = time.perf_counter()
     result = evaluate(model, stats, x, y, idx, cfg, "cpu")
     row = result.summary[0]
-    out = {"before": row.error_before, "after": row.error_after, "n": row.n, "seconds": time.perf_counter() - t0}
+    images = sorted(result.images, key=lambda r: r.index)
+    bits = lambda ok: "".join("0" if o else "1" for o in ok)  # noqa: E731
+    out = {"before": row.error_before, "after": row.error_after, "n": row.n, "seconds": time.perf_counter() - t0,
+           "wrong_before": bits(r.correct_before for r in images), "wrong_after": bits(r.correct_after for r in images)}
     write_text(key, json.dumps(out) + "\n")
     return out
 
@@ -70,6 +78,30 @@ def training_hours(meta: dict) -> str:
     ssl += start.get("train_seconds", 0)
     total = own + start.get("train_seconds", 0)
     return f"{total / 3600:.2f}" + (f" ({ssl / 3600:.2f} self-supervised)" if ssl else "")
+
+
+def wrong(cells: list[dict], which: str) -> np.ndarray:
+    """The cells' per-image errors (0/1), one after another."""
+    return np.array([c == "1" for cell_ in cells for c in cell_[which]], dtype=float)
+
+
+def paired(a: np.ndarray, b: np.ndarray) -> str:
+    """b's error minus a's in percentage points, with a 95 % normal interval of the per-image differences."""
+    if len(a) != len(b) or len(a) < 2:
+        return "n/a"
+    d = b - a
+    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
+    return f"{100 * d.mean():+.1f} [{100 * (d.mean() - half):+.1f}, {100 * (d.mean() + half):+.1f}]"
+
+
+def jobs(model, corruptions) -> list[tuple[str, str, str, str]]:
+    """(corruption, method, protocol, cell file) of a model: clean, no adaptation on each corruption, and TTT-Online
+    on each when the model has the rotation head TTT needs."""
+    out = [(CLEAN, "source", "episodic", "clean.json")]
+    out += [(c, "source", "episodic", f"{c}-source.json") for c in corruptions]
+    if "rotation" in model.spec.heads:
+        out += [(c, "ttt", "online", f"{c}-ttt-online.json") for c in corruptions]
+    return out
 
 
 def shard(text: str) -> tuple[int, int]:
@@ -96,11 +128,7 @@ def compute_shard(args, x, y, idx, corruptions) -> int:
     dealt = {"ttt": 0, "source": 0}
     for spec in args.model:
         name, model, payload, folder = open_model(spec, args, len(idx))
-        jobs = [(CLEAN, "source", "episodic", "clean.json")]
-        jobs += [(c, "source", "episodic", f"{c}-source.json") for c in corruptions]
-        if "rotation" in model.spec.heads:
-            jobs += [(c, "ttt", "online", f"{c}-ttt-online.json") for c in corruptions]
-        for corruption, method, protocol, file in jobs:
+        for corruption, method, protocol, file in jobs(model, corruptions):
             mine = dealt[method] % n == k
             dealt[method] += 1
             if mine:
@@ -109,6 +137,28 @@ def compute_shard(args, x, y, idx, corruptions) -> int:
                 print(f"shard {k}/{n} {name}: {corruption} {method} {out['after']:.1f} % ({out['seconds']:.0f} s)",
                       flush=True)
     return 0
+
+
+def comparisons(models) -> list[str]:
+    """Each model against the first one given with the same number of labeled images: error differences (pp,
+    95 % interval paired over the same images), so "does self-supervision help at 10 % of the labels" is one row."""
+    rows = []
+    for k, (name, n, clean, src, ttt) in enumerate(models):
+        ref = next((m for m in models[:k] if m[1] == n and n is not None), None)
+        if ref is None:
+            continue
+        rname, _, rclean, rsrc, rttt = ref
+        both = ttt and rttt
+        diff = [paired(wrong([rclean], "wrong_before"), wrong([clean], "wrong_before")),
+                paired(wrong(rsrc, "wrong_before"), wrong(src, "wrong_before")),
+                paired(wrong(rttt, "wrong_after"), wrong(ttt, "wrong_after")) if both else "n/a"]
+        rows.append(f"| {name} − {rname} | {n} | " + " | ".join(diff) + " |")
+    if not rows:
+        return []
+    return ["", "Same labels, with vs without: error of the second model minus the first's (pp; < 0: the second is "
+            "better), 95 % interval paired over the same images (all corruptions pooled for the mean columns).", "",
+            "| models | labeled images | clean | no adaptation (mean) | TTT-Online (mean) |", "|---|---|---|---|---|",
+            *rows]
 
 
 def main(argv=None) -> int:
@@ -141,38 +191,41 @@ def main(argv=None) -> int:
              f"({args.threads} CPU thread(s)); training hours are those on each model card (its own run, plus the "
              "self-supervised run it started from).", "",
              f"| model | labeled images | training (CPU h) | linear probe | clean | no adaptation (mean "
-             f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT − none (pp; < 0: TTT helps) | "
+             f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT − none (pp, 95 %; < 0: TTT helps) | "
              "evaluation (CPU h) |",
              "|---|---|---|---|---|---|---|---|---|"]
     if args.shard:
         return compute_shard(args, x, y, idx, corruptions)
-    detail = []
+    detail, models = [], []
     for spec in args.model:
         name, model, payload, folder = open_model(spec, args, len(idx))
         meta = payload.get("meta") or {}
-        stats = payload.get("source_stats") or {}
-        clean = cell(model, stats, x, y, idx, CLEAN, "source", "episodic", folder / "clean.json", args.frost_dir)
-        src, ttt, cost = [], [], clean["seconds"]
+        cells = {(c, m): cell(model, payload.get("source_stats") or {}, x, y, idx, c, m, protocol, folder / file,
+                              args.frost_dir)
+                 for c, m, protocol, file in jobs(model, corruptions)}
+        src = [cells[c, "source"] for c in corruptions]
+        ttt = [cells[c, "ttt"] for c in corruptions if (c, "ttt") in cells]
         for c in corruptions:
-            s = cell(model, stats, x, y, idx, c, "source", "episodic", folder / f"{c}-source.json", args.frost_dir)
-            src.append(s["before"])
-            cost += s["seconds"]
-            row = f"| {name} | {c} | {s['before']:.1f} ({s['seconds']:.0f} s) |"
-            if "rotation" in model.spec.heads:      # TTT needs the rotation head
-                t = cell(model, stats, x, y, idx, c, "ttt", "online", folder / f"{c}-ttt-online.json", args.frost_dir)
-                ttt.append(t["after"])
-                cost += t["seconds"]
-                row += f" {t['after']:.1f} ({t['seconds']:.0f} s) |"
-            else:
-                row += " n/a |"
-            detail.append(row)
+            s = cells[c, "source"]
+            t = cells.get((c, "ttt"))
+            detail.append(f"| {name} | {c} | {s['before']:.1f} ({s['seconds']:.0f} s) | "
+                          + (f"{t['after']:.1f} ({t['seconds']:.0f} s) |" if t else "n/a |"))
             print(f"{name}: {c} source {s['before']:.1f}"
-                  + (f" ttt-online {ttt[-1]:.1f}" if ttt else " (no rotation head: no TTT)"), flush=True)
-        tt = f"{np.mean(ttt):.1f} | {np.mean(ttt) - np.mean(src):+.1f}" if ttt else "n/a (no rotation head) | n/a"
+                  + (f" ttt-online {t['after']:.1f}" if t else " (no rotation head: no TTT)"), flush=True)
+        mean_src = np.mean([s["before"] for s in src])
+        if ttt:
+            tt = (f"{np.mean([t['after'] for t in ttt]):.1f} | "
+                  f"{paired(wrong(src, 'wrong_before'), wrong(ttt, 'wrong_after'))}")
+        else:
+            tt = "n/a (no rotation head) | n/a"
         probe = meta.get("linear_probe") or init_meta(meta).get("linear_probe")
+        cost = sum(c["seconds"] for c in cells.values())
+        clean = cells[CLEAN, "source"]
         lines.append(f"| {name} | {meta.get('labeled_images', '?')} | {training_hours(meta)} | "
                      + (f"{probe['error']:.1f}" if probe else "—")
-                     + f" | {clean['before']:.1f} | {np.mean(src):.1f} | {tt} | {cost / 3600:.2f} |")
+                     + f" | {clean['before']:.1f} | {mean_src:.1f} | {tt} | {cost / 3600:.2f} |")
+        models.append((name, meta.get("labeled_images"), clean, src, ttt))
+    lines += comparisons(models)
     lines += ["", "Per corruption: error % and what the cell cost on the CPU.", "",
               "| model | corruption | no adaptation | TTT-Online |", "|---|---|---|---|", *detail]
     write_text(args.out, "\n".join(lines) + "\n")

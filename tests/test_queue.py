@@ -65,7 +65,7 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
     assert "--ttt-online-all" in calls[-1] and "--ttt-online-all" not in calls[4]   # the full TTT-Online row, last
     table = [c for c in calls if "ssl_table" in c]      # two one-thread shards share the cells, then the page
     assert sorted(c.split("--shard ")[-1] for c in table[:2]) == ["0/2", "1/2"] and "--shard" not in table[2]
-    assert all(c.count("--model ") == 4 and "--out docs/ssl.md" in c for c in table)
+    assert all(c.count("--model ") == 4 and "--out docs/ssl.md --cells benchmarks/ssl_cells" in c for c in table)
     assert all("--precision bf16" in c for c in calls if "tttgui train" in c) and "--resume" in calls[0]
     assert "--out resources/training-simclr/resnet26_gn_simclr_cifar10.pt" in calls[0]   # resumes the committed state
     assert (root / "resources" / "training-simclr" / "resnet26_gn_simclr_cifar10.state.pt").read_text() == "state"

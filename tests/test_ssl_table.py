@@ -21,13 +21,18 @@ def checkpoint(path, heads, meta):
     save_checkpoint(path, model.eval(), CLASSES, source_statistics(model, x, "cpu"), meta)
 
 
-def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def images(root, per_class: int) -> None:
+    """root/data/<class>/<i>.png: random 32x32 images, seeded."""
     rng = np.random.default_rng(0)
     for c in CLASSES:
-        (tmp_path / "data" / c).mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / c / f"{i}.png")
+        (root / "data" / c).mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / "data" / c / f"{i}.png")
+
+
+def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    images(tmp_path, 2)
     checkpoint(tmp_path / "ssl.pt", ("rotation", "contrastive"),
                {"train_seconds": 7200.0, "linear_probe": {"error": 41.5}})
     checkpoint(tmp_path / "ft.pt", ("rotation", "contrastive"),
@@ -43,7 +48,7 @@ def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_
     assert "| 2.50 (2.00 self-supervised) | 41.5 |" in ft           # its own hours + its start's; the start's probe
     plain = next(line for line in page.splitlines() if line.startswith("| no head | 40 | 1.00 (0.25 self-supervised) | — |"))
     assert "n/a (no rotation head)" in plain
-    assert "| TTT − none (pp; < 0: TTT helps) |" in page       # the sign is said: a "gain" of -2 read as a loss
+    assert "| TTT − none (pp, 95 %; < 0: TTT helps) |" in page       # the sign is said: a "gain" of -2 read as a loss
     assert "| SimCLR + joint | gaussian_noise |" in page and " s) |" in page   # each cell's cost
     cells = sorted(p.name for p in (tmp_path / "cells").rglob("*.json"))
     assert cells.count("gaussian_noise-ttt-online.json") == 1 and len(cells) == 5
@@ -62,10 +67,7 @@ def test_frost_uses_the_folder_given_and_says_which(tmp_path, monkeypatch):
     from tttgui.errors import UserError
 
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    for c in CLASSES:
-        (tmp_path / "data" / c).mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / c / "0.png")
+    images(tmp_path, 1)
     checkpoint(tmp_path / "plain.pt", (), {"train_seconds": 60.0, "labeled_images": 2})
     script = load_script()
     argv = ["--data", "data", "--images", "2", "--corruptions", "frost", "--cells", "cells", "--out", "ssl.md",
@@ -83,10 +85,7 @@ def test_shards_split_the_cells_and_the_page_run_computes_none(tmp_path, monkeyp
     import pytest
 
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(0)
-    for c in CLASSES:
-        (tmp_path / "data" / c).mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "data" / c / "0.png")
+    images(tmp_path, 1)
     checkpoint(tmp_path / "a.pt", ("rotation",), {"train_seconds": 60.0, "labeled_images": 2})
     script = load_script()
     argv = ["--data", "data", "--images", "2", "--corruptions", "gaussian_noise,fog", "--cells", "cells",
@@ -104,3 +103,57 @@ def test_shards_split_the_cells_and_the_page_run_computes_none(tmp_path, monkeyp
     with pytest.raises(SystemExit):
         script.main(argv + ["--shard", "2/2"])
     assert "is not K/N" in capsys.readouterr().err
+
+
+def test_models_with_the_same_labels_are_compared_image_by_image(tmp_path, monkeypatch):
+    """Each cell keeps which images it got wrong; the TTT column and the same-labels comparison carry 95 %
+    intervals paired over the same images, and their centres are the differences of the errors shown."""
+    import json
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    images(tmp_path, 3)
+    checkpoint(tmp_path / "sup.pt", ("rotation",), {"train_seconds": 60.0, "labeled_images": 6})
+    torch.manual_seed(1)
+    model = build_model(ModelSpec(num_classes=2, heads=("rotation",), arch_args={"depth": 8, "width": 1, "norm": "gn"}))
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+    save_checkpoint(tmp_path / "ssl.pt", model.eval(), CLASSES, source_statistics(model, x, "cpu"),
+                    {"train_seconds": 60.0, "labeled_images": 6})
+    script = load_script()
+    argv = ["--data", "data", "--images", "6", "--corruptions", "gaussian_noise,fog", "--cells", "cells",
+            "--out", "ssl.md", "--model", "sup=sup.pt", "--model", "ssl=ssl.pt", "--frost-dir", ""]
+    assert script.main(argv) == 0
+    page = (tmp_path / "ssl.md").read_text()
+    cells = {p.parent.name + "/" + p.name: json.loads(p.read_text()) for p in (tmp_path / "cells").rglob("*.json")}
+    assert len(cells) == 10 and all(len(c["wrong_after"]) == 6 and c["n"] == 6 for c in cells.values())
+    for c in cells.values():       # the record and the error agree
+        assert abs(100 * c["wrong_before"].count("1") / 6 - c["before"]) < 1e-9
+    row = next(line for line in page.splitlines() if line.startswith("| ssl − sup | 6 |"))
+    folder = lambda path: script.open_model(f"m={path}", script.argparse.Namespace(cells="cells", frost_dir=None),  # noqa: E731
+                                            6)[3].relative_to("cells").as_posix()
+    sup_clean, ssl_clean = (cells[f"{folder(m)}/clean.json"]["before"] for m in ("sup.pt", "ssl.pt"))
+    centre = float(re.findall(r"\| ([+-]\d+\.\d) \[", row)[0])
+    assert abs(centre - (ssl_clean - sup_clean)) < 0.051
+    assert "TTT − none (pp, 95 %; < 0: TTT helps)" in page
+    sup = next(line for line in page.splitlines() if line.startswith("| sup | 6 |"))
+    assert re.search(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \|", sup)   # TTT − none with its interval
+    # a cell written by the version without the per-image record is computed again, not trusted for intervals
+    old = next((tmp_path / "cells").rglob("fog-source.json"))
+    old.write_text(json.dumps({"before": 50.0, "after": 50.0, "n": 6, "seconds": 1.0}) + "\n")
+    assert script.main(argv) == 0
+    assert "wrong_after" in json.loads(old.read_text())
+
+
+def test_paired_differences_are_pinned():
+    """ssl − sup over the same 4 images: clean wrong 1100 vs 1000 -> per-image d = (0, -1, 0, 0): mean -25 pp,
+    sd 0.5, half-width 1.96 * 0.5 / 2 = 49 pp; the mean columns pool both corruptions (8 pairs: d twice, sd 0.463,
+    half-width 32.1 pp; TTT d = (-1, -1, 0, 0) twice: sd 0.535, 37.0 pp); another label count is not compared."""
+    script = load_script()
+    a = {"wrong_before": "1100", "wrong_after": "1100"}
+    b = {"wrong_before": "1000", "wrong_after": "0000"}
+    rows = script.comparisons([("sup", 4, a, [a, a], [a, a]), ("ssl", 4, b, [b, b], [b, b]),
+                               ("other", 8, b, [b, b], [])])
+    row = next(r for r in rows if r.startswith("| ssl − sup"))
+    assert row == "| ssl − sup | 4 | -25.0 [-74.0, +24.0] | -25.0 [-57.1, +7.1] | -50.0 [-87.0, -13.0] |"
+    assert not any("other" in r for r in rows)
+    assert script.paired(np.zeros(3), np.zeros(2)) == "n/a"
