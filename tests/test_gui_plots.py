@@ -68,3 +68,18 @@ def test_channel_plot_draws_even_when_its_turn_comes_before_the_layer_list(qtbot
     plots.show_records(records)
     assert plots.layer_box.count() > 0 and plots.note("channels") == ""
     assert plots.chan_now.getData()[0] is not None and len(plots.chan_now.getData()[0]) > 0
+
+
+def test_each_plot_says_on_hover_what_its_points_are(qtbot, window):
+    """The loss at step k is the loss of the update into step k (StepRecord.loss); the tooltip says so, and the
+    curve holds exactly those values at those steps."""
+    from test_gui import _episode_records, _wait_plots
+
+    window.step()
+    _wait_plots(qtbot, window, 2)
+    tips = [w.toolTip() for w in window.plots.widgets]
+    assert len(tips) == 6 and all(len(t) > 40 for t in tips)
+    assert "update into step k" in tips[0] and "Step 0 has no update" in tips[0]
+    recs = _episode_records(window)
+    xs, ys = window.plots.loss_curve.getData()
+    assert list(xs) == [1] and abs(ys[0] - recs[1].loss) < 1e-9 and recs[0].loss is None

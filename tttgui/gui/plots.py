@@ -17,7 +17,25 @@ BEFORE = (150, 150, 150)
 NOW = (31, 119, 180)
 ACCENT = (214, 39, 40)
 GREEN = (44, 160, 44)
-LEGEND_BRUSH = (255, 255, 255, 210)   # a legend may still touch a curve: keep its text readable
+LEGEND_BRUSH = (255, 255, 255, 210)
+# What each plot's points are, on hover: "step k" is the image after k updates; the loss and the cosine belong to
+# the update into step k (computed on the weights of step k − 1), so step 0 has neither.
+PLOT_HELP = {
+    "loss": "At step k: the self-supervised loss of the update into step k, computed on the weights of step k − 1 "
+            "(on that update's views for methods that augment). Step 0 has no update, so no point.",
+    "probs": "Softmax over the classes on the un-augmented image: grey before adaptation, blue at the current step; "
+             "the star marks the true class when the image has a label.",
+    "conf": "At step k: entropy (nats) and top-class probability of the prediction on the un-augmented image after "
+            "k updates; step 0 is the model before adaptation.",
+    "cosine": "At step k: cosine between the self-supervised and the classification gradients on the shared trunk, "
+              "for the update into step k (the TTT paper's diagnostic). It needs the true label, which never "
+              "enters the update.",
+    "layers": "For each normalisation layer, from the network's input to its output: the RMS over channels of "
+              "the difference between this image's channel means (blue) or variances (red) of the layer's output "
+              "and the source statistics, before adaptation (dashed) and now.",
+    "channels": "The chosen layer's output, channel by channel (mean or variance, as the menus above choose): the "
+                "source statistics, this image before adaptation (dashed) and now.",
+}   # a legend may still touch a curve: keep its text readable
 NO_IMAGE = "no image"
 NO_STEP = "no step yet: Step (F10) or Run (F5)"
 
@@ -82,6 +100,7 @@ class LivePlots(QWidget):
         axes = {"bottom": StepAxis("bottom")} if steps else {}
         w = PlotWidget(self._fit_title, axisItems=axes)
         w.setBackground("w")
+        w.setToolTip(PLOT_HELP[name])
         # titles may be longer than a narrow plot: never let one widen the window
         w.setMinimumWidth(100)
         self.grid.addWidget(w, row, col)
