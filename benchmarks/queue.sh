@@ -9,8 +9,8 @@
 # Stages: SimCLR pretraining -> its self-supervised checkpoint -> the two prototype classifiers (Han et al.; the
 # all-label one ships) -> docs/results_ssl.md (AWS's L_cl read two ways) -> docs/results.md (issue 18 needs no
 # more) -> joint fine-tuning on all labels -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md
-# (issue 17) -> AWS and Tent with lrs chosen on a long held-out stream (an analysis) -> TTT-Online on all 15
-# corruptions for docs/results.md (last: it recomputes every row of that page when results_work/ is gone).
+# (issue 17) -> TTT-Online on all 15 corruptions for docs/results.md (it recomputes every row of that page when
+# results_work/ is gone) -> AWS and Tent with lrs chosen on a long held-out stream (an analysis, last).
 # All training runs in bf16 autocast (2x faster here, see the cards).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,9 +112,17 @@ if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17,
     mark ssl_table
 fi
 
-if ! done_ long_heldout; then    # 9. lrs chosen on a held-out stream as long as the test stream (the four held-out
+if ! done_ ttt_online_all; then  # 9. docs/results.md's TTT-Online row on all 15 full streams (it had one corruption
+    # per family): the other rows' cells are kept (same fingerprints): 10 cells of ~30 min on 2 ranks, ~2.5 h; ~7 h
+    # when benchmarks/results_work/ went with an earlier checkout (every row is then computed again, which also
+    # gives the page its intervals clustered by image: the committed page's are too narrow, see its note)
+    $PY -m torch.distributed.run --nproc_per_node 2 benchmarks/results.py --threads 1 --ttt-online-all
+    mark ttt_online_all
+fi
+
+if ! done_ long_heldout; then    # 10. lrs chosen on a held-out stream as long as the test stream (the four held-out
     # corruptions on 37,500 training images each: 150,000 images), where 8,000 held-out test images chose lrs that
-    # collapse after 20,000-70,000 test images (AWS, and Tent on the supervised model). An analysis of
+    # collapse after 20,000-70,000 test images (AWS, and Tent on the supervised model). Last: an analysis of
     # docs/results_ssl.md's rows that neither issue's deliverables wait for.
     $PY benchmarks/results_ssl.py --data "$DATA/test" --threads 2 --heldout-data "$DATA/train" \
         --heldout-images 37500 --model "SimCLR + prototypes, all labels=$PROTO" \
@@ -124,13 +132,6 @@ if ! done_ long_heldout; then    # 9. lrs chosen on a held-out stream as long as
         --out docs/results_ssl_long_heldout.md \
         --title "Learning rates chosen on a held-out stream as long as the test stream"
     mark long_heldout
-fi
-
-if ! done_ ttt_online_all; then  # 10. docs/results.md's TTT-Online row on all 15 full streams (it had one corruption
-    # per family): the other rows' cells are kept (same fingerprints): 10 cells of ~30 min on 2 ranks, ~2.5 h; ~7 h
-    # when benchmarks/results_work/ went with an earlier checkout (every row is then computed again)
-    $PY -m torch.distributed.run --nproc_per_node 2 benchmarks/results.py --threads 1 --ttt-online-all
-    mark ttt_online_all
 fi
 
 echo "== queue empty $(date -u +%T)"

@@ -409,8 +409,9 @@ def render(args, ctx: dict, cells: dict, png: Path | None) -> str:
     L += ["## Paired difference vs source", "",
           "Error after minus error before adaptation on the same corrupted images (percentage points; negative = "
           "adaptation helps), pooled over the finished corruptions, with the 95% normal interval of the paired "
-          "per-image differences (`tttgui.results.paired_difference`). Online rows adapt on a stream, so their "
-          "per-image outcomes are not independent and the interval is only indicative.", "",
+          "per-image differences (`tttgui.results.paired_difference`), each image one cluster: the same images "
+          "recur under every corruption, so their outcomes are not independent pairs. Online rows adapt on a "
+          "stream, so their per-image outcomes are not independent either and the interval is only indicative.", "",
           "| row | corruptions done | n pairs | difference | 95% interval |", "|---|---|---|---|---|"]
     for row in ROWS[1:]:
         runs = [c for c in planned(row, ctx) if c != "clean"]

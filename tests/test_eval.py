@@ -145,6 +145,28 @@ def test_paired_difference_of_two_methods():
     assert n == 4 and diff == pytest.approx(-25.0) and low < diff < high
 
 
+def test_an_image_under_several_corruptions_is_one_cluster_of_the_interval():
+    """The same 4 images under two corruptions with the same outcomes carry no more information than one corruption:
+    the interval must not shrink by sqrt(2) (pooling them as 8 independent pairs did). d = (1, 1, 0, 0): mean 50 pp,
+    s = 0.577, half-width 1.96 * 0.577 / 2 = 56.6 pp; with one image a group it is the plain s / sqrt(n)."""
+    import numpy as np
+
+    from tttgui.results import ImageRow, mean_interval, paired_difference
+
+    def rows(corruption, preds):
+        return [ImageRow(corruption, 5, "m", "episodic", i, 1, 0, 0.5, p, 0.5, None, None, 0, 0.0, "ok")
+                for i, p in enumerate(preds)]
+    a = rows("fog", [1, 1, 1, 1]) + rows("snow", [1, 1, 1, 1])
+    b = rows("fog", [0, 0, 1, 1]) + rows("snow", [0, 0, 1, 1])
+    one = paired_difference(a[:4], b[:4])
+    two = paired_difference(a, b)
+    assert one[:3] == pytest.approx((50.0, 50.0 - 56.58, 50.0 + 56.58), abs=0.01)
+    assert two[:3] == pytest.approx(one[:3]) and two[3] == 8
+    d = np.array([1.0, 0.0, 1.0, 1.0, 0.0])
+    m, lo, hi = mean_interval(d)
+    assert hi - m == pytest.approx(1.96 * d.std(ddof=1) / np.sqrt(5))
+
+
 def test_session_and_eval_agree_on_an_image(setup):
     """The GUI's per-image session and the batch engine draw the same views for the same (seed, index)."""
     from tttgui.session import MethodConfig, Session

@@ -135,18 +135,34 @@ def classes_in_use(predictions) -> int | None:
     return int((counts >= USE_SHARE * p.size).sum())
 
 
+def mean_interval(d, groups=None) -> tuple[float, float, float]:
+    """Mean of d with its 95 % normal interval: (mean, low, high). Observations of the same group (one image under
+    several corruptions) are not independent, so the variance is the cluster-robust one, summing residuals within
+    each group first; with one observation a group it is the plain s^2 / n."""
+    d = np.asarray(d, dtype=float)
+    if len(d) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(d.mean())
+    groups = np.arange(len(d)) if groups is None else np.asarray(groups)
+    _, inverse = np.unique(groups, return_inverse=True)
+    sums = np.bincount(inverse.ravel(), weights=d - mean)
+    if len(sums) < 2:
+        return mean, float("nan"), float("nan")
+    half = 1.96 * np.sqrt(len(sums) / (len(sums) - 1) * (sums ** 2).sum()) / len(d)
+    return mean, mean - half, mean + half
+
+
 def paired_difference(rows_a: list[ImageRow], rows_b: list[ImageRow]) -> tuple[float, float, float, int]:
     """Error of b minus error of a (percentage points) over the labelled images both cover, with a 95% normal
     interval of the paired per-image differences: (difference, low, high, n). Rows match on
-    (corruption, severity, index); each row's own correctness after adaptation is used."""
+    (corruption, severity, index); each row's own correctness after adaptation is used. The same image under
+    several corruptions is one cluster of the interval (its outcomes go together), not independent pairs."""
     key = lambda r: (r.corruption, r.severity, r.index)  # noqa: E731
     a = {key(r): not r.correct_after for r in rows_a if r.labeled}
-    d = np.array([float(not r.correct_after) - float(a[key(r)]) for r in rows_b if r.labeled and key(r) in a])
-    if len(d) == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    mean = 100.0 * d.mean()
-    return mean, mean - 100.0 * half, mean + 100.0 * half, len(d)
+    both = [r for r in rows_b if r.labeled and key(r) in a]
+    d = np.array([float(not r.correct_after) - float(a[key(r)]) for r in both])
+    mean, low, high = mean_interval(d, [r.index for r in both])
+    return 100.0 * mean, 100.0 * low, 100.0 * high, len(d)
 
 
 # -- writing ---------------------------------------------------------------------------------------------------
