@@ -30,10 +30,10 @@ from tttgui.corruptions import BENCHMARK_CORRUPTIONS  # noqa: E402
 from tttgui.corruptions.frost import frost_source  # noqa: E402
 from tttgui.data import open_dataset  # noqa: E402
 from tttgui.evaluation import EvalConfig, evaluate  # noqa: E402
-from tttgui.methods import MethodConfig  # noqa: E402
+from tttgui.methods import MethodConfig, get_method  # noqa: E402
 from tttgui.models import load_checkpoint  # noqa: E402
 from tttgui.models.checkpoint import read_checkpoint, require_classifier  # noqa: E402
-from tttgui.results import CLEAN  # noqa: E402
+from tttgui.results import CLEAN, mean_interval  # noqa: E402
 
 FROST = Path(__file__).resolve().parents[2] / "shared" / "data" / "frost"
 
@@ -41,20 +41,24 @@ FROST = Path(__file__).resolve().parents[2] / "shared" / "data" / "frost"
 def cell(model, stats, x, y, idx, corruption: str, method: str, protocol: str, key: Path,
          frost_dir: str | None) -> dict:
     """Error % before/after of one (corruption, method) cell and which images it got wrong ("0110...", in the
-    order of `idx`), read back from `key` when it was computed."""
-    if key.is_file():
-        out = json.loads(key.read_text())
-        if "wrong_after" in out:     # cells of an older version lack the per-image record: computed again
-            return out
+    order of `idx`), read back from `key` when it was computed with the same resolved recipe (steps, lr, batch...:
+    a changed default of the method's is another cell)."""
     cfg = EvalConfig(corruptions=(corruption,), severities=(5,), methods=(method,), frost_dir=frost_dir,
                      settings=MethodConfig(protocol=protocol, seed=0))
+    recipe = json.loads(json.dumps(get_method(method).resolve(cfg.method_config(method)).to_dict()))
+    if key.is_file():
+        out = json.loads(key.read_text())
+        # cells of an older version lack the per-image record or the recipe: computed again
+        if "wrong_after" in out and out.get("recipe") == recipe and len(out["wrong_after"]) == len(idx):
+            return out
     t0 = time.perf_counter()
     result = evaluate(model, stats, x, y, idx, cfg, "cpu")
     row = result.summary[0]
     images = sorted(result.images, key=lambda r: r.index)
     bits = lambda ok: "".join("0" if o else "1" for o in ok)  # noqa: E731
     out = {"before": row.error_before, "after": row.error_after, "n": row.n, "seconds": time.perf_counter() - t0,
-           "wrong_before": bits(r.correct_before for r in images), "wrong_after": bits(r.correct_after for r in images)}
+           "wrong_before": bits(r.correct_before for r in images), "wrong_after": bits(r.correct_after for r in images),
+           "recipe": recipe}
     write_text(key, json.dumps(out) + "\n")
     return out
 
@@ -81,17 +85,30 @@ def training_hours(meta: dict) -> str:
 
 
 def wrong(cells: list[dict], which: str) -> np.ndarray:
-    """The cells' per-image errors (0/1), one after another."""
-    return np.array([c == "1" for cell_ in cells for c in cell_[which]], dtype=float)
+    """The cells' per-image errors (0/1): one row a cell (a corruption), one column an image."""
+    return np.array([[c == "1" for c in cell_[which]] for cell_ in cells], dtype=float)
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> str:
-    """b's error minus a's in percentage points, with a 95 % normal interval of the per-image differences."""
-    if len(a) != len(b) or len(a) < 2:
+    """b's error minus a's in percentage points (cells x images), with a 95 % normal interval of the per-image
+    differences in which each image is one cluster: the same images recur in every corruption."""
+    if a.shape != b.shape or a.shape[-1] < 2:
         return "n/a"
     d = b - a
-    half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
-    return f"{100 * d.mean():+.1f} [{100 * (d.mean() - half):+.1f}, {100 * (d.mean() + half):+.1f}]"
+    mean, low, high = mean_interval(d.ravel(), np.broadcast_to(np.arange(d.shape[-1]), d.shape).ravel())
+    return f"{100 * mean:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def labeled_images(meta: dict):
+    """How many labeled images a model was trained on: its meta's count, or for a run that used every image of its
+    labeled folder (older checkpoints record no count), that folder's size when it is here; else None."""
+    if meta.get("labeled_images") is not None:
+        return meta["labeled_images"]
+    cfg = meta.get("config") or {}
+    if cfg.get("label_fraction") == 1.0 and not cfg.get("labels_per_class") and not cfg.get("limit") \
+            and cfg.get("data") and Path(cfg["data"]).is_dir():
+        return len(open_dataset(cfg["data"]))
+    return None
 
 
 def jobs(model, corruptions) -> list[tuple[str, str, str, str]]:
@@ -111,15 +128,22 @@ def shard(text: str) -> tuple[int, int]:
     return int(k), int(n)
 
 
-def open_model(spec: str, args, n_images: int):
-    """(name, model, checkpoint payload, cell folder) of a NAME=CHECKPOINT argument."""
+def images_key(x: np.ndarray, y: np.ndarray, frost_dir: str | None) -> str:
+    """What the cells' images are: their pixels, their labels, and whose frost texture (ours makes another
+    corruption than CIFAR-10-C's). Another data folder of the same size is other cells."""
+    h = hashlib.sha1(np.ascontiguousarray(x).tobytes())
+    h.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    h.update(b"cifar10c-frost" if frost_dir else b"generated-frost")
+    return f"{len(x)}-{h.hexdigest()[:10]}"
+
+
+def open_model(spec: str, args, key: str):
+    """(name, model, checkpoint payload, cell folder) of a NAME=CHECKPOINT argument; `key` from images_key."""
     name, _, path = spec.partition("=")
     model, payload = load_checkpoint(path, "cpu")
     require_classifier(payload, path)
     digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:12]
-    # frost made with our generated texture is another corruption than CIFAR-10-C's: other cells
-    folder = Path(args.cells) / (f"{digest}-{n_images}" + ("" if args.frost_dir else "-generated-frost"))
-    return name, model, payload, folder
+    return name, model, payload, Path(args.cells) / f"{digest}-{key}"
 
 
 def compute_shard(args, x, y, idx, corruptions) -> int:
@@ -127,7 +151,7 @@ def compute_shard(args, x, y, idx, corruptions) -> int:
     k, n = args.shard
     dealt = {"ttt": 0, "source": 0}
     for spec in args.model:
-        name, model, payload, folder = open_model(spec, args, len(idx))
+        name, model, payload, folder = open_model(spec, args, images_key(x, y, args.frost_dir))
         for corruption, method, protocol, file in jobs(model, corruptions):
             mine = dealt[method] % n == k
             dealt[method] += 1
@@ -156,7 +180,8 @@ def comparisons(models) -> list[str]:
     if not rows:
         return []
     return ["", "Same labels, with vs without: error of the second model minus the first's (pp; < 0: the second is "
-            "better), 95 % interval paired over the same images (all corruptions pooled for the mean columns).", "",
+            "better), 95 % interval paired over the same images (the mean columns pool the corruptions, each image "
+            "one cluster: it recurs in every corruption).", "",
             "| models | labeled images | clean | no adaptation (mean) | TTT-Online (mean) |", "|---|---|---|---|---|",
             *rows]
 
@@ -198,7 +223,7 @@ def main(argv=None) -> int:
         return compute_shard(args, x, y, idx, corruptions)
     detail, models = [], []
     for spec in args.model:
-        name, model, payload, folder = open_model(spec, args, len(idx))
+        name, model, payload, folder = open_model(spec, args, images_key(x, y, args.frost_dir))
         meta = payload.get("meta") or {}
         cells = {(c, m): cell(model, payload.get("source_stats") or {}, x, y, idx, c, m, protocol, folder / file,
                               args.frost_dir)
@@ -221,10 +246,11 @@ def main(argv=None) -> int:
         probe = meta.get("linear_probe") or init_meta(meta).get("linear_probe")
         cost = sum(c["seconds"] for c in cells.values())
         clean = cells[CLEAN, "source"]
-        lines.append(f"| {name} | {meta.get('labeled_images', '?')} | {training_hours(meta)} | "
+        labeled = labeled_images(meta)
+        lines.append(f"| {name} | {'?' if labeled is None else labeled} | {training_hours(meta)} | "
                      + (f"{probe['error']:.1f}" if probe else "—")
                      + f" | {clean['before']:.1f} | {mean_src:.1f} | {tt} | {cost / 3600:.2f} |")
-        models.append((name, meta.get("labeled_images"), clean, src, ttt))
+        models.append((name, labeled, clean, src, ttt))
     lines += comparisons(models)
     lines += ["", "Per corruption: error % and what the cell cost on the CPU.", "",
               "| model | corruption | no adaptation | TTT-Online |", "|---|---|---|---|", *detail]

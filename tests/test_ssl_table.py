@@ -129,31 +129,69 @@ def test_models_with_the_same_labels_are_compared_image_by_image(tmp_path, monke
     for c in cells.values():       # the record and the error agree
         assert abs(100 * c["wrong_before"].count("1") / 6 - c["before"]) < 1e-9
     row = next(line for line in page.splitlines() if line.startswith("| ssl − sup | 6 |"))
-    folder = lambda path: script.open_model(f"m={path}", script.argparse.Namespace(cells="cells", frost_dir=None),  # noqa: E731
-                                            6)[3].relative_to("cells").as_posix()
+    key = next((tmp_path / "cells").iterdir()).name.split("-", 1)[1]         # images_key: "6-<digest>"
+    folder = lambda path: script.open_model(f"m={path}", script.argparse.Namespace(cells="cells"),  # noqa: E731
+                                            key)[3].relative_to("cells").as_posix()
     sup_clean, ssl_clean = (cells[f"{folder(m)}/clean.json"]["before"] for m in ("sup.pt", "ssl.pt"))
     centre = float(re.findall(r"\| ([+-]\d+\.\d) \[", row)[0])
     assert abs(centre - (ssl_clean - sup_clean)) < 0.051
     assert "TTT − none (pp, 95 %; < 0: TTT helps)" in page
     sup = next(line for line in page.splitlines() if line.startswith("| sup | 6 |"))
     assert re.search(r"\| [+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \|", sup)   # TTT − none with its interval
-    # a cell written by the version without the per-image record is computed again, not trusted for intervals
+    # a cell written by the version without the per-image record is computed again, not trusted for intervals;
+    # so is one whose recipe is not today's (a method default changed since)
     old = next((tmp_path / "cells").rglob("fog-source.json"))
     old.write_text(json.dumps({"before": 50.0, "after": 50.0, "n": 6, "seconds": 1.0}) + "\n")
+    ttt = next((tmp_path / "cells").rglob("fog-ttt-online.json"))
+    stale = {**json.loads(ttt.read_text()), "after": 99.0}
+    stale["recipe"] = {**stale["recipe"], "lr": 123.0}
+    ttt.write_text(json.dumps(stale) + "\n")
     assert script.main(argv) == 0
-    assert "wrong_after" in json.loads(old.read_text())
+    assert "wrong_after" in json.loads(old.read_text()) and json.loads(ttt.read_text())["after"] != 99.0
+    assert json.loads(ttt.read_text())["recipe"]["lr"] != 123.0
+
+
+def test_cells_of_another_image_set_are_not_reused(tmp_path, monkeypatch):
+    """Two data folders of the same size with other labels: the second run computes its own cells (the cell folder
+    was keyed on the checkpoint and the image count alone, so the second page showed the first's errors)."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    images(tmp_path, 2)
+    shutil.copytree(tmp_path / "data" / "cat", tmp_path / "other" / "dog")   # the cats, labelled dog
+    shutil.copytree(tmp_path / "data" / "dog", tmp_path / "other" / "cat")
+    checkpoint(tmp_path / "m.pt", (), {"train_seconds": 60.0, "labeled_images": 4})
+    script = load_script()
+    run = lambda data: script.main(["--data", data, "--images", "4", "--corruptions", "fog", "--cells", "cells",  # noqa: E731
+                                    "--out", f"{data}.md", "--model", "m=m.pt", "--frost-dir", ""])
+    assert run("data") == 0 and run("other") == 0
+    assert len(list((tmp_path / "cells").iterdir())) == 2
+    clean = [next(ln for ln in (tmp_path / f"{d}.md").read_text().splitlines() if ln.startswith("| m | 4 |"))
+             .split("|")[5].strip() for d in ("data", "other")]
+    assert float(clean[0]) + float(clean[1]) == 100.0          # every image's label swapped: errors complement
+
+
+def test_a_checkpoint_without_a_label_count_is_counted_from_its_folder(tmp_path):
+    script = load_script()
+    images(tmp_path, 3)
+    assert script.labeled_images({"labeled_images": 7}) == 7
+    assert script.labeled_images({"config": {"data": str(tmp_path / "data"), "label_fraction": 1.0}}) == 6
+    assert script.labeled_images({"config": {"data": str(tmp_path / "data"), "label_fraction": 0.5}}) is None
+    assert script.labeled_images({"config": {"data": str(tmp_path / "gone"), "label_fraction": 1.0}}) is None
 
 
 def test_paired_differences_are_pinned():
     """ssl − sup over the same 4 images: clean wrong 1100 vs 1000 -> per-image d = (0, -1, 0, 0): mean -25 pp,
-    sd 0.5, half-width 1.96 * 0.5 / 2 = 49 pp; the mean columns pool both corruptions (8 pairs: d twice, sd 0.463,
-    half-width 32.1 pp; TTT d = (-1, -1, 0, 0) twice: sd 0.535, 37.0 pp); another label count is not compared."""
+    sd 0.5, half-width 1.96 * 0.5 / 2 = 49 pp. The mean columns pool two corruptions of the same 4 images: each image
+    is one cluster, so the same outcomes twice give the same interval (as 8 independent pairs it was 32.1 pp wide);
+    TTT d = (-1, -1, 0, 0) twice: cluster sums (-1, -1, 1, 1), variance 4/3 * 4 / 64, half-width 56.6 pp. Another
+    label count is not compared."""
     script = load_script()
     a = {"wrong_before": "1100", "wrong_after": "1100"}
     b = {"wrong_before": "1000", "wrong_after": "0000"}
     rows = script.comparisons([("sup", 4, a, [a, a], [a, a]), ("ssl", 4, b, [b, b], [b, b]),
                                ("other", 8, b, [b, b], [])])
     row = next(r for r in rows if r.startswith("| ssl − sup"))
-    assert row == "| ssl − sup | 4 | -25.0 [-74.0, +24.0] | -25.0 [-57.1, +7.1] | -50.0 [-87.0, -13.0] |"
+    assert row == "| ssl − sup | 4 | -25.0 [-74.0, +24.0] | -25.0 [-74.0, +24.0] | -50.0 [-106.6, +6.6] |"
     assert not any("other" in r for r in rows)
-    assert script.paired(np.zeros(3), np.zeros(2)) == "n/a"
+    assert script.paired(np.zeros((1, 3)), np.zeros((1, 2))) == "n/a"
