@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from tttgui.atomic import write_text  # noqa: E402
 from tttgui.errors import UserError  # noqa: E402
-from tttgui.evaluation import EvalConfig, check_config, evaluate  # noqa: E402
+from tttgui.evaluation import EvalConfig, check_config, evaluate, recipes  # noqa: E402
 from tttgui.methods import MethodConfig, display_name  # noqa: E402
 from tttgui.protocols import paper_order  # noqa: E402
 from tttgui.results import USE_SHARE, classes_in_use, summarise  # noqa: E402
@@ -139,7 +139,8 @@ def stream(model, stats, data: Images, labels, corruptions, methods, lr, folder:
     cfg = EvalConfig(corruptions=tuple(corruptions), severities=(SEVERITY,), methods=tuple(methods),
                      frost_dir=data.frost_dir, settings=MethodConfig(protocol="continual", seed=args.seed, lr=lr))
     fingerprint = {"checkpoint_sha256": sha, "images": len(data.indices), "seed": args.seed, **cfg.to_dict(),
-                   **({"images_from": data.origin} if data.origin else {})}
+                   **({"images_from": data.origin} if data.origin else {}),
+                   "recipes": recipes(cfg)}    # as resolved: a method default changed since is another run
     if args.report_only:
         why = store.mismatch(fingerprint)
         if why:     # cells of another run (other images, seed, methods): never shown as this one's numbers

@@ -24,17 +24,23 @@ def same_files(a, b):
     assert read(a / "summary.csv") == read(b / "summary.csv")
 
 
+def interrupt_at(k: int, monkeypatch):
+    """The engine's k-th cell raises KeyboardInterrupt (Ctrl+C); returns (the cells started, the real runner)."""
+    calls, real = [], ev.runner
+
+    def interrupted(cell):
+        calls.append(cell.name)
+        if len(calls) == k:
+            raise KeyboardInterrupt
+        return real(cell)
+    monkeypatch.setattr(ev, "runner", interrupted)
+    return calls, real
+
+
 def test_ctrl_c_keeps_cells_and_resume_finishes_the_same_run(setup, tmp_path, monkeypatch, capsys):
     root, _, _ = setup
     assert run_cli(root, tmp_path / "full") == 0
-    calls, real = [], ev.runner
-
-    def interrupted_third(cell):
-        calls.append(cell.name)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(cell)
-    monkeypatch.setattr(ev, "runner", interrupted_third)
+    calls, real = interrupt_at(3, monkeypatch)
     out = tmp_path / "run"
     assert run_cli(root, out) == 130
     err = capsys.readouterr().err
@@ -89,3 +95,20 @@ def test_kill_9_loses_at_most_the_cells_in_flight(setup, tmp_path):
     from tttgui.cli import main
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
     same_files(out, tmp_path / "whole")
+
+
+def test_resume_refuses_cells_made_under_another_method_default(setup, tmp_path, monkeypatch, capsys):
+    """The fingerprint holds the recipes as resolved: after a code change to TTT's paper lr, --resume must not mix
+    cells of the old lr with new ones (the typed settings, all defaults, are unchanged)."""
+    from tttgui.methods.ttt import TTT
+
+    root, _, _ = setup
+    calls, real = interrupt_at(2, monkeypatch)
+    out = tmp_path / "run"
+    assert run_cli(root, out) == 130
+    capsys.readouterr()
+    monkeypatch.setattr(ev, "runner", real)
+    monkeypatch.setattr(TTT, "episodic", {**TTT.episodic, "lr": 5e-3})
+    assert run_cli(root, out, "--resume") == 2
+    line = capsys.readouterr().err.strip()
+    assert line.count("\n") == 0 and "recipes ttt lr is 0.005 now but was 0.001" in line and "expected" in line, line

@@ -90,11 +90,17 @@ def as_stored(fingerprint: dict) -> dict:
     return json.loads(json.dumps(fingerprint, sort_keys=True, default=str))
 
 
-def differs(old: dict, new: dict) -> str:
-    """The first setting that changed, in words."""
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            return f"{key} is {_short(new.get(key))} now but was {_short(old.get(key))}"
+def differs(old: dict, new: dict, where: str = "") -> str:
+    """The first setting that changed, in words; a nested one by its path ("recipes ttt lr is 0.005 now but was
+    0.001"), and the settings typed before those resolved from them (recipes) so the option the user changed is
+    the one named."""
+    keys = sorted(set(old) | set(new), key=lambda k: (k == "recipes", k))
+    for key in keys:
+        a, b = old.get(key), new.get(key)
+        if a != b:
+            if isinstance(a, dict) and isinstance(b, dict):
+                return differs(a, b, f"{where}{key} ")
+            return f"{where}{key} is {_short(b)} now but was {_short(a)}"
     return "the configuration differs"
 
 

@@ -91,7 +91,7 @@ def run(args) -> int:
     from tttgui.data.labels import UNLABELED, model_labels
     from tttgui.device import resolve_device, set_deterministic
     from tttgui.evaluation import (EvalConfig, benchmark_corruptions, check_config, check_labels, collect,
-                                   evaluate, run_record, shifts, write_result)
+                                   evaluate, recipes, run_record, shifts, write_result)
     from tttgui.inputs import RELEASE, check_severities, open_input, pick_corruptions
     from tttgui.methods import MethodConfig, get_method, method_names
     from tttgui.models import default_checkpoint_path, load_checkpoint
@@ -168,7 +168,9 @@ def run(args) -> int:
     store = open_store(args.out, world, device, cfg, len(images))
     fingerprint = {**cfg.to_dict(), "checkpoint_sha256": sha256_file(checkpoint), "data": str(Path(args.data)
                    .resolve()), "input": inp.kind, "images": int(len(images)), "indices": digest(indices),
-                   "device": str(device), "deterministic": bool(args.deterministic)}
+                   "device": str(device), "deterministic": bool(args.deterministic),
+                   # the settings as resolved, not as typed: a method default changed since is another run
+                   "recipes": recipes(cfg)}
     done = store.start(fingerprint, args.resume)
     if done:
         print(f"resuming: {done} finished cell(s) in {store.dir} are kept", file=sys.stderr)
