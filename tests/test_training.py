@@ -308,3 +308,40 @@ def test_an_unknown_precision_is_one_line(tmp_path, capsys, cifar_test_dir):
     assert exc.value.code == 2 and "'fp8'" in err[-1] and "'fp32', 'bf16'" in err[-1]
     with pytest.raises(UserError, match="precision 'fp16' is unknown; expected one of fp32, bf16"):
         Trainer(replace(_swa_config(tmp_path, "u.pt"), precision="fp16"), log=lambda s: None).fit()
+
+
+def test_swa_refreshes_batchnorm_whatever_norm_said(tmp_path):
+    """A model with BatchNorm layers that --norm did not choose (a timm backbone, an --init architecture) gets its
+    running statistics recomputed for the averaged weights too; the averaged buffers are not those statistics."""
+    from tttgui.training import refresh_batchnorm
+
+    cfg = _swa_config(tmp_path, "bn.pt", spec_overrides={"arch_args": {"depth": 8, "width": 1, "norm": "bn"}})
+    assert cfg.norm == "gn"
+    trainer = Trainer(cfg, log=lambda s: None)
+    trainer.fit()
+    model, _ = load_checkpoint(tmp_path / "bn.pt")
+    bns = [k for k in model.state_dict() if k.endswith("running_mean")]
+    assert bns
+    saved = {k: v.clone() for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+    averaged = {k: trainer.swa[k] for k in saved}
+    refresh_batchnorm(model, trainer.x_lab, cfg.batch_size, "cpu")
+    for k, v in saved.items():
+        assert torch.allclose(v, model.state_dict()[k], atol=1e-5), k   # the refreshed statistics were saved
+    assert any(not torch.allclose(averaged[k], saved[k], atol=1e-4) for k in saved)
+
+
+def test_a_resume_on_other_data_or_another_label_draw_is_refused(tmp_path):
+    """A state continues only the run it belongs to: another label fraction, seed or labeled folder would train the
+    saved weights on other images while the card claimed the new ones; the self-supervised phase cannot change
+    length once fine-tuning began. Schedule options (epochs, lr) stay changeable and are recorded."""
+    b = _swa_config(tmp_path, "r.pt", label_fraction=0.5)
+    with pytest.raises(KeyboardInterrupt):
+        _Recording(b, stop_after=1).fit()
+    for change, needle in (({"label_fraction": 1.0}, "--label-fraction 0.5, not 1.0"), ({"seed": 3}, "--seed 2, not 3"),
+                           ({"data": str(tmp_path)}, "--labeled"), ({"ssl_epochs": 2}, "expected --ssl-epochs 0")):
+        with pytest.raises(UserError, match=needle):
+            Trainer(replace(b, **change), log=lambda s: None).load_state()
+    moved = tmp_path / "link"
+    moved.symlink_to(tmp_path / "data")          # the same folder by another path resumes
+    assert Trainer(replace(b, data=str(moved), test=str(moved)), log=lambda s: None).load_state()
+    assert Trainer(replace(b, lr=0.01), log=lambda s: None).load_state()

@@ -315,6 +315,7 @@ class Trainer:
         except Exception as exc:
             raise UserError(f"cannot resume: state file {path} {load_failure(path, exc)}; expected the state "
                             "a tttgui train run wrote, or delete it to start afresh") from None
+        refuse_other_run(path, st["config"], _config_dict(self.cfg), st["epoch"])
         try:
             self.model.load_state_dict(st["model"])
             self.opt.load_state_dict(st["opt"])
@@ -424,8 +425,9 @@ class Trainer:
             if xt is not None:   # the last SGD iterate, for comparison on the card
                 result["swa"]["last_iterate"] = evaluate_clean(model, xt, yt, self.device)
             model.load_state_dict(self.swa)
-            if cfg.norm == "bn":     # averaged weights need their own batch statistics
-                refresh_batchnorm(model, self.x_lab, cfg.batch_size, self.device)
+            # averaged weights need their own batch statistics: any BatchNorm, whatever --norm said (a timm
+            # backbone or an --init architecture brings its own norm layers)
+            refresh_batchnorm(model, self.x_lab, cfg.batch_size, self.device)
             model.eval()
         keep = tuple(h for h in model.spec.heads if h in trained_heads(self.history) or h in self.init_heads)
         if keep != model.spec.heads:    # a random head would give TTT a plausible, meaningless loss
@@ -458,6 +460,8 @@ def refresh_batchnorm(model: TTTModel, images: torch.Tensor, batch: int, device)
     """Recompute every BatchNorm's running statistics as the plain mean over the training images (both
     branches: the classifier on upright images, the rotation head on rotated ones)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:         # GroupNorm models: nothing to refresh
+        return
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
@@ -564,6 +568,32 @@ def _epoch_line(s: dict, total: int) -> str:
 
 PHASES = {1: "pretrain", 2: "finetune", 3: "swa"}
 # options that do not change what is trained, left out of the record of what a resume changed
+# Options that say which data and which network a run trains: a resume that changes one would continue another
+# run's weights on other images (or another label draw) and the card would claim the new ones. Paths compare
+# resolved; the option names are the command line's.
+SAME_ON_RESUME = {"data": "--labeled", "unlabeled": "--unlabeled", "label_fraction": "--label-fraction",
+                  "labels_per_class": "--labels-per-class", "seed": "--seed", "limit": "--limit", "arch": "--arch",
+                  "norm": "--norm", "init": "--init", "weights": "--weights", "ssl": "--ssl"}
+
+
+def refuse_other_run(path, old: dict, new: dict, epoch: int) -> None:
+    """Raise UserError when the state at `path` (after `epoch`) is of a run on other data or another network, or
+    when fine-tuning has started and the self-supervised phase would be given another length."""
+    def same(key):
+        a, b = old.get(key), new.get(key)
+        if key in ("data", "unlabeled", "init", "weights") and a and b:
+            return Path(a).resolve() == Path(b).resolve() or a == b
+        return a == b
+    for key, flag in SAME_ON_RESUME.items():
+        if key in old and not same(key):
+            raise UserError(f"cannot resume from {path}: it was trained with {flag} {old[key]}, not {new[key]}; "
+                            f"expected the same {flag} (another value is another run: another --out, or delete "
+                            "the state to start afresh)")
+    if "ssl_epochs" in old and epoch > old["ssl_epochs"] and new["ssl_epochs"] != old["ssl_epochs"]:
+        raise UserError(f"cannot resume from {path}: fine-tuning began after {old['ssl_epochs']} self-supervised "
+                        f"epochs; expected --ssl-epochs {old['ssl_epochs']}, not {new['ssl_epochs']}")
+
+
 UNRECORDED = {"command", "progress", "cache_dir", "out", "device", "test", "stats_images"}
 
 
