@@ -182,3 +182,24 @@ def test_a_self_supervised_only_checkpoint_is_not_offered_and_not_loaded(qtbot, 
         window.load_checkpoint(str(res / "ssl_only.pt"))
     assert "classifier was never trained" in window.last_error and "\n" not in window.last_error
     assert window.model_info["path"] == name and window.step_action.isEnabled()
+
+
+def test_a_run_stopped_by_a_switch_of_image_or_a_reset_reaches_history(qtbot, window):
+    """Picking another image (or Reset) mid-run stops the run and starts the next episode at once; by the time the
+    window handled the run's end the buffer held the next image, and the stopped run's History row was dropped
+    (4-5 of 5 runs). The worker now hands the finished episode's records over with run_finished."""
+    rows = []
+    for k, leave in enumerate(("image", "image", "reset")):
+        window.run_steps.setValue(100000)
+        window.run()
+        ep, index = window.episode.id, window.episode.index
+        qtbot.waitUntil(lambda: window.controller.buffer.snapshot()[1] == ep
+                        and len(window.controller.buffer.snapshot()[2]) >= 3, timeout=30000)
+        n0 = len(window.history.rows)
+        with qtbot.waitSignal(window.image_ready, timeout=30000):
+            window.select_image((k + 1) % 6) if leave == "image" else window.reset()
+        qtbot.waitUntil(lambda: not window.running, timeout=30000)
+        assert len(window.history.rows) == n0 + 1, leave
+        rows.append((window.history.rows[-1], index))
+    for row, index in rows:
+        assert row.status == "stopped" and row.steps >= 2 and row.index == index

@@ -55,6 +55,7 @@ class Episode:
     config: object
     source: str
     row: int | None = None
+    checkpoint: str = ""      # the model loaded when the episode began (a new model starts a new episode)
 
 
 def default_size(available) -> tuple[int, int]:
@@ -449,7 +450,8 @@ class MainWindow(WindowFiles, QMainWindow):
         self.current_label = self._model_label(self.raw_label)
         name, severity = self.shift_panel.choice()
         ep = Episode(self._next_episode, self.index, self.current_label, name, severity, config,
-                     str(getattr(self.dataset, "source", "")))
+                     str(getattr(self.dataset, "source", "")),
+                     checkpoint=str((self.model_info or {}).get("path", "")))
         self._next_episode += 1
         self._episodes[ep.id] = ep
         self.episode = ep
@@ -562,20 +564,19 @@ class MainWindow(WindowFiles, QMainWindow):
         self._start_episode()
 
     @Slot(int, str, int)
-    def _run_finished(self, episode: int, status: str, done: int) -> None:
+    def _run_finished(self, episode: int, status: str, done: int, records: tuple = ()) -> None:
         self.running = self.stepping = False
         self.progress.setVisible(False)
         self._pull(force=True)
         ep = self._episodes.get(episode)
         if ep is not None and done > 0:
-            self._record_history(ep, status)
+            self._record_history(ep, status, records)
         if status == "paused":
             self.remaining = max(self.requested - done, 0)
             self.statusBar().showMessage(f"Paused after {done} step(s); Run resumes {self.remaining} more")
         elif status in ("done", "stopped"):
             self.remaining = 0
-            _, ep_id, records = self.controller.buffer.snapshot()
-            total = len(records) - 1 if ep is not None and ep_id == ep.id else done
+            total = len(records) - 1 if records else done
             # one Step press reads "after 1 step(s)" on its own; the image's count says where the episode stands
             more = f"; {total} on this image" if total > done else ""
             self.statusBar().showMessage(f"{status.capitalize()} after {done} step(s){more}", 5000)
@@ -588,15 +589,16 @@ class MainWindow(WindowFiles, QMainWindow):
         if queued:
             self._launch(queued, stepping=True)
 
-    def _record_history(self, ep: Episode, status: str) -> None:
-        _, ep_id, records = self.controller.buffer.snapshot()
-        if ep_id != ep.id or len(records) < 2:
+    def _record_history(self, ep: Episode, status: str, records: tuple) -> None:
+        """One History row for the episode's records as the worker finished them (never the buffer's: it may
+        hold the next image already)."""
+        if len(records) < 2:
             return
         if ep.row is None:
             ep.row = self.history.next_row()
         row = build_row(ep.row, records, self.model_info["classes"], image=ep.source, index=ep.index,
                         label=ep.label, corruption=ep.corruption, severity=ep.severity, config=ep.config,
-                        status=status)
+                        status=status, checkpoint=ep.checkpoint)
         self.history.upsert(row, records)
         self.history_view.scrollToBottom()
         if ep.label is not None:

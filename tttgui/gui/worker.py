@@ -49,7 +49,10 @@ class SessionWorker(QObject):
     session_failed = Signal(int, str)     # episode id, one line: the image is fine, no session starts on it
     image_ready = Signal(int)             # episode id; step 0 is in the buffer
     views_ready = Signal(int, str, object)   # episode id, what the views are, uint8 NHWC (None: there are none)
-    run_finished = Signal(int, str, int)  # episode, "done" | "stopped" | "paused" | record status, steps done
+    # episode, "done" | "stopped" | "paused" | record status, steps done, the episode's records (step 0 first): the
+    # buffer may already hold the next episode when the GUI reads this (a switch of image stops the run and sends
+    # the new one at once), and the stopped run must still reach History
+    run_finished = Signal(int, str, int, object)
     failed = Signal(str)                  # one line for the status bar and a dialog
     batch_progress = Signal(int, int)     # images done, total
     batch_done = Signal(object)           # tttgui.gui.batch_input.BatchRun (None: the batch failed)
@@ -138,7 +141,8 @@ class SessionWorker(QObject):
         except BaseException as exc:  # noqa: BLE001
             self.failed.emit(one_line(exc, "the adaptation step failed"))
             status = "failed"
-        self.run_finished.emit(self.episode, status, done)
+        _, episode, records = self.buffer.snapshot()
+        self.run_finished.emit(self.episode, status, done, records if episode == self.episode else ())
 
     @Slot()
     def reset(self) -> None:
