@@ -90,3 +90,19 @@ def test_accuracy_by_method_counts_labelled_rows_only():
             Row(method="tent", correct_before="", correct_after="")]
     assert accuracy_by_method(rows) == [("ttt", 2, 1, 2)]
     assert accuracy_text(rows) == "Accuracy before → after: ttt 1/2 → 2/2 (50% → 100%)"
+
+
+def test_pin_right_after_a_switch_of_image_does_not_label_the_old_curves_as_the_new_image(qtbot, window):
+    """Until the worker has started the image just picked, the buffer holds the last image's records: pinning them
+    as "image 4" drew image 0's curves dashed over image 4's run."""
+    for _ in range(3):
+        with qtbot.waitSignal(window.run_done, timeout=20000):
+            window.step()
+    with qtbot.waitSignal(window.image_ready, timeout=30000):
+        window.select_image(4)
+        assert not window.compare.pin_current() and window.compare.pin is None   # not ready yet: refused
+    for _ in range(2):
+        with qtbot.waitSignal(window.run_done, timeout=20000):
+            window.step()
+    assert window.compare.pin_current() and window.compare.pin.key[0] == 4
+    assert window.compare.pin.records == window.controller.buffer.snapshot()[2]

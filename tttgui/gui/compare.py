@@ -52,7 +52,10 @@ class Compare(QObject):
     def pin_current(self) -> bool:
         win = self.window
         ep = win.episode
-        records = win.controller.buffer.snapshot()[2]
+        _, ep_id, records = win.controller.buffer.snapshot()
+        if ep is not None and ep_id != ep.id:   # the image just picked is not ready: the buffer holds the last one's
+            win.report("pin needs this image's episode: wait until it is shown, then Step (F10)")
+            return False
         if ep is None or len(records) < 2:
             win.report("pin needs an adapted episode: Step (F10) first")
             return False
