@@ -237,3 +237,36 @@ def test_the_batch_names_methods_as_the_user_reads_them(qtbot, window, tmp_path)
     assert panel.methods.text() == "2 methods" and "AWS, L_cl batch mean" in panel.methods.toolTip()
     panel.methods.set_checked(["aws-mean"])
     assert panel.methods.text().endswith("…") and len(panel.methods.text()) == panel.methods.LONGEST
+
+
+def test_a_new_batch_replaces_the_last_grid_and_an_export_describes_the_run_it_holds(qtbot, window, tmp_path, assets):
+    """Export wrote the last batch's rows beside the settings of a batch started (or failed) since, and the data
+    folder open at export time; a failed batch left the old heatmap on screen."""
+    import csv
+    import json
+
+    a = _folder(tmp_path / "a", broken=False)
+    assert window.open_data(str(a))
+    window.show_batch()
+    panel = window.batch_panel
+    window.method_panel.steps.setValue(1)
+    panel.choose(["contrast"], ["1"], ["source", "ttt"])
+    panel.count.setValue(4)
+    panel.start()
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert window.open_data(assets["data"])               # the user looks at another folder, then exports
+    assert panel.export(str(tmp_path / "x"))
+    info = json.loads((tmp_path / "x" / "run.json").read_text())
+    with open(tmp_path / "x" / "summary.csv", newline="") as f:
+        methods = {r["method"] for r in csv.DictReader(f)}
+    assert str(a) in str(info["data"]) and methods == set(info["config"]["methods"]) == {"source", "ttt"}
+    assert window.open_data(str(a))
+    window.method_panel.protocol.setCurrentText("online")  # a batch the worker refuses (AWS needs B >= 2)
+    panel.batch.setValue(1)
+    panel.choose(["fog"], ["5"], ["aws"])
+    panel.start()
+    assert panel.running, window.last_error
+    assert not panel.export_button.isEnabled() and not panel.heat.isVisible()   # the old grid is gone at once
+    qtbot.waitUntil(lambda: not panel.running, timeout=60000)
+    assert "failed" in panel.summary.text() and not panel.heat.isVisible() and not panel.export_button.isEnabled()
+    assert not panel.export(str(tmp_path / "y")) and not (tmp_path / "y" / "run.json").exists()

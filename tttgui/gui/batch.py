@@ -140,6 +140,10 @@ class BatchPanel(QWidget):
         self.export_button.clicked.connect(self.export_dialog)
         self.last = None          # the last EvalResult
         self.run = None           # the last BatchRun (result, skipped images, images per cell)
+        # what the running batch evaluates (config, checkpoint, data, device), taken when it starts, and the same
+        # for the result shown: an export describes the run it holds, not the window as it is when exporting
+        self.pending: dict | None = None
+        self.shown: dict | None = None
         self.progress = QProgressBar()
         self.summary = WrappedLabel("Evaluate N images for every ticked corruption × severity × method.")
         self.heat = Heatmap()
@@ -285,6 +289,15 @@ class BatchPanel(QWidget):
         indices = np.sort(np.random.default_rng(cfg.seed).permutation(len(dataset))[:n])
         self.running = True
         self.config_run = cfg
+        self.pending = {"cfg": cfg, "checkpoint": (win.model_info or {}).get("path"),
+                        "data": getattr(win.dataset, "source", None), "device": win.device_label.text()}
+        # the last grid goes: a failed or cancelled new batch must not leave it on screen (or exportable) as if
+        # it were the new one
+        self.last = self.run = self.shown = None
+        self.results = {}
+        self.export_button.setEnabled(False)
+        self.heat.setVisible(False)
+        self.scatter.setVisible(False)
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, n)
@@ -311,7 +324,7 @@ class BatchPanel(QWidget):
         if run is None:
             self.summary.setText("Batch evaluation failed; see the status bar.")
             return
-        self.run, self.last, self.skipped = run, run.result, run.skipped
+        self.run, self.last, self.skipped, self.shown = run, run.result, run.skipped, self.pending
         self.export_button.setEnabled(bool(run.result.images))
         self.results = {(s.corruption, s.severity): (s.error_before, s.error_after, s.n) for s in run.result.summary}
         names = {m: self.window.method_label(m) for m in self.config_run.methods}
@@ -350,11 +363,15 @@ class BatchPanel(QWidget):
         """The last batch as tttgui eval writes a run: summary.csv, images.csv, run.json (+ the skipped images)."""
         from tttgui.evaluation import run_record, shifts, write_result
 
-        win, cfg = self.window, self.config_run
+        win, shown = self.window, self.shown
+        if self.last is None or shown is None:
+            win.report("no batch evaluation to export: Evaluate first")
+            return False
+        cfg = shown["cfg"]
         try:
             info = run_record(self.last, cfg, "tttgui (window batch evaluation)",
-                              checkpoint=(win.model_info or {}).get("path"), data=getattr(win.dataset, "source", None),
-                              images=len({r.index for r in self.last.images}), device=win.device_label.text(),
+                              checkpoint=shown["checkpoint"], data=shown["data"],
+                              images=len({r.index for r in self.last.images}), device=shown["device"],
                               skipped=skipped_record(self.skipped), complete=not self.last.cancelled,
                               cells={"finished": len(self.last.summary),
                                      "total": len(cfg.methods) * len(shifts(cfg))})
