@@ -219,8 +219,15 @@ def test_history_csv_has_documented_columns_one_row_per_image(qtbot, window, tmp
     assert all(r["correct_after"] in ("yes", "no") for r in rows)
     import json
 
+    assert all(r["checkpoint"] == window.model_info["path"] for r in rows)   # the model that adapted
+    # an lr edited after the runs: the sidecar describes the settings the rows ran with, not the panel's
+    window.method_panel.lr.setText("0.5")
+    assert window.export_statistics(str(tmp_path / "out.csv"))
     meta = json.loads((tmp_path / "out.json").read_text())
     assert meta["columns"] == list(COLUMNS) and meta["rows"] == 2 and "torch" in meta["versions"]
+    (setting,) = meta["config"]["settings"]
+    assert setting["rows"] == [1, 2] and setting["lr"] == rows[0]["lr"] != "0.5" and setting["method"] == "ttt"
+    assert setting["checkpoint"] == window.model_info["path"]
     assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]
 
 

@@ -14,7 +14,7 @@ from tttgui.results import run_info, write_csv, write_json
 from tttgui.session import episode_row
 
 # The documented CSV columns, in order (README "History CSV").
-COLUMNS = ("row", "image", "index", "label", "corruption", "severity", "method", "protocol", "steps_config",
+COLUMNS = ("row", "checkpoint", "image", "index", "label", "corruption", "severity", "method", "protocol", "steps_config",
            "lr", "optimizer", "views", "params", "seed", "pred_before", "conf_before", "pred_after",
            "conf_after", "correct_before", "correct_after", "loss_first", "loss_last", "steps", "seconds",
            "status")
@@ -22,6 +22,7 @@ COLUMNS = ("row", "image", "index", "label", "corruption", "severity", "method",
 # What each column means, for the table's header tooltips (the headers stay the export's names).
 COLUMN_HELP = {
     "row": "order in this session's history", "image": "data set or file the image came from",
+    "checkpoint": "the model that adapted (file name; the full path on hover and in the export)",
     "index": "the image's index in its data set", "label": "true class (empty when unknown)",
     "corruption": "corruption applied before adaptation", "severity": "corruption severity, 1-5",
     "method": "adaptation method (hover a cell for its full name)", "protocol": "episodic (reset per image) or online",
@@ -63,10 +64,11 @@ class HistoryRow:
     steps: int
     seconds: float
     status: str           # "done" | "stopped" | "paused" | "diverged" (no prediction after, never correct)
+    checkpoint: str = ""  # path of the model that adapted (a session may load several)
 
 
 def build_row(row: int, records, classes, *, image: str, index: int, label: int | None, corruption: str,
-              severity: int, config, status: str = "done") -> HistoryRow:
+              severity: int, config, status: str = "done", checkpoint: str = "") -> HistoryRow:
     """Summarise an episode's records (step 0 first) as one history row: the image's ImageRow (tttgui.results,
     as tttgui eval makes it) shown with class names and the configuration that ran (resolved by the method)."""
     from tttgui.methods import get_method
@@ -84,7 +86,7 @@ def build_row(row: int, records, classes, *, image: str, index: int, label: int 
         seed=int(config.seed), pred_before=name(r.prediction_before), conf_before=r.confidence_before,
         pred_after=name(r.prediction_after), conf_after=r.confidence_after, correct_before=yes(r.correct_before),
         correct_after=yes(r.correct_after), loss_first=r.loss_first, loss_last=r.loss_last, steps=r.steps,
-        seconds=r.seconds, status=r.status)
+        seconds=r.seconds, status=r.status, checkpoint=checkpoint)
 
 
 def sidecar(rows, *, classes, checkpoint: str, device: str, config: dict | None, extra: dict | None = None) -> dict:
@@ -93,6 +95,18 @@ def sidecar(rows, *, classes, checkpoint: str, device: str, config: dict | None,
     return {**run_info("tttgui (window history export)", config or {}, columns=list(COLUMNS), rows=len(rows),
                        classes=list(classes or []), checkpoint=checkpoint, device=device,
                        seeds=sorted({r.seed for r in rows}), platform=platform.platform()), **(extra or {})}
+
+
+SETTING_COLUMNS = ("checkpoint", "method", "protocol", "steps_config", "lr", "optimizer", "views", "params", "seed")
+
+
+def row_settings(rows) -> dict:
+    """The sidecar's configuration: each distinct setting the rows ran with (as the CSV's columns hold them) and
+    which rows used it; never the Method panel's present values, which may have been edited since."""
+    groups: dict[tuple, list[int]] = {}
+    for r in rows:
+        groups.setdefault(tuple(getattr(r, c) for c in SETTING_COLUMNS), []).append(r.row)
+    return {"settings": [{**dict(zip(SETTING_COLUMNS, key)), "rows": numbers} for key, numbers in groups.items()]}
 
 
 def export(path, rows, **meta) -> tuple[Path, Path]:

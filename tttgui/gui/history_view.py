@@ -3,6 +3,7 @@ click shows that episode's plots again); the pane around it filters, deletes and
 from __future__ import annotations
 
 from dataclasses import astuple
+from pathlib import Path
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QKeySequence, QShortcut
@@ -72,9 +73,11 @@ class HistoryTableModel(QAbstractTableModel):
                 return ""
             if isinstance(value, float):
                 return f"{value:.3f}" if col != "seconds" else f"{value:.2f}"
-            return str(value)
+            return Path(value).name if col == "checkpoint" and value else str(value)
         if role == Qt.ItemDataRole.ToolTipRole and col == "method":   # the cell keeps the exported name
             return self.names.get(value, value)
+        if role == Qt.ItemDataRole.ToolTipRole and col == "checkpoint":
+            return value
         if role == Qt.ItemDataRole.BackgroundRole and col in ("correct_before", "correct_after") and value:
             return QColor(60, 170, 80, 80) if value == "yes" else QColor(210, 60, 50, 80)
         if role == Qt.ItemDataRole.BackgroundRole and col == "status" and value == DIVERGED:

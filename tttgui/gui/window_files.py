@@ -7,9 +7,8 @@ from pathlib import Path
 from PySide6.QtWidgets import QFileDialog
 
 from tttgui.atomic import write_bytes
-from tttgui.gui import engine
 from tttgui.gui.errors import one_line
-from tttgui.gui.history import export
+from tttgui.gui.history import export, row_settings
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth"}
 
@@ -58,11 +57,10 @@ class WindowFiles:
 
     def export_statistics(self, path: str) -> bool:
         try:
-            cfg = engine.config_dict(self.episode.config) if self.episode else None
             csv_path, json_path = export(
                 path, self.history.rows, classes=self.model_info["classes"] if self.model_info else [],
                 checkpoint=self.model_info["path"] if self.model_info else "",
-                device=self.device_label.text(), config=cfg)
+                device=self.device_label.text(), config=row_settings(self.history.rows))
         except Exception as exc:  # noqa: BLE001
             self.report(one_line(exc, f"export to {path} failed"))
             return False
