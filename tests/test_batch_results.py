@@ -1,6 +1,7 @@
 """The window's batch evaluation writes what `tttgui eval` writes, and says how many images diverged."""
 import csv
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -39,7 +40,8 @@ def test_batch_export_writes_the_eval_files(result, tmp_path):
     window = SimpleNamespace(model_info={"path": "ck.pt"}, dataset=None, report=shown.append,
                              device_label=SimpleNamespace(text=lambda: "cpu"),
                              statusBar=lambda: SimpleNamespace(showMessage=lambda *a: shown.append(a[0])))
-    panel = SimpleNamespace(last=res, config_run=cfg, window=window, skipped=[])
+    panel = SimpleNamespace(last=res, window=window, skipped=[],
+                            shown={"cfg": cfg, "checkpoint": "ck.pt", "data": None, "device": "cpu"})
     assert BatchPanel.export(panel, tmp_path / "batch") is True, shown
     for name, columns in (("summary.csv", SUMMARY_COLUMNS), ("images.csv", IMAGE_COLUMNS)):
         with open(tmp_path / "batch" / name, newline="") as f:
@@ -47,6 +49,24 @@ def test_batch_export_writes_the_eval_files(result, tmp_path):
     info = json.loads((tmp_path / "batch" / "run.json").read_text())
     assert info["command"] == "tttgui (window batch evaluation)" and info["versions"]["torch"]
     assert info["config"]["methods"] == ["ttt"] and info["config"]["steps"] == 1 and info["recipes"]["ttt"]
+
+
+def test_a_write_that_fails_half_way_leaves_no_run_json_describing_other_tables(result, tmp_path, monkeypatch):
+    import tttgui.results as results_mod
+
+    res, cfg = result
+    out = tmp_path / "run"
+    results_mod.write_outputs(out, res.summary, res.images, {"run": 1})
+    real = results_mod.write_csv
+
+    def full_disk(path, columns, rows):
+        if Path(path).name == "images.csv":
+            raise OSError(28, "No space left on device")
+        return real(path, columns, rows)
+    monkeypatch.setattr(results_mod, "write_csv", full_disk)
+    with pytest.raises(OSError):
+        results_mod.write_outputs(out, res.summary, res.images, {"run": 2})
+    assert not (out / "run.json").exists()       # the old one described the old tables; the new one never came
 
 
 def test_batch_on_a_release_block_is_not_corrupted_again(qapp, tmp_path, monkeypatch):

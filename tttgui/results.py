@@ -253,10 +253,13 @@ def run_info(command: str, config: dict, **extra) -> dict:
 
 
 def write_outputs(out_dir, summary: list[SummaryRow], images: list[ImageRow], info: dict) -> Path:
-    """DIR/summary.csv, DIR/images.csv and DIR/run.json (info as run_info made it), each written atomically."""
+    """DIR/summary.csv, DIR/images.csv and DIR/run.json (info as run_info made it), each written atomically.
+    An earlier run.json goes first and the new one comes last: a write that fails half-way never leaves a run.json
+    describing tables it did not write."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        (out / "run.json").unlink(missing_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create output folder {out} ({exc.strerror}); expected a writable path") from None
     write_csv(out / "summary.csv", SUMMARY_COLUMNS, summary)
