@@ -108,6 +108,11 @@ def test_partial_and_missing_cells_in_the_grid():
     assert rows == ["fog"] and cols == [("ttt", 5), ("tent", 5)]
     assert values.tolist() == [[-10.0, -25.0]] and partial.tolist() == [[False, True]]
     assert grid_values(summary, "before", asked=10)[1] == [("", 5)]
+    # 'before' is one cell for every method: the complete cell's value, not the cancelled one's on 4 images
+    cut = [summary[0], SummaryRow("fog", 5, "tent", "episodic", 4, 75.0, 25.0)]
+    for order in (cut, cut[::-1]):
+        _, _, values, partial = grid_values(order, "before", asked=10)
+        assert values.tolist() == [[50.0]] and partial.tolist() == [[False]]
     rows, cols, values, _ = grid_values(summary, "after", 10, planned=[("fog", s, m) for s in (3, 5)
                                                                        for m in ("ttt", "tent")])
     assert cols == [("ttt", 3), ("ttt", 5), ("tent", 3), ("tent", 5)]     # grouped by method

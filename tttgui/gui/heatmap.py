@@ -30,7 +30,9 @@ def grid_values(summary, mode: str, asked: int, planned=()):
                   key=lambda col: (methods.index(col[0]) if col[0] else 0, col[1]))
     values = np.full((len(rows), len(cols)), np.nan)
     partial = np.zeros(values.shape, bool)
-    for s in summary:
+    # 'before' shares one cell among the methods: the most images wins (a cancelled method's partial cell must not
+    # replace a complete one's value, nor the other way round)
+    for s in sorted(summary, key=lambda s: s.n) if mode == "before" else summary:
         col = ("" if mode == "before" else s.method, s.severity)
         before, after = s.error_before, s.error_after
         v = {"before": before, "after": after,
