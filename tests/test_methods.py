@@ -230,3 +230,23 @@ def test_augmix_views_are_seeded_images_and_equalize_matches_pil():
     u8 = (np.random.default_rng(0).beta(2, 5, (16, 16, 3)) * 255).astype(np.uint8)
     ours = _equalize(torch.from_numpy(u8).permute(2, 0, 1)[None].float() / 255)[0].permute(1, 2, 0)
     assert np.array_equal((ours * 255).round().byte().numpy(), np.asarray(ImageOps.equalize(Image.fromarray(u8))))
+
+
+def test_actmad_loss_is_the_originals_on_a_known_batch(tiny):
+    """0.5 × (Σ_layers mean|μ_batch − μ_src| + Σ_layers mean|σ²_batch − σ²_src|), per (channel, h, w) over the batch,
+    with torch.var's default (unbiased) batch variance as in jmiemirza/ActMAD's SaveEmb; the population variance
+    gave another number."""
+    from tttgui.stats import capture_norm_outputs
+
+    model, ad = fresh(tiny, "actmad")
+    views = image(seed=3, n=6)
+    with torch.no_grad(), capture_norm_outputs(model) as outs:
+        model(views)
+    targets = ad.method.targets
+    expect = 0.5 * sum((o.mean(0) - targets[n][0]).abs().mean() + (torch.var(o, dim=0) - targets[n][1]).abs().mean()
+                       for n, o in outs.items())
+    biased = 0.5 * sum((o.mean(0) - targets[n][0]).abs().mean()
+                       + (o.var(0, unbiased=False) - targets[n][1]).abs().mean() for n, o in outs.items())
+    with torch.no_grad():
+        got = ad.method.loss(model, {"views": views})
+    assert float(got) == pytest.approx(float(expect), rel=1e-5) and abs(float(expect) - float(biased)) > 1e-4

@@ -16,7 +16,10 @@ Departures, documented: the original aligns un-augmented test images against sta
 under its train transform (RandomResizedCrop 0.2-1 + flip, the whole set in batches of 1536); ours aligns test
 images under the transform the statistics were taken with (recorded as `transform`: 4-px crop + flip on 10,000
 images; issue 18 asks for the same transform on both sides). The original draws its alignment batch from a
-second, independently shuffled loader; ours aligns the images of the contrastive batch. Without a contrastive
+second, independently shuffled loader; ours aligns the images of the contrastive batch. On a stream whose batches
+are smaller than `views` (Han et al.'s batch 16; the original has no such setting) each image is aligned under
+several crop+flips, so the queue's 1536 rows hold fewer distinct images than the yardstick (1536 independent
+source samples) assumes and the ratios sit higher than a batch of 1536 images would give (not measured). Without a contrastive
 head only the feature alignment runs (the original's --method align). Episodically (no such mode in the
 original) 10 steps on 32 views of one image, each term scaled for batches of the views aligned; the contrastive
 term's negatives are then views of the same image. A checkpoint without a measured yardstick (statistics older
