@@ -315,7 +315,7 @@ class Trainer:
         except Exception as exc:
             raise UserError(f"cannot resume: state file {path} {load_failure(path, exc)}; expected the state "
                             "a tttgui train run wrote, or delete it to start afresh") from None
-        refuse_other_run(path, st["config"], _config_dict(self.cfg), st["epoch"])
+        refuse_other_run(path, st.get("config") or {}, _config_dict(self.cfg), st.get("epoch", 0))
         try:
             self.model.load_state_dict(st["model"])
             self.opt.load_state_dict(st["opt"])
