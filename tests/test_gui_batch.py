@@ -275,3 +275,19 @@ def test_a_new_batch_replaces_the_last_grid_and_an_export_describes_the_run_it_h
     qtbot.waitUntil(lambda: not panel.running, timeout=60000)
     assert "failed" in panel.summary.text() and not panel.heat.isVisible() and not panel.export_button.isEnabled()
     assert not panel.export(str(tmp_path / "y")) and not (tmp_path / "y" / "run.json").exists()
+
+
+def test_cells_nobody_asked_for_are_blank_not_not_run(qtbot):
+    """Clean plus severity 5: the clean row under s5 and the fog row under clean were never planned; only a planned
+    cell that has no result says "not run"."""
+    from tttgui.gui.heatmap import Heatmap
+    from tttgui.results import CLEAN, SummaryRow
+
+    heat = Heatmap()
+    qtbot.addWidget(heat)
+    planned = [(CLEAN, 0, "ttt"), ("fog", 5, "ttt"), ("snow", 5, "ttt")]
+    summary = [SummaryRow(CLEAN, 0, "ttt", "episodic", 4, 10.0, 5.0), SummaryRow("fog", 5, "ttt", "episodic", 4, 50.0,
+                                                                              25.0)]
+    heat.set_summary(summary, 4, planned)
+    texts = heat.cell_texts()            # 3 rows (clean, fog, snow) x 2 columns (clean, s5)
+    assert len(texts) == 6 and texts.count("") == 3 and texts.count("not run") == 1     # snow s5 was cancelled

@@ -162,10 +162,14 @@ class Heatmap(QWidget):
         self.bar.setLevels(levels)
         self.image.setImage(values, levels=levels)
         self.image.setRect(0, 0, len(cols), len(rows))
+        # a grid of clean plus severities has cells nobody asked for (the clean row under s5): blank, not "not run"
+        asked = {(c, ("" if mode == "before" else m, sev)) for c, sev, m in self.planned}
+        asked |= {(x.corruption, ("" if mode == "before" else x.method, x.severity)) for x in self.summary}
         for i in range(len(rows)):
             for j in range(len(cols)):
                 v = values[i, j]
-                text = "not run" if np.isnan(v) else f"{v:+.1f}" if mode == "change" else f"{v:.1f}"
+                gap = "not run" if (rows[i], cols[j]) in asked else ""
+                text = gap if np.isnan(v) else f"{v:+.1f}" if mode == "change" else f"{v:.1f}"
                 text += "*" if partial[i, j] else ""
                 # white on viridis' dark end; the diverging map is light enough for black everywhere
                 dark = mode != "change" and not np.isnan(v) and (v - levels[0]) / (levels[1] - levels[0]) < 0.55
