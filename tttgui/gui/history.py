@@ -14,8 +14,8 @@ from tttgui.results import run_info, write_csv, write_json
 from tttgui.session import episode_row
 
 # The documented CSV columns, in order (README "History CSV").
-COLUMNS = ("row", "checkpoint", "image", "index", "label", "corruption", "severity", "method", "protocol", "steps_config",
-           "lr", "optimizer", "views", "params", "seed", "pred_before", "conf_before", "pred_after",
+COLUMNS = ("row", "checkpoint", "image", "index", "label", "corruption", "severity", "method", "protocol",
+           "steps_config", "lr", "optimizer", "views", "params", "seed", "pred_before", "conf_before", "pred_after",
            "conf_after", "correct_before", "correct_after", "loss_first", "loss_last", "steps", "seconds",
            "status")
 

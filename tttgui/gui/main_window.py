@@ -563,7 +563,7 @@ class MainWindow(WindowFiles, QMainWindow):
         self.controller.reset()
         self._start_episode()
 
-    @Slot(int, str, int)
+    @Slot(int, str, int, object)
     def _run_finished(self, episode: int, status: str, done: int, records: tuple = ()) -> None:
         self.running = self.stepping = False
         self.progress.setVisible(False)

@@ -17,7 +17,7 @@ BEFORE = (150, 150, 150)
 NOW = (31, 119, 180)
 ACCENT = (214, 39, 40)
 GREEN = (44, 160, 44)
-LEGEND_BRUSH = (255, 255, 255, 210)
+LEGEND_BRUSH = (255, 255, 255, 210)   # a legend may still touch a curve: keep its text readable
 # What each plot's points are, on hover: "step k" is the image after k updates; the loss and the cosine belong to
 # the update into step k (computed on the weights of step k − 1), so step 0 has neither.
 PLOT_HELP = {
@@ -35,7 +35,7 @@ PLOT_HELP = {
               "and the source statistics, before adaptation (dashed) and now.",
     "channels": "The chosen layer's output, channel by channel (mean or variance, as the menus above choose): the "
                 "source statistics, this image before adaptation (dashed) and now.",
-}   # a legend may still touch a curve: keep its text readable
+}
 NO_IMAGE = "no image"
 NO_STEP = "no step yet: Step (F10) or Run (F5)"
 

@@ -1,9 +1,10 @@
 """`actmad`: activation matching (Mirza et al., CVPR 2023, jmiemirza/ActMAD, methods/actmad_cifar.py).
 
-Loss = 0.5 × (Σ_layers L1(mean) + Σ_layers L1(var)) (the batch variance unbiased, torch.var's default) between the test batch's statistics and the source ones,
-taken at the output of every norm layer of the classification path, location-aware: one mean and variance per
-(channel, h, w) over the batch dimension (our source statistics store exactly these as loc_mean / loc_var,
-taken like ActMAD's clean statistics on random training images with crop + flip; see tttgui.stats).
+Loss = 0.5 × (Σ_layers L1(mean) + Σ_layers L1(var)) between the test batch's statistics (its variance unbiased,
+torch.var's default, as the original's) and the source ones, taken at the output of every norm layer of the
+classification path, location-aware: one mean and variance per (channel, h, w) over the batch dimension (our
+source statistics store exactly these as loc_mean / loc_var, taken like ActMAD's clean statistics on random
+training images with crop + flip; see tttgui.stats).
 All parameters; SGD lr 1e-2 (CIFAR-10), momentum 0.9, Nesterov, weight decay 5e-4; one step per batch;
 test samples get RandomCrop(pad 4) + flip. Online: batches of the stream (one view per image when the batch has
 at least `views` images, else several views of each). Episodic: 32 views of the single image, 1 step.

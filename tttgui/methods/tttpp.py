@@ -12,23 +12,23 @@ As cifar/ttt++.py computes it with scripts/run_ttt++_cifar10.sh (--method both -
 - SGD lr 0.01, momentum 0.9; only the encoder adapts (projection head and classifier frozen); the encoder's
   BatchNorm layers (if any) in train mode during the loss, as `ext.train()`: batch statistics, and running
   statistics that move (predictions then use them, in eval mode).
-Departures, documented: the original aligns un-augmented test images against statistics of training images
-under its train transform (RandomResizedCrop 0.2-1 + flip, the whole set in batches of 1536); ours aligns test
-images under the transform the statistics were taken with (recorded as `transform`: 4-px crop + flip on 10,000
-images; issue 18 asks for the same transform on both sides). The original draws its alignment batch from a
-second, independently shuffled loader; ours aligns the images of the contrastive batch. On a stream whose batches
-are smaller than `views` (Han et al.'s batch 16; the original has no such setting) each image is aligned under
-several crop+flips, so the queue's 1536 rows hold fewer distinct images than the yardstick (1536 independent
-source samples) assumes and the ratios sit higher than a batch of 1536 images would give (not measured). Without a contrastive
-head only the feature alignment runs (the original's --method align). Episodically (no such mode in the
-original) 10 steps on 32 views of one image, each term scaled for batches of the views aligned; the contrastive
-term's negatives are then views of the same image. A checkpoint without a measured yardstick (statistics older
-than it) gets the Gaussian expectation from its stored covariance; `tttgui stats --checkpoint FILE --data TRAIN
---in-place` measures it. The offline protocol (epochs over the whole test set) is the evaluation engine's, with
-the original's epochs: the first two (--bnepoch 2) forward-only (Adapter.observe: BatchNorm statistics move, no
-step); with the contrastive head (--method both) the alignment joins only after epoch 3 (is_both_activated),
-so epoch 3 takes contrastive steps alone and the queue starts filling in epoch 4; align-only fills its queue from
-epoch 1. The queue carries over between epochs. No ReduceLROnPlateau and no stop on test error.
+Departures, documented: the original aligns un-augmented test images against statistics of training images under its
+train transform (RandomResizedCrop 0.2-1 + flip, the whole set in batches of 1536); ours aligns test images under the
+transform the statistics were taken with (recorded as `transform`: 4-px crop + flip on 10,000 images; issue 18 asks
+for the same transform on both sides). The original draws its alignment batch from a second, independently shuffled
+loader; ours aligns the images of the contrastive batch. On a stream whose batches are smaller than `views` (Han et
+al.'s batch 16; the original has no such setting) each image is aligned under several crop+flips, so the queue's 1536
+rows hold fewer distinct images than the yardstick (1536 independent source samples) assumes and the ratios sit
+higher than a batch of 1536 images would give (not measured). Without a contrastive head only the feature alignment
+runs (the original's --method align). Episodically (no such mode in the original) 10 steps on 32 views of one image,
+each term scaled for batches of the views aligned; the contrastive term's negatives are then views of the same image.
+A checkpoint without a measured yardstick (statistics older than it) gets the Gaussian expectation from its stored
+covariance; `tttgui stats --checkpoint FILE --data TRAIN --in-place` measures it. The offline protocol (epochs over
+the whole test set) is the evaluation engine's, with the original's epochs: the first two (--bnepoch 2) forward-only
+(Adapter.observe: BatchNorm statistics move, no step); with the contrastive head (--method both) the alignment joins
+only after epoch 3 (is_both_activated), so epoch 3 takes contrastive steps alone and the queue starts filling in
+epoch 4; align-only fills its queue from epoch 1. The queue carries over between epochs. No ReduceLROnPlateau and no
+stop on test error.
 """
 from __future__ import annotations
 
