@@ -264,6 +264,7 @@ def error(cell: dict | None, before: bool = False) -> float | None:
 def compute(args, ctx: dict, work: Path) -> None:
     from tttgui.corruptions import corrupt
     from tttgui.data import open_dataset
+    from tttgui.data.labels import model_labels
 
     world = World.from_env()
     rows_sel, corr_sel = select(args.only)
@@ -279,7 +280,10 @@ def compute(args, ctx: dict, work: Path) -> None:
     if finished == total:
         return
     big, _ = ctx["sets"]
-    images, labels = open_dataset(args.data).arrays(big)
+    ds = open_dataset(args.data)
+    images, labels = ds.arrays(big)
+    # scored by class name (a folder of other or fewer classes must not be read in the model's order)
+    labels = model_labels(labels, list(ds.classes), ctx["classes"], f"data {args.data}")
     cache: dict[str, np.ndarray] = {}
 
     def shifted_all(c):   # one corruption of the big set serves every row (keeps cells paired)
@@ -597,7 +601,8 @@ def context(args) -> dict:
     big, small = image_sets(n_total, n_on, n_ep, args.seed)
     words = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor()
                                                                              or platform.machine())
-    return {"model": model, "stats": payload.get("source_stats") or {}, "meta": payload.get("meta") or {},
+    return {"model": model, "classes": list(payload["classes"]), "stats": payload.get("source_stats") or {},
+            "meta": payload.get("meta") or {},
             "checkpoint": str(checkpoint), "sha": sha256(checkpoint), "device": device, "device_words": words,
             "threads": torch.get_num_threads(), "seed": args.seed, "steps": args.steps,
             "frost_dir": args.frost_dir, "data": args.data, "sets": (big, small),

@@ -29,6 +29,7 @@ from tttgui.atomic import write_text  # noqa: E402
 from tttgui.corruptions import BENCHMARK_CORRUPTIONS  # noqa: E402
 from tttgui.corruptions.frost import frost_source  # noqa: E402
 from tttgui.data import open_dataset  # noqa: E402
+from tttgui.data.labels import model_labels  # noqa: E402
 from tttgui.evaluation import EvalConfig, evaluate  # noqa: E402
 from tttgui.methods import MethodConfig, get_method  # noqa: E402
 from tttgui.models import load_checkpoint  # noqa: E402
@@ -146,7 +147,12 @@ def open_model(spec: str, args, key: str):
     return name, model, payload, Path(args.cells) / f"{digest}-{key}"
 
 
-def compute_shard(args, x, y, idx, corruptions) -> int:
+def scored(y: np.ndarray, data_classes, payload: dict, data: str) -> np.ndarray:
+    """The data's labels as this model's class indices, by name (another class order is another index)."""
+    return model_labels(y, list(data_classes), payload["classes"], f"data {data}")
+
+
+def compute_shard(args, x, y, classes, idx, corruptions) -> int:
     """This shard's cells: the costly TTT-Online cells dealt round-robin, and the cheap ones likewise."""
     k, n = args.shard
     dealt = {"ttt": 0, "source": 0}
@@ -156,8 +162,8 @@ def compute_shard(args, x, y, idx, corruptions) -> int:
             mine = dealt[method] % n == k
             dealt[method] += 1
             if mine:
-                out = cell(model, payload.get("source_stats") or {}, x, y, idx, corruption, method, protocol,
-                           folder / file, args.frost_dir)
+                out = cell(model, payload.get("source_stats") or {}, x, scored(y, classes, payload, args.data), idx,
+                           corruption, method, protocol, folder / file, args.frost_dir)
                 print(f"shard {k}/{n} {name}: {corruption} {method} {out['after']:.1f} % ({out['seconds']:.0f} s)",
                       flush=True)
     return 0
@@ -220,12 +226,13 @@ def main(argv=None) -> int:
              "evaluation (CPU h) |",
              "|---|---|---|---|---|---|---|---|---|"]
     if args.shard:
-        return compute_shard(args, x, y, idx, corruptions)
+        return compute_shard(args, x, y, ds.classes, idx, corruptions)
     detail, models = [], []
     for spec in args.model:
         name, model, payload, folder = open_model(spec, args, images_key(x, y, args.frost_dir))
         meta = payload.get("meta") or {}
-        cells = {(c, m): cell(model, payload.get("source_stats") or {}, x, y, idx, c, m, protocol, folder / file,
+        labels = scored(y, ds.classes, payload, args.data)
+        cells = {(c, m): cell(model, payload.get("source_stats") or {}, x, labels, idx, c, m, protocol, folder / file,
                               args.frost_dir)
                  for c, m, protocol, file in jobs(model, corruptions)}
         src = [cells[c, "source"] for c in corruptions]

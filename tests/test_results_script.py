@@ -213,3 +213,17 @@ def test_two_ranks_share_the_rows_and_give_the_same_cells(setup):
     first, second = cells(setup / "work"), cells(setup / "work2")
     assert len(first) == 4 and second == first
     assert (setup / "docs2" / "results.md").is_file()
+
+
+def test_a_folder_of_fewer_classes_is_scored_by_name(setup):
+    """A folder holding only ship/ (the model's class 2): its label 0 is the model's 2, not the model's cat."""
+    import shutil
+
+    from tttgui.store import CellStore
+
+    results = load_script()
+    shutil.rmtree(setup / "data" / "cat")
+    shutil.rmtree(setup / "data" / "dog")
+    assert results.main(argv(setup, "--only", "source,fog")) == 0
+    rows = CellStore(setup / "work" / "source").load(("fog", 5, "source"))
+    assert [r.label for r in rows] == [2, 2]

@@ -195,3 +195,25 @@ def test_paired_differences_are_pinned():
     assert row == "| ssl − sup | 4 | -25.0 [-74.0, +24.0] | -25.0 [-74.0, +24.0] | -50.0 [-106.6, +6.6] |"
     assert not any("other" in r for r in rows)
     assert script.paired(np.zeros((1, 3)), np.zeros((1, 2))) == "n/a"
+
+
+def test_a_folder_of_fewer_classes_is_scored_by_name(tmp_path, monkeypatch):
+    """A folder holding only dog/ (the model's class 1): its label 0 is scored as the model's dog, not its cat."""
+    import json
+    import shutil
+
+    from tttgui.models import load_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    images(tmp_path, 3)
+    shutil.rmtree(tmp_path / "data" / "cat")
+    checkpoint(tmp_path / "m.pt", (), {"train_seconds": 60.0, "labeled_images": 4})
+    script = load_script()
+    assert script.main(["--data", "data", "--images", "3", "--corruptions", "fog", "--cells", "cells", "--out",
+                        "ssl.md", "--model", "m=m.pt", "--frost-dir", ""]) == 0
+    clean = json.loads(next((tmp_path / "cells").rglob("clean.json")).read_text())
+    model, _ = load_checkpoint(tmp_path / "m.pt")
+    x, _ = script.open_dataset("data").arrays(np.arange(3))
+    with torch.no_grad():
+        pred = model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
+    assert clean["wrong_before"] == "".join("0" if p == 1 else "1" for p in pred)
