@@ -345,3 +345,50 @@ def test_a_resume_on_other_data_or_another_label_draw_is_refused(tmp_path):
     moved.symlink_to(tmp_path / "data")          # the same folder by another path resumes
     assert Trainer(replace(b, data=str(moved), test=str(moved)), log=lambda s: None).load_state()
     assert Trainer(replace(b, lr=0.01), log=lambda s: None).load_state()
+
+
+def test_the_test_folder_is_scored_by_class_name_and_checked_before_training(tmp_path):
+    """A --test folder holding other classes, or its classes in another order, was compared by position: the card's
+    clean error was wrong (a 9-class CIFAR test folder without ship/ read 21.1 % for 11.85 %)."""
+    import shutil
+
+    from tttgui.training import Trainer
+
+    data = synthetic_folder(tmp_path / "data", per_class=24)
+    classes = sorted(p.name for p in data.iterdir())
+    sub = tmp_path / "sub"
+    shutil.copytree(data / classes[-1], sub / classes[-1])       # only the last class: label 0 here
+    cfg = TrainConfig(data=str(data), test=str(sub), out=str(tmp_path / "m.pt"), ssl_epochs=0, epochs=1,
+                      batch_size=32, stats_images=16, progress=False)
+    trainer = Trainer(cfg, log=lambda s: None)
+    x, y = trainer.test_images()
+    assert len(x) == 24 and set(y.tolist()) == {len(classes) - 1}
+    other = tmp_path / "other"
+    (other / "zebra").mkdir(parents=True)
+    shutil.copy(next((data / classes[0]).iterdir()), other / "zebra")
+    with pytest.raises(UserError, match="--test .* has class zebra, which --labeled"):
+        Trainer(replace(cfg, test=str(other)), log=lambda s: None)
+
+
+def test_a_root_with_splits_trains_on_train_and_the_cache_follows_the_files(tmp_path):
+    """`--labeled ROOT` (train/ and test/ inside) read the test split, the images evaluation corrupts; and the
+    decode cache, keyed on the top folder's time, served stale labels after an image moved between classes."""
+    import os
+    import shutil
+
+    from tttgui.train_data import load_images
+
+    root = tmp_path / "root"
+    synthetic_folder(root / "train", per_class=6)
+    synthetic_folder(root / "test", per_class=2)
+    x, y, classes = load_images(str(root), None, str(tmp_path / "cache"))
+    assert len(x) == 6 * len(classes)
+    assert len(load_images(str(root), None, None, split="test")[0]) == 2 * len(classes)
+    train = root / "train"
+    assert (load_images(str(train), None, str(tmp_path / "cache"))[1] == y).all()    # cached now
+    moved = sorted((train / classes[0]).iterdir())[0]
+    stamp = os.stat(train).st_mtime_ns
+    shutil.move(moved, train / classes[1] / ("m" + moved.name))
+    os.utime(train, ns=(stamp, stamp))                          # the top folder's time is as it was
+    _, y2, _ = load_images(str(train), None, str(tmp_path / "cache"))
+    assert (y2 == 0).sum() == 5 and (y2 == 1).sum() == 7

@@ -12,20 +12,21 @@ from tttgui.atomic import atomic_path
 from tttgui.errors import UserError
 
 
-def load_images(path: str, limit: int | None, cache_dir: str | None):
-    """Decode a data set once into uint8 arrays; ImageFolder decodes are cached as .npz keyed by path+mtime."""
+def load_images(path: str, limit: int | None, cache_dir: str | None, split: str = "train"):
+    """Decode a data set once into uint8 arrays, cached as .npz keyed by what was decoded. `split` picks the
+    split of a folder that has several (train/ and test/, a CIFAR python folder): training reads "train", never
+    the images evaluation corrupts; --test reads "test"."""
     from tttgui.data import open_dataset
     from tttgui.data.subset import random_subset
 
-    ds = open_dataset(path)
+    ds = open_dataset(path, split=split)
     check_size(ds, path, limit)
     if limit is not None and limit < len(ds):   # the data layer's seeded subset, as everywhere else
         images, labels = random_subset(ds, limit, seed=0).arrays()
         return images, labels, ds.classes
     cache = None
     if cache_dir:
-        key = hashlib.sha1(os.fsencode(f"{Path(path).resolve()}|{len(ds)}|{os.path.getmtime(path)}")).hexdigest()[:16]
-        cache = Path(cache_dir) / f"arrays-{key}.npz"
+        cache = Path(cache_dir) / f"arrays-{content_key(ds, path, split)}.npz"
         if cache.is_file():
             z = np.load(cache)
             return z["images"], z["labels"], ds.classes
@@ -34,6 +35,21 @@ def load_images(path: str, limit: int | None, cache_dir: str | None):
         with atomic_path(cache) as tmp:
             np.savez(tmp, images=images, labels=labels)
     return images, labels, ds.classes
+
+
+def content_key(ds, path: str, split: str) -> str:
+    """What a cache of these decoded arrays depends on: the data set's files with their class, size and time (an
+    image moved between class folders or replaced in place changes it; the top folder's time would not), or for a
+    data set without files its path, split, length and the folder's time."""
+    h = hashlib.sha1(os.fsencode(f"{Path(path).resolve()}|{split}|{len(ds)}|{list(ds.classes)}"))
+    files = getattr(ds, "files", None)
+    if files is not None:
+        for f, t in zip(files, getattr(ds, "targets", [])):
+            st = os.stat(f)
+            h.update(os.fsencode(f"{f}|{int(t)}|{st.st_size}|{st.st_mtime_ns}\n"))
+    else:
+        h.update(os.fsencode(str(os.path.getmtime(path))))
+    return h.hexdigest()[:16]
 
 
 MAX_SIDE = 512                 # larger images are not what these CIFAR-sized networks train on

@@ -164,6 +164,8 @@ class Trainer:
         else:
             self.x_unl = torch.from_numpy(labeled)
         self.classes = list(classes)
+        if cfg.test:
+            self.check_test()
         spec = model_spec(cfg, len(classes), labeled.shape[1])
         self.model: TTTModel = build_model(spec).to(self.device)
         # heads that --init brings trained (the others, fresh here, count only once this run trains them)
@@ -386,10 +388,37 @@ class Trainer:
         """Linear-probe error of the self-supervised features (labels used only here), for the model card."""
         if not self.cfg.test or len(self.y_lab) == 0 or self.y_lab.min() < 0:
             return
-        xt, yt, _ = load_images(self.cfg.test, self.cfg.limit, self.cfg.cache_dir)
+        xt, yt = self.test_images()
         self.probe = {k: v for k, v in linear_probe(self.model, self.x_lab, self.y_lab, xt, yt,
                                                     self.device).items() if k not in ("weight", "bias")}
         self.log(f"linear probe of the self-supervised features: {self.probe['error']:.2f}% test error")
+
+    def check_test(self) -> None:
+        """Before hours of training: --test must name classes the model learns (it is scored by name)."""
+        from tttgui.data import open_dataset
+        from tttgui.data.labels import class_table, names_text
+
+        ds = open_dataset(self.cfg.test, split="test")
+        if not ds.classes:
+            raise UserError(f"--test {self.cfg.test} has no class labels; expected a folder of <class>/<image> "
+                            "files to measure the clean error on")
+        unknown = [str(c) for c, k in zip(ds.classes, class_table(ds.classes, self.classes)) if k < 0]
+        if unknown:
+            raise UserError(f"--test {self.cfg.test} has class {', '.join(unknown[:3])}, which --labeled "
+                            f"{self.cfg.data} does not; expected classes of {names_text(self.classes)}")
+
+    def test_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """The --test images that have a label, their labels as the trained classes' indices by name (a test folder
+        of other or fewer classes, or another order, is scored by class, never by position)."""
+        from tttgui.data.labels import UNLABELED, model_labels
+
+        xt, yt, classes = load_images(self.cfg.test, self.cfg.limit, self.cfg.cache_dir, split="test")
+        yt = model_labels(yt, list(classes), list(self.classes), f"--test {self.cfg.test}")
+        keep = yt != UNLABELED
+        if not keep.any():
+            raise UserError(f"--test {self.cfg.test} has no labeled images; expected a folder of <class>/<image> "
+                            "files to measure the clean error on")
+        return xt[keep], yt[keep]
 
     @torch.no_grad()
     def swa_update(self) -> None:
@@ -410,7 +439,7 @@ class Trainer:
         result = {"train_seconds": round(self.wall, 1)}
         xt = yt = None
         if cfg.test:
-            xt, yt, _ = load_images(cfg.test, cfg.limit, cfg.cache_dir)
+            xt, yt = self.test_images()
         if cfg.finetune == "prototypes":     # forward passes only: the classifier is the class means
             self.model = model = prototype_model(model, self.x_lab, self.y_lab, self.device)
         if cfg.finetune == "linear":     # the classifier is a probe on the frozen features

@@ -54,7 +54,7 @@ def run(args) -> int:
         checks.writable_folder("--in-place", checkpoint.parent)
     device = resolve_device(args.device)
     model, payload = load_checkpoint(checkpoint, device)
-    ds = open_dataset(args.data)
+    ds = open_dataset(args.data, split="train")    # source statistics: never a root's test split by default
     n = len(ds)
     k = min(args.images, n)
     # Decode only the images used, drawn as the trainer draws them from the whole folder (same images and crops).
