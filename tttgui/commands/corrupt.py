@@ -111,7 +111,8 @@ def check_resume(old: dict, new: dict, out: Path) -> None:
         if old.get(key) != new[key]:
             raise UserError(f"--resume: {key} is {new[key]!r:.80} here but {old.get(key)!r:.80} in "
                             f"{out / META_FILE}; {expected}")
-    if old.get("frost") and new["frost"] and old["frost"] != new["frost"] and (out / "frost.npy").is_file():
+    # frost not written yet is still to be made with the textures corrupt.json names: any difference refuses
+    if old.get("frost") and new["frost"] and old["frost"] != new["frost"]:
         raise UserError(f"--resume: frost.npy in {out} uses the {old['frost']}, this run the {new['frost']}; "
                         "expected the same --frost-dir")
 
@@ -182,7 +183,9 @@ def run(args) -> int:
 
     ds = open_dataset(args.data)
     n = len(ds) if limit is None else min(limit, len(ds))
-    images, labels = ds.arrays(range(n))
+    # --limit: a seeded spread over the whole set, in its order (the first N of a class-sorted folder are one class)
+    picked = np.arange(n) if n == len(ds) else np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+    images, labels = ds.arrays(picked)
     if images.ndim != 4 or images.shape[-1] != 3:
         raise UserError(f"data {args.data} gave images of shape {images.shape}; expected NxHxWx3 RGB")
     labels = np.asarray(labels, np.int64)
@@ -193,6 +196,7 @@ def run(args) -> int:
         "corruptions": list(names), "severities": list(severities), "labeled": labeled,
         "classes": [str(c) for c in ds.classes], "complete": False,
         "rows": f"rows (k)*N..(k+1)*N hold severity severities[k], N = {n}",
+        "subset": None if n == len(ds) else f"{n} of {len(ds)} images drawn at random (seed {seed}), in data order",
         "seed": seed, "device": str(device), "frost": frost_source(args.frost_dir) if "frost" in names else None,
         "versions": {"tttgui": getattr(tttgui, "__version__", "unknown"), "numpy": np.__version__,
                      "torch": torch.__version__, "pillow": __import__("PIL").__version__,
