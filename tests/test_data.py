@@ -221,7 +221,14 @@ def test_release_file_path_class_names_and_short_labels(tmp_path):
     # the release's own names win over a caller's, which stand in only for a release that names none
     assert open_dataset(tmp_path / "CIFAR-100-C", severity=1, class_names=("a", "b")).classes == ["yes", "no"]
     os.remove(tmp_path / "CIFAR-100-C" / "classes.txt")
+    # a release naming no classes: a model of other classes lends its order (releases made elsewhere) ...
     assert open_dataset(tmp_path / "CIFAR-100-C", severity=1, class_names=("a", "b")).classes == ["a", "b"]
+    # ... one with the CIFAR classes its labels suggest, in another order, is scored by name, not by position ...
+    shuffled = tuple(reversed(CIFAR100_CLASSES))
+    assert open_dataset(tmp_path / "CIFAR-100-C", severity=1, class_names=shuffled).classes == list(CIFAR100_CLASSES)
+    # ... and one where a suggested class sits at another index (the readings disagree) is refused in one line
+    one_line_error(lambda: open_dataset(tmp_path / "CIFAR-100-C", severity=1, class_names=("x", "apple")),
+                   "names no classes", "apple would be another class", "expected a classes.txt")
     (tmp_path / "CIFAR-100-C" / "corrupt.json").write_text(   # what tttgui corrupt writes
         '{"corruptions": ["fog"], "severities": [1, 2, 3, 4, 5], "images": 4, "complete": true, "labeled": true, '
         '"classes": ["yes", "no"]}')

@@ -108,10 +108,28 @@ def open_file(path: Path, corruption, severity, class_names) -> ImageDataset:
 
 
 def open_release(root: Path, corruption, severity, class_names) -> ImageDataset:
-    # the caller's names stand in only for a release that names no classes: a release of cat/dog images read
-    # with a CIFAR-10 model's names would otherwise score its cats as airplanes
-    names = None if names_own_classes(root) else class_names
-    return CorruptionDataset(root, corruption, severity, names)
+    """A release that names no classes (CIFAR-10-C as published) is read under the CIFAR names its label range
+    suggests when the caller's (a model's) classes include them all, and so scored by name: a CIFAR model with its
+    classes in another order scores airplanes as airplanes. When the model knows a suggested name at another index
+    the two readings disagree and it is refused; otherwise the model's order stands in (releases of other classes
+    made elsewhere), as documented."""
+    if names_own_classes(root) or not class_names:
+        return CorruptionDataset(root, corruption, severity, None)
+    try:
+        named = CorruptionDataset(root, corruption, severity, None)
+    except UserError:   # no CIFAR reading of these labels: the model's order, and the release's own errors
+        return CorruptionDataset(root, corruption, severity, class_names)
+    model = [str(n).strip().lower() for n in class_names]
+    present = sorted({int(t) for t in named.targets if t >= 0})
+    guessed = {k: str(named.classes[k]).strip().lower() for k in present}
+    if all(g in model for g in guessed.values()):
+        return named
+    conflict = [named.classes[k] for k, g in guessed.items() if g in model and model.index(g) != k]
+    if conflict:
+        raise UserError(f"release {root} names no classes; read as CIFAR's, its {', '.join(map(str, conflict[:3]))} "
+                        f"would be another class of the model's by position; expected a {CLASSES_FILE} in {root} "
+                        "naming its classes in label order")
+    return CorruptionDataset(root, corruption, severity, class_names)
 
 
 def names_own_classes(root: Path) -> bool:
