@@ -152,12 +152,12 @@ def scored(y: np.ndarray, data_classes, payload: dict, data: str) -> np.ndarray:
     return model_labels(y, list(data_classes), payload["classes"], f"data {data}")
 
 
-def compute_shard(args, x, y, classes, idx, corruptions) -> int:
+def compute_shard(args, x, y, classes, idx, corruptions, key: str) -> int:
     """This shard's cells: the costly TTT-Online cells dealt round-robin, and the cheap ones likewise."""
     k, n = args.shard
     dealt = {"ttt": 0, "source": 0}
     for spec in args.model:
-        name, model, payload, folder = open_model(spec, args, images_key(x, y, args.frost_dir))
+        name, model, payload, folder = open_model(spec, args, key)
         for corruption, method, protocol, file in jobs(model, corruptions):
             mine = dealt[method] % n == k
             dealt[method] += 1
@@ -225,11 +225,12 @@ def main(argv=None) -> int:
              f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT − none (pp, 95 %; < 0: TTT helps) | "
              "evaluation (CPU h) |",
              "|---|---|---|---|---|---|---|---|---|"]
+    key = images_key(x, y, args.frost_dir)      # hashed once: every model's cells are of these images
     if args.shard:
-        return compute_shard(args, x, y, ds.classes, idx, corruptions)
+        return compute_shard(args, x, y, ds.classes, idx, corruptions, key)
     detail, models = [], []
     for spec in args.model:
-        name, model, payload, folder = open_model(spec, args, images_key(x, y, args.frost_dir))
+        name, model, payload, folder = open_model(spec, args, key)
         meta = payload.get("meta") or {}
         labels = scored(y, ds.classes, payload, args.data)
         cells = {(c, m): cell(model, payload.get("source_stats") or {}, x, labels, idx, c, m, protocol, folder / file,
