@@ -34,9 +34,11 @@ def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_
     monkeypatch.chdir(tmp_path)
     images(tmp_path, 2)
     checkpoint(tmp_path / "ssl.pt", ("rotation", "contrastive"),
-               {"train_seconds": 7200.0, "linear_probe": {"error": 41.5}})
+               {"train_seconds": 7200.0, "linear_probe": {"error": 41.5},
+                "history": [{"phase": 1, "seconds": 3600.0}] * 2})
     checkpoint(tmp_path / "ft.pt", ("rotation", "contrastive"),
-               {"train_seconds": 1800.0, "labeled_images": 4, "config": {"init": "ssl.pt"}})
+               {"train_seconds": 1800.0, "labeled_images": 4, "config": {"init": "ssl.pt"},
+                "history": [{"phase": 2, "seconds": 600.0}] * 2 + [{"phase": 3, "seconds": 600.0}]})
     checkpoint(tmp_path / "plain.pt", (), {"train_seconds": 3600.0, "labeled_images": 40,
                                             "history": [{"phase": 1, "seconds": 900.0}, {"phase": 2, "seconds": 2700.0}]})
     script = load_script()
@@ -45,8 +47,8 @@ def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_
     assert script.main(argv) == 0
     page = (tmp_path / "ssl.md").read_text()
     ft = next(line for line in page.splitlines() if line.startswith("| SimCLR + joint | 4 |"))
-    assert "| 2.50 (2.00 self-supervised) | 41.5 |" in ft           # its own hours + its start's; the start's probe
-    plain = next(line for line in page.splitlines() if line.startswith("| no head | 40 | 1.00 (0.25 self-supervised) | — |"))
+    assert "| 2.50 (2.00 self-supervised) | 2 + 2 + 1 | 41.5 |" in ft           # its own hours + its start's; the start's probe
+    plain = next(line for line in page.splitlines() if line.startswith("| no head | 40 | 1.00 (0.25 self-supervised) | 1 + 1 + 0 | — |"))
     assert "n/a (no rotation head)" in plain
     assert "| TTT − none (pp, 95 %; < 0: TTT helps) |" in page       # the sign is said: a "gain" of -2 read as a loss
     assert "| SimCLR + joint | gaussian_noise |" in page and " s) |" in page   # each cell's cost
@@ -167,7 +169,7 @@ def test_cells_of_another_image_set_are_not_reused(tmp_path, monkeypatch):
     assert run("data") == 0 and run("other") == 0
     assert len(list((tmp_path / "cells").iterdir())) == 2
     clean = [next(ln for ln in (tmp_path / f"{d}.md").read_text().splitlines() if ln.startswith("| m | 4 |"))
-             .split("|")[5].strip() for d in ("data", "other")]
+             .split("|")[6].strip() for d in ("data", "other")]
     assert float(clean[0]) + float(clean[1]) == 100.0          # every image's label swapped: errors complement
 
 
