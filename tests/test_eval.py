@@ -244,3 +244,49 @@ def test_paired_difference_goes_by_correctness_not_by_comparing_numbers():
     b = [row(0, 1, 1, "diverged"), row(1, 1, 1), row(2, -1, -1, "diverged")]
     diff, _, _, n = paired_difference(a, b)
     assert n == 2 and diff == pytest.approx(50.0)
+
+
+def test_eval_help_lists_the_registered_methods(capsys, monkeypatch):
+    from tttgui.methods import method_names
+
+    monkeypatch.setenv("COLUMNS", "400")   # no wrap inside a name such as aws-mean
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    methods = next(line for line in capsys.readouterr().out.splitlines() if "--methods" in line and "'all'" in line)
+    assert all(f" {m}," in methods or methods.endswith(f" {m}") for m in method_names()), methods
+
+
+@pytest.fixture(scope="module")
+def bn_1x1(tmp_path_factory):
+    """A BatchNorm checkpoint whose last maps are 1x1 (4-px input) and six 4-px images."""
+    root = tmp_path_factory.mktemp("bn1x1")
+    rng = np.random.default_rng(0)
+    for k in range(6):
+        (root / "data" / CLASSES[k % 3]).mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+        image.save(root / "data" / CLASSES[k % 3] / f"{k}.png")
+    torch.manual_seed(0)
+    spec = ModelSpec(num_classes=3, heads=("rotation",), arch_args={"depth": 8, "width": 1, "norm": "bn"},
+                     input_size=4)
+    model = build_model(spec).eval()
+    stats = source_statistics(model, torch.from_numpy(rng.integers(0, 256, (16, 4, 4, 3), dtype=np.uint8)), "cpu")
+    save_checkpoint(root / "ck.pt", model, CLASSES, stats, {"clean_error": 50.0})
+    return root
+
+
+def test_methods_all_names_what_it_leaves_out_and_keeps_the_rest(bn_1x1, tmp_path, capsys):
+    """Tent cannot predict one image with batch statistics of 1x1 maps, aws has no episodic recipe: `all` says so
+    in one line and runs the others; naming tent is refused in one line, a stream that leaves a batch of 1 too."""
+    common = ["eval", "--checkpoint", str(bn_1x1 / "ck.pt"), "--data", str(bn_1x1 / "data"), "--corruptions",
+              "none", "--steps", "1", "--views", "4", "--device", "cpu", "--no-progress"]
+    assert main(common + ["--methods", "all", "--out", str(tmp_path / "all")]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("--methods all: skipping tent (tent normalises"), err
+    assert "1 value per channel" in err and "; aws, aws-mean (no episodic recipe: they learn from the pairs" in err
+    ran = [r["method"] for r in read(tmp_path / "all" / "summary.csv")]
+    assert ran == ["source", "ttt", "ttt++", "actmad", "memo"]
+    for extra in (["--methods", "source,tent"], ["--methods", "tent", "--protocol", "online", "--batch-size", "5"]):
+        assert main(common + extra + ["--out", str(tmp_path / "named")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "gets 1 value per channel; expected" in err, err
+    assert not (tmp_path / "named").exists()

@@ -83,3 +83,32 @@ def test_each_plot_says_on_hover_what_its_points_are(qtbot, window):
     recs = _episode_records(window)
     xs, ys = window.plots.loss_curve.getData()
     assert list(xs) == [1] and abs(ys[0] - recs[1].loss) < 1e-9 and recs[0].loss is None
+
+
+def test_before_shows_over_now_where_they_are_equal(qtbot, window):
+    """At step 0 "before" and "now" are the same values; "before" was drawn under "now" in the same colour and
+    hidden. It is drawn over "now" now, dashed in a shade of its own, and shows in the plot and its legend."""
+    from PySide6.QtCore import Qt
+
+    plots = window.plots
+    qtbot.waitUntil(lambda: plots.point_counts()["entropy"] == 1, timeout=10000)
+    plots.show_records(plots._records)
+    pairs = ((plots.layer_plot, plots.mean_before, plots.mean_now),
+             (plots.layer_plot, plots.var_before, plots.var_now), (plots.chan_plot, plots.chan_before, plots.chan_now))
+    for plot, before, now in pairs:
+        (bx, by), (_, ny) = before.getData(), now.getData()
+        assert len(bx) > 0 and list(by) == list(ny), "step 0: before and now are equal"
+        on_top = plot.scene().items(Qt.SortOrder.DescendingOrder)      # topmost first
+        assert on_top.index(before.curve) < on_top.index(now.curve), "before is drawn under now"
+        assert before.opts["pen"].color() != now.opts["pen"].color()
+        assert before.opts["pen"].style() == Qt.PenStyle.DashLine
+        names = [label.text for _, label in plot.legend.items]
+        assert before.name() in names and now.name() in names
+    # and it is seen: the channel plot's pixels include the before shade where the two curves coincide
+    image = plots.widgets[5].grab().toImage()
+    shade = plots.chan_before.opts["pen"].color().rgb()
+    seen = sum(image.pixel(x, y) == shade for x in range(0, image.width()) for y in range(0, image.height()))
+    assert seen > 10, seen
+    plots.set_dark(True)     # on a dark background the shade is lighter than "now", still apart from it
+    assert plots.chan_before.opts["pen"].color().lightness() > plots.chan_now.opts["pen"].color().lightness()
+    plots.set_dark(False)

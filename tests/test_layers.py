@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tttgui
 
 CORE = ["tttgui.data", "tttgui.models", "tttgui.training", "tttgui.stats", "tttgui.augment", "tttgui.errors",
@@ -36,6 +38,18 @@ def test_module_entry_point_help():
     assert proc.returncode == 0
     for command in ("train", "eval", "corrupt"):
         assert command in proc.stdout
+
+
+def test_top_level_help_lists_the_window_options_and_the_subcommands(capsys):
+    from tttgui.cli import build_parser, main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for word in ("--screenshot", "--checkpoint", "--data", "--method", "eval", "train", "corrupt"):
+        assert word in out, word
+    args = build_parser().parse_args(["eval", "--data", "x", "--out", "y"])   # the window's defaults stay out
+    assert args.device == "auto" and not hasattr(args, "screenshot")
 
 
 def imports_of(path: Path, root: Path) -> set[str]:

@@ -122,3 +122,13 @@ def test_timm_weights_errors_name_the_file(tmp_path, monkeypatch):
     bad.write_text("garbage")
     with pytest.raises(UserError, match=r"cannot read weights file .*w.safetensors \(.*\); expected"):
         build_model(timm_spec("resnet10t", weights=str(bad)))
+
+
+def test_unknown_timm_name_suggests_the_names_it_starts_like():
+    """A typo at the end (vit_tinyy) names vit_tiny_*, which difflib's ratio alone ranks below gcvit_tiny."""
+    with pytest.raises(UserError) as err:
+        timm_spec("vit_tinyy")
+    text = str(err.value)
+    assert "\n" not in text and "e.g. vit_tiny_patch16_224" in text, text
+    with pytest.raises(UserError, match=r"e\.g\. convnext_tiny"):   # difflib's own still come when no prefix does
+        timm_spec("convnxt_tiny")

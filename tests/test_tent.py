@@ -91,3 +91,51 @@ def test_tent_with_sgd_takes_the_originals_sgd_settings():
     assert (r.optimizer, r.lr, r.momentum) == ("adam", 1e-3, 0.0)
     r = get_method("ttt").resolve(MethodConfig("ttt", optimizer="adam"))
     assert (r.optimizer, r.momentum, r.nesterov) == ("adam", 0.0, False)
+
+
+def one_by_one_bn_model():
+    """BatchNorm and a 4-px input: the last stage's maps are 1x1, so one image gives 1 value per channel."""
+    torch.manual_seed(0)
+    spec = ModelSpec(arch_args={"depth": 8, "width": 1, "norm": "bn"}, input_size=4)
+    return build_model(spec).eval()
+
+
+def test_tent_on_one_image_of_1x1_batchnorm_maps_is_one_line_naming_the_layer():
+    import numpy as np
+    import pytest
+
+    from tttgui.errors import UserError
+    from tttgui.session import Session
+
+    model = one_by_one_bn_model()
+    ad = Adapter(model, {}, MethodConfig("tent", views=4), "cpu")
+    with pytest.raises(UserError, match=r"BatchNorm layer main\.layer3\.\S+ gets 1 value per channel .*expected a "
+                                        r"batch of 2 or more images, or a model whose BatchNorm"):
+        ad.predict(torch.rand(1, 3, 4, 4))
+    assert not any(m.training for m in model.modules())         # modes restored, and the guard removed with them
+    assert ad.predict(torch.rand(2, 3, 4, 4)).shape == (2, 10)
+    image = (np.random.default_rng(0).random((4, 4, 3)) * 255).astype(np.uint8)
+    with pytest.raises(UserError, match="1 value per channel"):   # the window's session: its one line, no torch text
+        Session(model, {}, MethodConfig("tent", views=4), "cpu").set_image(image, label=1)
+
+
+def test_evaluation_refuses_tent_batches_of_one_on_1x1_batchnorm_maps_before_any_work():
+    import numpy as np
+    import pytest
+
+    from tttgui.errors import UserError
+    from tttgui.evaluation import EvalConfig, evaluate
+
+    model = one_by_one_bn_model()
+    x = np.random.default_rng(0).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    labels, idx = np.zeros(6, int), np.arange(6)
+
+    def run(protocol, batch_size=None):
+        cfg = EvalConfig(methods=("tent",), settings=MethodConfig(protocol=protocol, views=4), batch_size=batch_size)
+        return evaluate(model, {}, x, labels, idx, cfg, "cpu")
+    with pytest.raises(UserError, match=r"episodic protocol predicts 1 image at a time, so layer main\.layer3\.\S+ "
+                                        r"gets 1 value per channel; expected --protocol online"):
+        run("episodic")
+    with pytest.raises(UserError, match="6 images in batches of 5 leave a last batch of 1"):
+        run("online", 5)
+    assert len(run("online", 4).images) == 6     # batches of 4 and 2: it runs

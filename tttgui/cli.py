@@ -19,6 +19,7 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tttgui", description=__doc__)
+    _add_window_options(parser)
     sub = parser.add_subparsers(dest="command")
     for name, help_text in COMMANDS.items():
         module = _command_module(name)
@@ -27,6 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
     return parser
+
+
+def _add_window_options(parser) -> None:
+    """The window's options, so `tttgui --help` lists them (main() hands such a command line to the window)."""
+    try:
+        from tttgui.gui.app import build_parser as window_parser   # argparse only: no Qt is imported
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("tttgui.gui"):
+            return
+        raise
+    group = parser.add_argument_group("window options (tttgui [options] opens the window)")
+    for action in window_parser()._actions:   # the window's own, not copies that could drift from them
+        if not isinstance(action, argparse._HelpAction):
+            action.default = argparse.SUPPRESS    # for help only: a subcommand's namespace stays its own
+            group._add_action(action)
 
 
 def _command_module(name: str):

@@ -68,9 +68,10 @@ class EvalResult:
     seconds: float = 0.0
 
 
-def check_config(cfg: EvalConfig, model, release: bool = False) -> None:
+def check_config(cfg: EvalConfig, model, release: bool = False, images: int | None = None) -> None:
     """Validate everything before any work starts, so a typo fails in one line and not after an hour. A release
-    (already corrupted images) names its corruptions by its files, which its reader checks."""
+    (already corrupted images) names its corruptions by its files, which its reader checks. With `images` (per
+    cell), also the batches each method will get."""
     if cfg.protocol not in EVAL_PROTOCOLS:
         raise UserError(f"unknown protocol {cfg.protocol!r}; expected one of {', '.join(EVAL_PROTOCOLS)}")
     if cfg.batch_size is not None and cfg.batch_size < 1:
@@ -87,8 +88,8 @@ def check_config(cfg: EvalConfig, model, release: bool = False) -> None:
             raise UserError(f"severity {s} is out of range; expected integers 1 to 5")
     for m in cfg.methods:
         cls = get_method(m)
-        cls.resolve(cfg.method_config(cls.name))
-        why = cls.unusable(model)
+        recipe = cls.resolve(cfg.method_config(cls.name))
+        why = cls.unusable(model) or (images and batch_refusal(cfg, cls, model, recipe, images))
         if why:
             raise UserError(why)
     if not release and any(c != CLEAN for c in cfg.corruptions):
@@ -98,6 +99,40 @@ def check_config(cfg: EvalConfig, model, release: bool = False) -> None:
             raise UserError(f"unknown corruption(s) {', '.join(bad)}; expected none, all or names from: "
                             f"{', '.join(names)}")
     protocols.check(cfg, [get_method(m) for m in cfg.methods])
+
+
+def batch_refusal(cfg: EvalConfig, cls, model, recipe, images: int) -> str | None:
+    """Why cells of `images` images cannot run method `cls` on `model`: a BatchNorm layer normalising with the
+    batch would get 1 value per channel (a 1x1 map, and a batch or view of one image); None if they can."""
+    found = cls.single_value_use(model, recipe, protocols.smallest_batch(cfg, cls, images))
+    if not found:
+        return None
+    use, layer = found
+    size = protocols.batch_size(cfg, cls)
+    if cfg.protocol == "episodic":
+        where, fix = (("an episodic update has 1 view", "--views 2 or more") if use == "update" else
+                      ("the episodic protocol predicts 1 image at a time", "--protocol online with --batch-size 2 "
+                       "or more"))
+    elif size == 1:
+        where, fix = "--batch-size 1 gives it 1 image at a time", "--batch-size 2 or more"
+    else:
+        where = f"{images} images in batches of {size} leave a last batch of 1"
+        fix = "a --batch-size that leaves no batch of 1 image"
+    return (f"{cls.name} normalises with the batch's own BatchNorm statistics and {where}, so layer {layer} gets 1 "
+            f"value per channel; expected {fix}, or a model whose BatchNorm layers see more than one value per "
+            "channel")
+
+
+def refusal(cfg: EvalConfig, name: str, model, images: int) -> str | None:
+    """Why `--methods all` leaves method `name` out of this run (no recipe for the protocol, a head the model
+    lacks, batches it cannot take); None if it runs. The protocol's reason names no method, so aws and aws-mean
+    share it."""
+    cls = get_method(name)
+    if cfg.protocol not in cls.protocols:
+        why = ": they learn from the pairs of a batch" if cls.min_batch > 1 else ""
+        *rest, last = cls.protocols
+        return f"no {cfg.protocol} recipe{why}; expected --protocol {', '.join(rest)} or {last}"
+    return cls.unusable(model) or batch_refusal(cfg, cls, model, cls.resolve(cfg.method_config(name)), images)
 
 
 def check_labels(labels, model) -> None:
@@ -146,7 +181,7 @@ def evaluate(model, source_stats: dict, images: np.ndarray | None, labels: np.nd
     not recomputed, and each new one is saved as it finishes. progress(k, text) after every k images;
     should_stop() is checked between images (the result is then partial and `cancelled`)."""
     device = torch.device(device)
-    check_config(cfg, model, release=shifted is not None)
+    check_config(cfg, model, release=shifted is not None, images=len(labels))
     check_labels(labels, model)
     model = model.to(device).eval()
     result = EvalResult()

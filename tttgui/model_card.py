@@ -46,6 +46,9 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
     heads = model.spec.heads
     tuned = cfg.finetune in ("joint", "full")
     projector = model.parameter_groups().get("contrastive", [])
+    batch = min(cfg.batch_size, meta.get("labeled_images") or cfg.batch_size)   # a few labels make a smaller one
+    threads = torch.get_num_threads()
+    seconds = meta["train_seconds"]
     lines = [f"# Model card: {Path(cfg.out).name}", "",
              f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(heads) or 'none'}",
              f"- Parameters: classifier network {model.classifier_param_count():,}"
@@ -68,7 +71,7 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
              f"- Test data: `{cfg.test}`",
              (f"- Epochs: none in this run ({NO_EPOCHS[cfg.finetune]}), seed {cfg.seed}"
               if not (tuned or cfg.ssl_epochs) else f"- Epochs: {cfg.ssl_epochs} self-supervised"
-              + (f" + {cfg.epochs} {cfg.finetune} fine-tuning, batch {cfg.batch_size}, SGD lr {cfg.lr} (cosine)"
+              + (f" + {cfg.epochs} {cfg.finetune} fine-tuning, batch {batch}, SGD lr {cfg.lr} (cosine)"
                  if tuned else f", no fine-tuning epochs ({NO_EPOCHS[cfg.finetune]})")
               + f", momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}")
              + (f"; warm restarts after joint epochs {', '.join(map(str, meta['restarts']))} (one-epoch ramp)"
@@ -77,13 +80,14 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
                 if cfg.swa_epochs and tuned else ""),
              *([f"- Precision: {PRECISION[cfg.precision]}"] if cfg.precision != "fp32" and meta["history"] else []),
              *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
-             f"- Wall time: {meta['train_seconds'] / 3600:.2f} h on {cfg.device}"
+             f"- Wall time: {f'{seconds / 3600:.2f} h' if seconds >= 360 else f'{seconds:.0f} s'} on {cfg.device}"
              f"{' (deterministic: TF32 off, deterministic cuDNN)' if cfg.deterministic else ''} "
-             f"({torch.get_num_threads()} threads), torch {torch.__version__}",
+             f"({threads} thread{'s' * (threads != 1)}), torch {torch.__version__}",
              ]
     if "linear_probe" in meta:
         lp = meta["linear_probe"]
-        lines.append(f"- **Linear-probe error: {lp['error']:.2f}%** on {lp['test_images']} test images (the "
+        other = f" of `{lp['test']}`" if lp.get("test") and lp["test"] != cfg.test else ""
+        lines.append(f"- **Linear-probe error: {lp['error']:.2f}%** on {lp['test_images']} test images{other} (the "
                      f"self-supervised features after phase 1, probe fitted on {lp['train_images']} labeled images: "
                      f"{lp['how']})")
     if "clean_error" in meta:
@@ -102,7 +106,7 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
     for s in meta["history"]:
         def f(k, scale=1.0, fmt="{:.3f}"):
             return fmt.format(s[k] * scale) if k in s else ""
-        lines.append(f"| {s['epoch']} | {('ssl', 'joint', 'swa')[s['phase'] - 1]} | {f('cls_loss')} | "
+        lines.append(f"| {s['epoch']} | {('ssl', cfg.finetune, 'swa')[s['phase'] - 1]} | {f('cls_loss')} | "
                      f"{f('cls_correct', 100, '{:.1f}')} | {f('rot_loss')} | {f('rot_correct', 100, '{:.1f}')} | "
                      + (f"{f('con_loss')} | " if nt else "") + f"{s['seconds']:.0f} |")
     # a path with undecodable bytes (surrogate escapes) is written as \xNN rather than failing

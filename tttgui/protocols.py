@@ -59,6 +59,14 @@ def batch_size(cfg, method_cls) -> int:
     return 1
 
 
+def smallest_batch(cfg, method_cls, n: int) -> int:
+    """The fewest images a method gets at once from a cell of n images: one episodically, else the last batch."""
+    if cfg.protocol == "episodic":
+        return 1
+    size = batch_size(cfg, method_cls)
+    return n % size or size
+
+
 def epochs(cfg) -> int:
     return OFFLINE_EPOCHS if cfg.epochs is None else cfg.epochs
 

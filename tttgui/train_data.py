@@ -68,8 +68,9 @@ def check_size(ds, path: str, limit: int | None) -> None:
                         "them first (tttgui trains CIFAR-sized networks)")
 
 
-def per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of n images of every class, drawn by seed (class-balanced few-label fine-tuning)."""
+def per_class(labels: np.ndarray, n: int, seed: int, names=None, note: str = "") -> np.ndarray:
+    """Indices of n images of every class, drawn by seed (class-balanced few-label fine-tuning); `names` name the
+    classes in the refusal, `note` says why a class may be short (e.g. --limit)."""
     if n < 1:
         raise UserError(f"--labels-per-class {n} is invalid; expected 1 or more")
     rng = np.random.default_rng(seed)
@@ -77,8 +78,9 @@ def per_class(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     for c in np.unique(labels):
         idx = np.flatnonzero(labels == c)
         if len(idx) < n:
-            raise UserError(f"class {c} has only {len(idx)} labeled images; expected --labels-per-class {n} "
-                            "or fewer")
+            name = repr(names[c]) if names is not None and 0 <= c < len(names) else str(c)
+            raise UserError(f"class {name} has only {len(idx)} labeled images{note}; expected --labels-per-class "
+                            f"{n} or fewer")
         keep.append(rng.permutation(idx)[:n])
     return np.sort(np.concatenate(keep))
 

@@ -70,18 +70,33 @@ class TrainConfig:
     init: str | None = None                  # start from this checkpoint's weights (e.g. a self-supervised one)
 
 
-def start_from(model: TTTModel, path: str) -> None:
+def start_from(model: TTTModel, path: str, classes: list[str]) -> str:
     """--init: copy every weight of a checkpoint that this model has with the same shape (heads the checkpoint
-    lacks, or a classifier of another size, keep their fresh initialisation); the trunk must match."""
+    lacks keep their fresh initialisation); the trunk must match. The classifier's rows go by class name: copied
+    (reordered) when the checkpoint has a trained linear classifier of the same classes, else fresh (copied by
+    position, a folder of the same classes in another order scored 98 % error). Returns what became of it."""
     from tttgui.models import load_checkpoint
 
-    init, _ = load_checkpoint(path, "cpu")
+    init, payload = load_checkpoint(path, "cpu")
     own, theirs = model.state_dict(), init.state_dict()
     wrong = [k for k in own if k.startswith("trunk.") and (k not in theirs or theirs[k].shape != own[k].shape)]
     if wrong:
         raise UserError(f"--init {path} does not fit this architecture (trunk weight {wrong[0]} missing or of "
                         f"another shape); expected a checkpoint of the same --arch")
-    model.load_state_dict({k: v for k, v in theirs.items() if k in own and v.shape == own[k].shape}, strict=False)
+    state = {k: v for k, v in theirs.items() if k in own and v.shape == own[k].shape and not k.startswith("fc.")}
+    named = list(payload.get("classes") or [])
+    if init.spec.classifier != "linear":
+        how = "fresh (the checkpoint's classifier is a cosine prototype one)"
+    elif (payload.get("meta") or {}).get("finetune") == "none":
+        how = "fresh (the checkpoint's classifier was never trained)"
+    elif sorted(named) != sorted(classes) or len(set(named)) != len(named):
+        how = "fresh (the checkpoint has other classes)"
+    else:
+        rows = torch.tensor([named.index(c) for c in classes])
+        state.update({k: theirs[k][rows] for k in ("fc.weight", "fc.bias") if k in theirs})
+        how = "the checkpoint's, row by class name" + (" (reordered)" if named != list(classes) else "")
+    model.load_state_dict(state, strict=False)
+    return how
 
 
 def trained_heads(history: list[dict]) -> tuple[str, ...]:
@@ -143,12 +158,24 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if cfg.deterministic:
             set_deterministic(cfg.seed)
+        if cfg.finetune in ("none", "prototypes") and not cfg.ssl_epochs and not cfg.init:
+            raise UserError(f"--finetune {cfg.finetune} with --ssl-epochs 0 and no --init would write a network "
+                            "nobody trained; expected --init CHECKPOINT (e.g. the self-supervised model) or "
+                            "--ssl-epochs > 0")
         labeled, labels, classes = load_images(cfg.data, cfg.limit, cfg.cache_dir)
         if cfg.finetune != "none" and (len(labels) == 0 or labels.min() < 0 or not classes):
             raise UserError(f"--labeled {cfg.data} has no class labels; expected a folder of <class>/<image> "
                             "(or a labeled release) for fine-tuning")
-        keep = (per_class(labels, cfg.labels_per_class, cfg.seed) if cfg.labels_per_class
+        limited = f" (--limit {cfg.limit} kept {len(labels)} images)" if cfg.limit else ""
+        keep = (per_class(labels, cfg.labels_per_class, cfg.seed, classes, limited) if cfg.labels_per_class
                 else stratified_fraction(labels, cfg.label_fraction, cfg.seed))
+        if cfg.finetune != "none":      # a class folder without images: the model would list a class never seen
+            empty = [c for i, c in enumerate(classes) if not (labels == i).any()]
+            if empty and not cfg.limit:
+                raise UserError(f"--labeled {cfg.data} has no images of class {', '.join(map(repr, empty[:3]))}; "
+                                "expected images in every class folder (or no folder for the class)")
+            if empty:       # a quick run's subset: said, not refused
+                self.log(f"note: no labeled image of class {', '.join(map(repr, empty[:3]))}{limited}")
         self.x_lab = torch.from_numpy(labeled[keep])
         self.y_lab = torch.from_numpy(labels[keep])
         if cfg.unlabeled and Path(cfg.unlabeled).resolve() != Path(cfg.data).resolve():
@@ -170,8 +197,10 @@ class Trainer:
         self.model: TTTModel = build_model(spec).to(self.device)
         # heads that --init brings trained (the others, fresh here, count only once this run trains them)
         self.init_heads = init_trained_heads(cfg.init) if cfg.init else ()
+        self.init_classifier = None
         if cfg.init:
-            start_from(self.model, cfg.init)
+            self.init_classifier = start_from(self.model, cfg.init, self.classes)
+            self.log(f"--init {cfg.init}: classifier {self.init_classifier}")
         self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, nesterov=True,
                                    weight_decay=cfg.weight_decay)
         self.epoch = 0          # epochs finished, over the phases in order (1 ssl, 2 joint, 3 swa)
@@ -391,6 +420,7 @@ class Trainer:
         xt, yt = self.test_images()
         self.probe = {k: v for k, v in linear_probe(self.model, self.x_lab, self.y_lab, xt, yt,
                                                     self.device).items() if k not in ("weight", "bias")}
+        self.probe["test"] = self.cfg.test      # a resume may name another --test: the card says which
         self.log(f"linear probe of the self-supervised features: {self.probe['error']:.2f}% test error")
 
     def check_test(self) -> None:
@@ -465,7 +495,9 @@ class Trainer:
             self.model = model = with_heads(model, keep)
         result["trained_heads"] = list(keep)
         if cfg.init:
-            result["init"] = init_summary(cfg.init)
+            result["init"] = init_summary(cfg.init) + (f"; classifier {self.init_classifier}"
+                                                      if self.init_classifier and cfg.finetune in ("joint", "full")
+                                                      else "")
         if xt is not None:
             result.update(evaluate_clean(model, xt, yt, self.device))
             result["test_images"] = len(xt)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from tttgui.commands import checks
@@ -18,7 +19,10 @@ def add_arguments(p) -> None:
                    help="comma list of corruption names, 'all' (the 15 standard ones; of a release: those it "
                         "holds) or 'none' (clean images)")
     p.add_argument("--severities", default="5", help="comma list of severities 1-5 (default 5)")
-    p.add_argument("--methods", default="source,ttt", help="comma list of methods or 'all' (default source,ttt)")
+    from tttgui.methods.registry import method_names
+
+    p.add_argument("--methods", default="source,ttt",
+                   help=f"comma list of methods or 'all' (default source,ttt): {', '.join(method_names())}")
     p.add_argument("--protocol", default="episodic", choices=["episodic", "online", "offline", "continual"],
                    help="episodic (reset per image), online (one stream per corruption), offline (TTT++'s epochs "
                         "over each corruption's test set) or continual (one stream over the corruptions, no reset)")
@@ -84,6 +88,21 @@ def check_out(out: Path) -> None:
         raise UserError(f"--out {out} holds a folder named {taken[0]}; {expected}")
 
 
+def skip_refused(cfg, model, images: int) -> tuple[str, ...]:
+    """The methods of cfg that can run; those that cannot are named in one line, grouped by the reason."""
+    from tttgui.evaluation import refusal
+
+    reasons: dict[str, list[str]] = {}
+    for m in cfg.methods:
+        if why := refusal(cfg, m, model, images):
+            reasons.setdefault(why, []).append(m)
+    if reasons:
+        print(shown("--methods all: skipping " + "; ".join(f"{', '.join(ms)} ({why})" for why, ms in reasons.items())),
+              file=sys.stderr)
+    skipped = {m for ms in reasons.values() for m in ms}
+    return tuple(m for m in cfg.methods if m not in skipped)
+
+
 def run(args) -> int:
     import numpy as np
     import torch
@@ -111,7 +130,7 @@ def run(args) -> int:
     except ValueError:
         raise UserError(f"--severities {args.severities!r} is invalid; expected a comma list of 1-5") from None
     names = _list(args.methods.lower(), "--methods", "all or a comma list of methods")
-    methods = tuple(method_names(args.protocol)) if names == ["all"] else tuple(get_method(m).name for m in names)
+    methods = tuple(method_names()) if names == ["all"] else tuple(get_method(m).name for m in names)
     if len(set(methods)) < len(methods):   # two spellings of one method
         raise UserError(f"--methods {args.methods!r} names a method twice; expected each at most once")
     if args.threads:
@@ -125,12 +144,6 @@ def run(args) -> int:
     model, payload = load_checkpoint(checkpoint, device)
     require_classifier(payload, checkpoint)
     stats = payload.get("source_stats") or {}
-    if names == ["all"]:       # every method this model can run; a named one it cannot is refused below
-        skipped = {m: why for m in methods if (why := get_method(m).unusable(model))}
-        if skipped:
-            print(shown(f"--methods all: skipping {', '.join(skipped)} ({next(iter(skipped.values()))})"),
-                  file=sys.stderr)
-            methods = tuple(m for m in methods if m not in skipped)
 
     # data without class names of its own (image files, releases without classes.txt) takes the model's order
     inp = open_input(args.data, class_names=tuple(payload["classes"]), as_images=corruptions == ["none"])
@@ -141,18 +154,21 @@ def run(args) -> int:
         corruptions = benchmark_corruptions()
     if args.protocol == "continual" and "none" not in corruptions:   # the stream runs in the paper's order
         corruptions = stream_corruptions(corruptions)
-    settings = MethodConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer, views=args.views,
-                            params=args.params, protocol=args.protocol, seed=args.seed)
-    cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods, settings=settings,
-                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir, epochs=args.epochs,
-                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2 ** 20),
-                     diagnose=args.diagnose)
     all_labels = model_labels(inp.labels, inp.classes, payload["classes"], f"data {args.data}")
     n = len(inp)
     if args.limit is not None and args.limit < n:
         indices = np.sort(np.random.default_rng(args.seed).permutation(n)[:args.limit])
     else:
         indices = np.arange(n)
+    settings = MethodConfig(steps=args.steps, lr=args.lr, optimizer=args.optimizer, views=args.views,
+                            params=args.params, protocol=args.protocol, seed=args.seed)
+    cfg = EvalConfig(corruptions=tuple(corruptions), severities=severities, methods=methods, settings=settings,
+                     batch_size=args.batch_size, chunk=args.chunk, frost_dir=args.frost_dir, epochs=args.epochs,
+                     memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2 ** 20),
+                     diagnose=args.diagnose)
+    if names == ["all"]:       # every method this run can have; a named one it cannot is refused below
+        cfg = replace(cfg, methods=skip_refused(cfg, model, len(indices)))
+        methods = cfg.methods
     labels = all_labels[indices]
     shifted = inp.shifted(indices)
     images = inp.clean_images(indices)
@@ -163,7 +179,8 @@ def run(args) -> int:
         raise UserError(f"images of {args.data} are {images.shape[2]}×{images.shape[1]}; expected {size}×{size} "
                         f"(the model's input size)")
 
-    check_config(cfg, model, release=shifted is not None)   # before the store opens: a typo leaves no run
+    # before the store opens: a typo leaves no run
+    check_config(cfg, model, release=shifted is not None, images=len(images))
     check_labels(labels, model)
     store = open_store(args.out, world, device, cfg, len(images))
     fingerprint = {**cfg.to_dict(), "checkpoint_sha256": sha256_file(checkpoint), "data": str(Path(args.data)

@@ -27,7 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--ssl-epochs", type=int, default=2, help="phase-1 epochs (default 2)")
     p.add_argument("--ssl-lr", type=float, help="phase-1 peak lr (default: --lr)")
     p.add_argument("--ssl-batch-size", type=int, help="phase-1 batch size (default: --batch-size)")
-    p.add_argument("--epochs", type=int, default=25, help="phase-2 epochs (default 25)")
+    p.add_argument("--epochs", type=int, help="phase-2 epochs (default 25)")
     p.add_argument("--swa-epochs", type=int, default=0,
                    help="after the joint epochs, this many more at a constant lr; the checkpoint is the mean of "
                    "their epoch-end weights (stochastic weight averaging; default 0: off)")
@@ -36,12 +36,13 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--heads", default="rotation", help=f"comma list of {', '.join(HEADS)}")
-    p.add_argument("--norm", choices=["gn", "bn"], default="gn")
+    p.add_argument("--norm", choices=["gn", "bn"],
+                   help="resnet26's normalisation: gn (GroupNorm, the TTT paper's; default) or bn")
     p.add_argument("--rotation", choices=["expand", "random"], default="random",
                    help="rotation task: all four rotations of each image (expand, the TTT code's) or one at random")
-    p.add_argument("--arch", default="resnet26",
-                   help="resnet26 (the TTT paper's ResNet-26) or timm:NAME (any timm model, trained at the "
-                   "data's image size)")
+    p.add_argument("--arch",
+                   help="resnet26 (the TTT paper's ResNet-26; default) or timm:NAME (any timm model, trained at "
+                   "the data's image size); with --init, the checkpoint's")
     p.add_argument("--init", help="start from this checkpoint's weights (e.g. the self-supervised model, with "
                    "--ssl-epochs 0 to fine-tune it)")
     p.add_argument("--weights", help="timm: initial backbone weights, a .safetensors or .pth state dict")
@@ -71,6 +72,12 @@ def run(args) -> int:
     from tttgui.training import TrainConfig, train
 
     check_arguments(args)
+    unused = [f"{o} {v}" for o, v in (("--epochs", args.epochs), ("--swa-epochs", args.swa_epochs)) if v]
+    if unused and args.finetune not in ("joint", "full"):
+        print(f"note: --finetune {args.finetune} trains no epochs after phase 1; {' and '.join(unused)} not used",
+              flush=True)
+    args.epochs = 25 if args.epochs is None else args.epochs
+    args.arch, args.norm = args.arch or "resnet26", args.norm or "gn"
     if args.threads:
         torch.set_num_threads(args.threads)
     heads = tuple(h.strip() for h in args.heads.split(",") if h.strip())
@@ -126,13 +133,15 @@ def check_arguments(args) -> None:
     checks.at_least("--labels-per-class", args.labels_per_class, 1)
     if args.labels_per_class and args.label_fraction != 1:
         raise UserError("--labels-per-class and --label-fraction both given; expected one of them")
-    if args.arch != "resnet26":
+    if args.init and (args.arch or args.norm):
+        init_architecture(args)
+    if args.arch not in (None, "resnet26"):
         if not args.arch.startswith("timm:"):
             raise UserError(f"--arch {args.arch!r} is unknown; expected resnet26 or timm:NAME")
         from tttgui.models.factory import check_timm_name
         check_timm_name(args.arch[len("timm:"):])
     if args.weights:
-        if not args.arch.startswith("timm:"):
+        if not (args.arch or "").startswith("timm:"):
             raise UserError("--weights goes with --arch timm:NAME; expected no --weights for resnet26")
         checks.input_path("--weights", args.weights)
     for option, path in (("--labeled", args.data), ("--unlabeled", args.unlabeled), ("--test", args.test)):
@@ -149,3 +158,20 @@ def check_arguments(args) -> None:
     for option, path in (("--labeled", args.data), ("--unlabeled", args.unlabeled), ("--test", args.test)):
         if path and Path(path).resolve() in (out.resolve(), out.with_suffix(".md").resolve()):
             raise UserError(f"--out {args.out} would write over {option} {path}; expected another file name")
+
+
+def init_architecture(args) -> None:
+    """--arch or --norm with --init: the network is the checkpoint's, so a different one given is refused (it was
+    silently ignored: --norm bn with a GroupNorm checkpoint trained GroupNorm, the card said gn)."""
+    from tttgui.errors import UserError
+    from tttgui.models.checkpoint import read_checkpoint
+
+    spec = read_checkpoint(args.init).get("spec") or {}
+    arch, norm = spec.get("arch"), (spec.get("arch_args") or {}).get("norm")
+    if args.arch and args.arch != arch:
+        raise UserError(f"--arch {args.arch} differs from the architecture of --init {args.init} ({arch}); "
+                        "expected no --arch with --init, or the same")
+    if args.norm and args.norm != norm:
+        raise UserError(f"--norm {args.norm} differs from the normalisation of --init {args.init} "
+                        f"({norm or 'that of ' + str(arch)}); "
+                        "expected no --norm with --init, or the same")

@@ -21,7 +21,8 @@ COLUMNS = ("row", "checkpoint", "image", "index", "label", "corruption", "severi
 
 # What each column means, for the table's header tooltips (the headers stay the export's names).
 COLUMN_HELP = {
-    "row": "order in this session's history", "image": "data set or file the image came from",
+    "row": "order in this session's history",
+    "image": "the image: its file in the data set (hover: the full path; the export has the data set or file)",
     "checkpoint": "the model that adapted (file name; the full path on hover and in the export)",
     "index": "the image's index in its data set", "label": "true class (empty when unknown)",
     "corruption": "corruption applied before adaptation", "severity": "corruption severity, 1-5",
@@ -65,10 +66,12 @@ class HistoryRow:
     seconds: float
     status: str           # "done" | "stopped" | "paused" | "diverged" (no prediction after, never correct)
     checkpoint: str = ""  # path of the model that adapted (a session may load several)
+    item: str = ""        # the image as its data set names it (its file; "source[i]" without files). The table
+                          # shows it; not a CSV column (`image` and `index` name the image there)
 
 
 def build_row(row: int, records, classes, *, image: str, index: int, label: int | None, corruption: str,
-              severity: int, config, status: str = "done", checkpoint: str = "") -> HistoryRow:
+              severity: int, config, status: str = "done", checkpoint: str = "", item: str = "") -> HistoryRow:
     """Summarise an episode's records (step 0 first) as one history row: the image's ImageRow (tttgui.results,
     as tttgui eval makes it) shown with class names and the configuration that ran (resolved by the method)."""
     from tttgui.methods import get_method
@@ -86,7 +89,23 @@ def build_row(row: int, records, classes, *, image: str, index: int, label: int 
         seed=int(config.seed), pred_before=name(r.prediction_before), conf_before=r.confidence_before,
         pred_after=name(r.prediction_after), conf_after=r.confidence_after, correct_before=yes(r.correct_before),
         correct_after=yes(r.correct_after), loss_first=r.loss_first, loss_last=r.loss_last, steps=r.steps,
-        seconds=r.seconds, status=r.status, checkpoint=checkpoint)
+        seconds=r.seconds, status=r.status, checkpoint=checkpoint, item=item)
+
+
+def image_text(row: HistoryRow) -> str:
+    """The image as the History table shows it, on one line: its file within the data folder (bird/0003.png), the
+    file's name for an image opened on its own, else the data set's last path part and the index."""
+    source, item = row.image, row.item
+    if item:
+        try:
+            inside = Path(item).relative_to(source).as_posix() if source else "."
+        except ValueError:
+            inside = ""
+        if inside and inside != ".":
+            return inside
+        if not (source and item.startswith(source)) or item == source:
+            return Path(item).name or item
+    return f"{Path(source.rstrip('/')).name or source} #{row.index}"
 
 
 def sidecar(rows, *, classes, checkpoint: str, device: str, config: dict | None, extra: dict | None = None) -> dict:

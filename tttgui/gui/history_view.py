@@ -10,10 +10,12 @@ from PySide6.QtGui import QColor, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QMenu, QSizePolicy, QTableView,
                                QVBoxLayout, QWidget)
 
-from tttgui.gui.history import COLUMN_HELP, COLUMNS, HistoryRow, accuracy_text, field_names
+from tttgui.gui.history import COLUMN_HELP, COLUMNS, HistoryRow, accuracy_text, field_names, image_text
 from tttgui.methods import DIVERGED
 
 _POS = {name: i for i, name in enumerate(field_names())}
+FITTED = tuple(COLUMNS.index(c) for c in ("checkpoint", "image"))   # columns widened to their names
+FIT_MAX = 260       # px: a long name is elided in the middle beyond this (the full one on hover)
 
 
 class HistoryTableModel(QAbstractTableModel):
@@ -73,11 +75,15 @@ class HistoryTableModel(QAbstractTableModel):
                 return ""
             if isinstance(value, float):
                 return f"{value:.3f}" if col != "seconds" else f"{value:.2f}"
+            if col == "image":
+                return image_text(row)
             return Path(value).name if col == "checkpoint" and value else str(value)
         if role == Qt.ItemDataRole.ToolTipRole and col == "method":   # the cell keeps the exported name
             return self.names.get(value, value)
         if role == Qt.ItemDataRole.ToolTipRole and col == "checkpoint":
             return value
+        if role == Qt.ItemDataRole.ToolTipRole and col == "image":   # the export's value, and the file
+            return f"{row.item}\n(data set {value}, index {row.index})" if row.item and row.item != value else value
         if role == Qt.ItemDataRole.BackgroundRole and col in ("correct_before", "correct_after") and value:
             return QColor(60, 170, 80, 80) if value == "yes" else QColor(210, 60, 50, 80)
         if role == Qt.ItemDataRole.BackgroundRole and col == "status" and value == DIVERGED:
@@ -107,6 +113,8 @@ class HistoryPane(QWidget):
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)     # one line a row: a long cell is elided, its full text on hover
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -117,6 +125,8 @@ class HistoryPane(QWidget):
         for signal in (model.rowsInserted, model.rowsRemoved, model.dataChanged, self.proxy.layoutChanged,
                        self.filter.textChanged):
             signal.connect(self._summarise)
+        model.rowsInserted.connect(self._fit_columns)
+        model.dataChanged.connect(self._fit_columns)
         top = QHBoxLayout()
         top.addWidget(self.filter, 1)
         top.addWidget(self.summary, 2)
@@ -144,6 +154,16 @@ class HistoryPane(QWidget):
     def _summarise(self, *_) -> None:
         rows = self.shown()
         self.summary.setText(accuracy_text(rows) if rows else "")
+
+    @Slot()
+    def _fit_columns(self, *_) -> None:
+        """Widen the file-name columns to their longest name up to FIT_MAX (never narrower: a width the user
+        dragged stays)."""
+        header = self.table.horizontalHeader()
+        for c in FITTED:
+            want = min(max(self.table.sizeHintForColumn(c), header.sectionSizeHint(c)) + 4, FIT_MAX)
+            if want > header.sectionSize(c):
+                header.resizeSection(c, want)
 
     def _menu(self, pos) -> None:
         index = self.table.indexAt(pos)

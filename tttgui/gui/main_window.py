@@ -56,6 +56,7 @@ class Episode:
     source: str
     row: int | None = None
     checkpoint: str = ""      # the model loaded when the episode began (a new model starts a new episode)
+    item: str = ""            # the image as the data set names it (its file), for the History table
 
 
 def default_size(available) -> tuple[int, int]:
@@ -451,7 +452,7 @@ class MainWindow(WindowFiles, QMainWindow):
         name, severity = self.shift_panel.choice()
         ep = Episode(self._next_episode, self.index, self.current_label, name, severity, config,
                      str(getattr(self.dataset, "source", "")),
-                     checkpoint=str((self.model_info or {}).get("path", "")))
+                     checkpoint=str((self.model_info or {}).get("path", "")), item=self._item_name(self.index))
         self._next_episode += 1
         self._episodes[ep.id] = ep
         self.episode = ep
@@ -466,6 +467,12 @@ class MainWindow(WindowFiles, QMainWindow):
         self.statusBar().showMessage(f"Image {self.index}: {name} s{severity}, {self.method_label(config.method)} "
                                      f"({config.protocol}) — step 0", 5000)
         self._update_actions()
+
+    def _item_name(self, index) -> str:
+        try:
+            return str(self.dataset.item_name(index))
+        except Exception:  # noqa: BLE001 - a name is only shown; the History falls back to the index
+            return ""
 
     def _model_label(self, label: int | None) -> int | None:
         """The data set's label as the model's class index, matched by class name (None when the model does
@@ -598,7 +605,7 @@ class MainWindow(WindowFiles, QMainWindow):
             ep.row = self.history.next_row()
         row = build_row(ep.row, records, self.model_info["classes"], image=ep.source, index=ep.index,
                         label=ep.label, corruption=ep.corruption, severity=ep.severity, config=ep.config,
-                        status=status, checkpoint=ep.checkpoint)
+                        status=status, checkpoint=ep.checkpoint, item=ep.item)
         self.history.upsert(row, records)
         self.history_view.scrollToBottom()
         if ep.label is not None:

@@ -8,7 +8,8 @@ import time
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QComboBox, QGridLayout, QHBoxLayout, QLabel, QSizePolicy, QStyle,
+                               QStyleOptionComboBox, QStylePainter, QVBoxLayout, QWidget)
 
 from tttgui.gui.plot_items import (LABEL_STYLE, TITLE_SIZE, Note, PlotWidget, StepAxis, class_ticks,
                                    place_legend)
@@ -17,6 +18,10 @@ BEFORE = (150, 150, 150)
 NOW = (31, 119, 180)
 ACCENT = (214, 39, 40)
 GREEN = (44, 160, 44)
+# "Before" curves are drawn dashed in a darker (on a dark background: lighter) shade of their "now" colour and on
+# top of "now": where adaptation changed nothing the two coincide, and a "before" drawn underneath was hidden.
+BEFORE_SHADE = {NOW: ((10, 60, 115), (160, 205, 240)), ACCENT: ((150, 10, 10), (250, 170, 170))}
+BEFORE_Z = 2
 LEGEND_BRUSH = (255, 255, 255, 210)   # a legend may still touch a curve: keep its text readable
 # What each plot's points are, on hover: "step k" is the image after k updates; the loss and the cosine belong to
 # the update into step k (computed on the weights of step k − 1), so step 0 has neither.
@@ -32,9 +37,9 @@ PLOT_HELP = {
               "enters the update.",
     "layers": "For each normalisation layer, from the network's input to its output: the RMS over channels of "
               "the difference between this image's channel means (blue) or variances (red) of the layer's output "
-              "and the source statistics, before adaptation (dashed) and now.",
+              "and the source statistics, before adaptation (dashed, darker, drawn over now) and now.",
     "channels": "The chosen layer's output, channel by channel (mean or variance, as the menus above choose): the "
-                "source statistics, this image before adaptation (dashed) and now.",
+                "source statistics, this image before adaptation (dashed, darker, drawn over now) and now.",
 }
 NO_IMAGE = "no image"
 NO_STEP = "no step yet: Step (F10) or Run (F5)"
@@ -42,6 +47,60 @@ NO_STEP = "no step yet: Step (F10) or Run (F5)"
 
 def _hex(rgb) -> str:
     return "#%02x%02x%02x" % rgb
+
+
+class LayerBox(QComboBox):
+    """The layer menu: as wide as its longest name, between MIN_CHARS characters and MAX_WIDTH px. A name that does
+    not fit is elided in the middle ("trunk.bl…0.norm1": the model part and the layer both stay readable); the
+    full name is the tooltip and the open list is wide enough for every name."""
+
+    MIN_CHARS = 13
+    MAX_WIDTH = 230
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.setMinimumContentsLength(self.MIN_CHARS)
+        self.setMaximumWidth(self.MAX_WIDTH)
+        self.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.currentIndexChanged.connect(self._tip)
+
+    def set_names(self, names, keep: str = "") -> None:
+        """Replace the items (no signal), keeping `keep` selected when it is one of them."""
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        for i, name in enumerate(names):
+            self.setItemData(i, name, Qt.ItemDataRole.ToolTipRole)
+        self.setCurrentIndex(names.index(keep) if keep in names else 0)
+        self.blockSignals(False)
+        view = self.view()
+        fm = view.fontMetrics()
+        widest = max((fm.horizontalAdvance(n) for n in names), default=0)
+        view.setMinimumWidth(widest + 2 * fm.horizontalAdvance("M") + view.verticalScrollBar().sizeHint().width())
+        self._tip()
+
+    def _tip(self, *_) -> None:
+        self.setToolTip(self.currentText())
+
+    def _option(self) -> QStyleOptionComboBox:
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        return opt
+
+    def shown_text(self) -> str:
+        """The current name as painted: whole, or elided in the middle to the room the box has."""
+        opt = self._option()
+        room = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt,
+                                           QStyle.SubControl.SC_ComboBoxEditField, self).width()
+        return self.fontMetrics().elidedText(opt.currentText, Qt.TextElideMode.ElideMiddle, room)
+
+    def paintEvent(self, event) -> None:
+        painter = QStylePainter(self)
+        opt = self._option()
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, opt)
+        opt.currentText = self.shown_text()
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, opt)
 
 
 class LivePlots(QWidget):
@@ -58,10 +117,11 @@ class LivePlots(QWidget):
         self._place: dict[int, int] = {}     # id(plot) -> index into PLACES of its legend
 
         bar = QHBoxLayout()
-        bar.addWidget(QLabel("Channels of layer:"))
-        self.layer_box = QComboBox()
-        self.layer_box.setMinimumContentsLength(10)
-        self.layer_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        # "Layer:" (the channel plot's title names the layer): a timm model's long names need the room
+        layer_label = QLabel("Layer:")
+        layer_label.setToolTip("The layer whose channels the per-channel plot shows")
+        bar.addWidget(layer_label)
+        self.layer_box = LayerBox()
         self.layer_box.currentIndexChanged.connect(self._redraw_channels)
         bar.addWidget(self.layer_box)
         self.moment_box = QComboBox()
@@ -151,21 +211,30 @@ class LivePlots(QWidget):
                                     "norm layer (input → output)")
         self.layer_plot.addLegend(offset=(5, 5), brush=LEGEND_BRUSH, colCount=2, labelTextSize="8pt",
                                   verSpacing=-6)
-        self.mean_before = self.layer_plot.plot([], [], pen=pg.mkPen(NOW, width=1, style=dash), name="mean, before")
+        self.mean_before = self.layer_plot.plot([], [], name="mean, before")
         self.mean_now = self.layer_plot.plot([], [], pen=pg.mkPen(NOW, width=2), name="mean, now")
-        self.var_before = self.layer_plot.plot([], [], pen=pg.mkPen(ACCENT, width=1, style=dash), name="var, before")
+        self.var_before = self.layer_plot.plot([], [], name="var, before")
         self.var_now = self.layer_plot.plot([], [], pen=pg.mkPen(ACCENT, width=2), name="var, now")
 
         self.chan_plot = self._add(2, 1, "channels", ("Per-channel statistics",) * 2, "activation", "channel")
         self.chan_plot.addLegend(offset=(5, 5), brush=LEGEND_BRUSH, colCount=3, labelTextSize="8pt",
                                  verSpacing=-6)
         self.chan_source = self.chan_plot.plot([], [], pen=pg.mkPen(BEFORE, width=2), name="source")
-        self.chan_before = self.chan_plot.plot([], [], pen=pg.mkPen(NOW, width=1, style=dash), name="before")
+        self.chan_before = self.chan_plot.plot([], [], name="before")
         self.chan_now = self.chan_plot.plot([], [], pen=pg.mkPen(NOW, width=2), name="now")
+        self._befores = ((self.mean_before, NOW), (self.var_before, ACCENT), (self.chan_before, NOW))
+        for curve, _ in self._befores:
+            curve.setZValue(BEFORE_Z)      # over "now": visible where the two are equal
+        self._style_befores(dark=False)
         # a legend's room depends on the plot's size: place it again when the window is resized
         for plot, draw in ((self.conf_plot, self._draw_conf), (self.layer_plot, self._draw_layers),
                            (self.chan_plot, self._redraw_channels)):
             plot.getViewBox().sigResized.connect(lambda *_, d=draw: self._redraw(d))
+
+    def _style_befores(self, dark: bool) -> None:
+        for curve, color in self._befores:
+            shade = BEFORE_SHADE[color][1 if dark else 0]
+            curve.setPen(pg.mkPen(shade, width=1, style=Qt.PenStyle.DashLine))
 
     def _set_title(self, plot, long: str, short: str) -> None:
         self._titles[id(plot)] = (long, short)
@@ -362,12 +431,7 @@ class LivePlots(QWidget):
         names = [s.name for s in first]
         if names != self._layer_names:
             self._layer_names = names
-            keep = self.layer_box.currentText()
-            self.layer_box.blockSignals(True)
-            self.layer_box.clear()
-            self.layer_box.addItems(names)
-            self.layer_box.setCurrentIndex(names.index(keep) if keep in names else 0)
-            self.layer_box.blockSignals(False)
+            self.layer_box.set_names(names, keep=self.layer_box.currentText())
             self._redraw(self._redraw_channels)   # it may have drawn first, from the empty box
         return self.widgets[4]
 
@@ -405,6 +469,7 @@ class LivePlots(QWidget):
         bg, fg = ((30, 30, 30), (220, 220, 220)) if dark else ((255, 255, 255), (40, 40, 40))
         for w in self.widgets:
             w.setBackground(bg)
+        self._style_befores(dark)
         for p in self.plot_items():
             for side in ("left", "bottom"):
                 ax = p.getAxis(side)

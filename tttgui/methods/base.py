@@ -77,6 +77,7 @@ class Method:
     other_optimizers: dict = {}        # {optimizer: settings} the original code gives another optimizer
     min_batch = 1                      # fewer images per update make it another method (aws: in-batch pairs)
     lr_per_batch = False               # its default lr is for `batch_size` images (lr = base x batch / 64)
+    batch_stats_predict = False        # predicts with the batch's own BatchNorm statistics (Tent)
 
     def __init__(self, model, source_stats: dict, recipe: Recipe, device: torch.device):
         self.model, self.stats, self.recipe, self.device = model, source_stats or {}, recipe, device
@@ -92,6 +93,21 @@ class Method:
             return (f"method {cls.name} needs a model with the {', '.join(missing)} head; this checkpoint has heads "
                     f"{list(model.spec.heads) or 'none'}")
         return None
+
+    @classmethod
+    def batchnorm_scope(cls, model) -> list[tuple[str, nn.Module]]:
+        """(name, module) pairs whose BatchNorm layers normalise with the batch during the loss (train_mode)."""
+        return []
+
+    @classmethod
+    def single_value_use(cls, model, recipe: Recipe, images: int) -> tuple[str, str] | None:
+        """(use, layer): the first use of `images` images at once, "update" or "prediction", in which a BatchNorm
+        layer normalising with the batch would get 1 value per channel (torch refuses it); else None."""
+        views = max(1, -(-recipe.views // images)) * images   # view_count
+        uses = [use for use, alone in (("update", cls.adapts and recipe.steps > 0 and views == 1),
+                                       ("prediction", cls.batch_stats_predict and images == 1)) if alone]
+        layer = single_value_layer(model, cls.batchnorm_scope(model)) if uses else None
+        return (uses[0], layer) if layer else None
 
     # -- recipe ---------------------------------------------------------------------------------------------
     @classmethod
@@ -224,22 +240,66 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def _bn_named(named_modules) -> list[tuple[str, nn.Module]]:
+    return [(n, m) for n, m in named_modules if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def single_value_layer(model, named_modules) -> str | None:
+    """The first BatchNorm layer among `named_modules` that gets 1 value per channel from one image (a 1x1 map or
+    a flat input), by an eval-mode forward of one blank image at the model's input size; None if none does."""
+    names = {m: n for n, m in _bn_named(named_modules)}
+    if not names:
+        return None
+    found = []
+
+    def hook(m, inputs):
+        x = inputs[0]
+        if not found and x.numel() <= x.shape[1]:
+            found.append(names[m])
+
+    modes = [(m, m.training) for m in model.modules()]
+    handles = [m.register_forward_pre_hook(hook) for m in names]
+    p = next(model.parameters())
+    size = model.spec.input_size
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=p.device, dtype=p.dtype))
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes:
+            m.training = training
+    return found[0] if found else None
+
+
+def _one_value_refusal(name: str):
+    def hook(_m, inputs):   # torch's own error is a traceback naming no layer
+        x = inputs[0]
+        if x.numel() <= x.shape[1]:
+            raise UserError(f"BatchNorm layer {name} gets 1 value per channel from this batch (input "
+                            f"{'x'.join(map(str, x.shape))}), so it has no batch statistics; expected a batch of 2 "
+                            "or more images, or a model whose BatchNorm layers see more than one value per channel")
+    return hook
+
+
 @contextmanager
-def batchnorm_train(modules, hold_running_stats: bool):
-    """The BatchNorm layers among `modules` in train mode (batch statistics); with hold_running_stats their
-    running statistics do not move (Tent), else they move at the layer's own momentum (TTT++'s ext.train())."""
+def batchnorm_train(named_modules, hold_running_stats: bool):
+    """The BatchNorm layers among `named_modules` ((name, module) pairs) in train mode (batch statistics); with
+    hold_running_stats their running statistics do not move (Tent), else they move at the layer's own momentum
+    (TTT++'s ext.train())."""
     saved = []
-    for m in modules:
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            count = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
-            saved.append((m, m.training, m.momentum, count))
-            m.train()
-            if hold_running_stats:
-                m.momentum = 0.0
+    for name, m in _bn_named(named_modules):
+        count = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
+        saved.append((m, m.training, m.momentum, count, m.register_forward_pre_hook(_one_value_refusal(name))))
+        m.train()
+        if hold_running_stats:
+            m.momentum = 0.0
     try:
         yield
     finally:
-        for m, training, momentum, count in saved:
+        for m, training, momentum, count, handle in saved:
+            handle.remove()
             m.train(training)
             m.momentum = momentum
             if hold_running_stats and count is not None:
@@ -248,8 +308,9 @@ def batchnorm_train(modules, hold_running_stats: bool):
 
 def batchnorm_batch_stats(model):
     """BatchNorm layers normalise with the current batch (Tent) without moving their running statistics."""
-    return batchnorm_train(model.modules(), hold_running_stats=True)
+    return batchnorm_train(model.named_modules(), hold_running_stats=True)
 
 
 __all__ = ["MethodConfig", "Recipe", "Method", "select_parameters", "entropy", "view_index",
-           "batchnorm_batch_stats", "batchnorm_train", "PROTOCOLS", "EVAL_PROTOCOLS", "PARAM_CHOICES", "OPTIMIZERS"]
+           "batchnorm_batch_stats", "batchnorm_train", "single_value_layer", "PROTOCOLS", "EVAL_PROTOCOLS",
+           "PARAM_CHOICES", "OPTIMIZERS"]

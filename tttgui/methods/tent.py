@@ -27,6 +27,7 @@ class Tent(Method):
     default_params = "norm"
     default_param_words = "norm-layer affine parameters"
     carried_outputs = "before"
+    batch_stats_predict = True
 
     @classmethod
     def display_name(cls, model=None) -> str:
@@ -41,6 +42,10 @@ class Tent(Method):
 
     def loss(self, model, batch):
         return entropy(model(batch["views"])).mean()
+
+    @classmethod
+    def batchnorm_scope(cls, model):   # batchnorm_batch_stats's: every layer
+        return list(model.named_modules())
 
     def train_mode(self, model):
         return batchnorm_batch_stats(model)

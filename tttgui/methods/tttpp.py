@@ -106,6 +106,10 @@ class TTTPlusPlus(Method):
         """Offline: the original sets is_both_activated at the end of epoch bnepoch + delayepoch + 1 (0 delay)."""
         self.aligning = not self.contrastive or epoch > forward_only + 1
 
+    @classmethod
+    def batchnorm_scope(cls, model):
+        return [*model.trunk.named_modules(prefix="trunk"), *model.main.named_modules(prefix="main")]
+
     def train_mode(self, model):
         return encoder_batchnorm_train(model)
 
@@ -161,7 +165,7 @@ class TTTPlusPlus(Method):
 def encoder_batchnorm_train(model):
     """The encoder's (trunk + feature branch) BatchNorm layers in train mode, running statistics moving at their
     own momentum, as the original's ext.train(); the rest stays as it is."""
-    return batchnorm_train([*model.trunk.modules(), *model.main.modules()], hold_running_stats=False)
+    return batchnorm_train(TTTPlusPlus.batchnorm_scope(model), hold_running_stats=False)
 
 
 def contrastive(z: torch.Tensor) -> torch.Tensor:

@@ -35,11 +35,24 @@ def check_timm_name(name: str) -> None:
     import timm
 
     known = timm.list_models()
-    if name.split(".")[0] in known:
+    base = name.split(".")[0]
+    if base in known:
         return
-    close = difflib.get_close_matches(name.split(".")[0], known, n=5, cutoff=0.6)
+    close = prefix_matches(base, known)[:3]
+    close += [k for k in difflib.get_close_matches(base, known, n=5, cutoff=0.6) if k not in close][:5 - len(close)]
     raise UserError(f"unknown timm model {name!r}; expected a name from timm.list_models()"
                     + (f", e.g. {', '.join(close)}" if close else ", e.g. resnet18 or vit_small_patch16_224"))
+
+
+def prefix_matches(typed: str, known) -> list[str]:
+    """Names sharing the longest prefix any name shares with `typed` (a typo at the end: vit_tinyy -> vit_tiny_*),
+    shortest first; none when that prefix is under half of what was typed (difflib's ratio misses these)."""
+    import os
+
+    longest = max((len(os.path.commonprefix([typed, k])) for k in known), default=0)
+    if longest < max(3, len(typed) // 2):
+        return []
+    return sorted((k for k in known if k.startswith(typed[:longest])), key=lambda k: (len(k), k))
 
 
 def with_heads(model: TTTModel, heads) -> TTTModel:
