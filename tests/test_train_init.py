@@ -81,6 +81,8 @@ def test_init_refuses_another_norm_and_linear_says_epochs_are_unused(data, tmp_p
     assert main(base + ["--norm", "gn", "--finetune", "linear", "--epochs", "7", "--swa-epochs", "3"]) == 0
     out = capsys.readouterr().out
     assert "--epochs 7 and --swa-epochs 3 not used" in out
+    card = (tmp_path / "m.md").read_text()       # no phase 1 here: the unlabeled set is not this run's
+    assert "- Unlabeled data: none in this run (no phase 1, see --init's card)" in card
 
 
 def test_the_card_names_the_probe_s_test_set_batch_and_phase(data, tmp_path):

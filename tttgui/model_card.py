@@ -57,7 +57,8 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
              *([f"- Not kept: the {' and '.join(meta['dropped_heads'])} head (never trained in this run, nor in "
                 f"--init: its loss would be meaningless at test time)"] if meta.get("dropped_heads") else []),
              f"- Command: `{cfg.command}`",
-             f"- Unlabeled data (phase 1, labels never read): `{cfg.unlabeled or cfg.data}`",
+             (f"- Unlabeled data (phase 1, labels never read): `{cfg.unlabeled or cfg.data}`" if cfg.ssl_epochs
+              else "- Unlabeled data: none in this run (no phase 1" + (", see --init's card)" if cfg.init else ")")),
              f"- Labeled data (phase 2): `{cfg.data}`, "
              + (f"{cfg.labels_per_class} labels per class" if cfg.labels_per_class
                 else f"label fraction {cfg.label_fraction}") + f" ({meta.get('labeled_images', '?')} images)",
@@ -76,7 +77,8 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
               + f", momentum {cfg.momentum}, weight decay {cfg.weight_decay}, seed {cfg.seed}")
              + (f"; warm restarts after joint epochs {', '.join(map(str, meta['restarts']))} (one-epoch ramp)"
                 if meta.get("restarts") else "")
-             + (f"; then {cfg.swa_epochs} epochs of weight averaging (SWA) at constant lr {cfg.swa_lr}"
+             + (f"; then {cfg.swa_epochs} epoch{'s' * (cfg.swa_epochs != 1)} of weight averaging (SWA) at "
+                f"constant lr {cfg.swa_lr}"
                 if cfg.swa_epochs and tuned else ""),
              *([f"- Precision: {PRECISION[cfg.precision]}"] if cfg.precision != "fp32" and meta["history"] else []),
              *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
