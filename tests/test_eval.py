@@ -290,3 +290,18 @@ def test_methods_all_names_what_it_leaves_out_and_keeps_the_rest(bn_1x1, tmp_pat
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and "gets 1 value per channel; expected" in err, err
     assert not (tmp_path / "named").exists()
+
+
+def test_methods_all_skips_methods_whose_source_statistics_the_checkpoint_lacks(setup, tmp_path, capsys):
+    """A checkpoint without source statistics: `all` runs the others and names ttt++ and actmad with the reason
+    (TTT++ refused at set-up, so the whole run stopped in one line)."""
+    root, model, _ = setup
+    save_checkpoint(tmp_path / "bare.pt", model, CLASSES, {}, {"clean_error": 50.0})
+    common = ["eval", "--checkpoint", str(tmp_path / "bare.pt"), "--data", str(root / "data"), "--corruptions",
+              "none", "--steps", "1", "--views", "2", "--device", "cpu", "--no-progress"]
+    assert main(common + ["--methods", "all", "--out", str(tmp_path / "all")]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "ttt++ (method ttt++ needs the source feature mean" in err, err
+    assert "actmad (method actmad needs location-wise source statistics" in err, err
+    ran = [r["method"] for r in read(tmp_path / "all" / "summary.csv")]
+    assert "ttt++" not in ran and "actmad" not in ran and {"source", "ttt", "tent"} <= set(ran), ran

@@ -123,16 +123,17 @@ def batch_refusal(cfg: EvalConfig, cls, model, recipe, images: int) -> str | Non
             "channel")
 
 
-def refusal(cfg: EvalConfig, name: str, model, images: int) -> str | None:
+def refusal(cfg: EvalConfig, name: str, model, images: int, source_stats: dict | None = None) -> str | None:
     """Why `--methods all` leaves method `name` out of this run (no recipe for the protocol, a head the model
-    lacks, batches it cannot take); None if it runs. The protocol's reason names no method, so aws and aws-mean
+    lacks, source statistics the checkpoint lacks, batches it cannot take); None if it runs. The protocol's reason names no method, so aws and aws-mean
     share it."""
     cls = get_method(name)
     if cfg.protocol not in cls.protocols:
         why = ": they learn from the pairs of a batch" if cls.min_batch > 1 else ""
         *rest, last = cls.protocols
         return f"no {cfg.protocol} recipe{why}; expected --protocol {', '.join(rest)} or {last}"
-    return cls.unusable(model) or batch_refusal(cfg, cls, model, cls.resolve(cfg.method_config(name)), images)
+    return (cls.unusable(model) or cls.missing_stats(model, source_stats or {})
+            or batch_refusal(cfg, cls, model, cls.resolve(cfg.method_config(name)), images))
 
 
 def check_labels(labels, model) -> None:

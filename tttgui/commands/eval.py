@@ -88,13 +88,13 @@ def check_out(out: Path) -> None:
         raise UserError(f"--out {out} holds a folder named {taken[0]}; {expected}")
 
 
-def skip_refused(cfg, model, images: int) -> tuple[str, ...]:
+def skip_refused(cfg, model, images: int, source_stats: dict) -> tuple[str, ...]:
     """The methods of cfg that can run; those that cannot are named in one line, grouped by the reason."""
     from tttgui.evaluation import refusal
 
     reasons: dict[str, list[str]] = {}
     for m in cfg.methods:
-        if why := refusal(cfg, m, model, images):
+        if why := refusal(cfg, m, model, images, source_stats):
             reasons.setdefault(why, []).append(m)
     if reasons:
         print(shown("--methods all: skipping " + "; ".join(f"{', '.join(ms)} ({why})" for why, ms in reasons.items())),
@@ -167,7 +167,7 @@ def run(args) -> int:
                      memory_budget=None if args.memory_budget is None else int(args.memory_budget * 2 ** 20),
                      diagnose=args.diagnose)
     if names == ["all"]:       # every method this run can have; a named one it cannot is refused below
-        cfg = replace(cfg, methods=skip_refused(cfg, model, len(indices)))
+        cfg = replace(cfg, methods=skip_refused(cfg, model, len(indices), stats))
         methods = cfg.methods
     labels = all_labels[indices]
     shifted = inp.shifted(indices)

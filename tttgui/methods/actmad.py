@@ -32,13 +32,21 @@ class ActMAD(Method):
     default_params = "all"
     default_param_words = "all parameters"
 
-    def __init__(self, model, source_stats, recipe, device):
-        super().__init__(model, source_stats, recipe, device)
-        norm = self.stats.get("norm") or {}
+    @classmethod
+    def missing_stats(cls, model, source_stats):
+        norm = (source_stats or {}).get("norm") or {}
         names = [n for n, _ in model.norm_layers()]
         if not names or any(n not in norm or "loc_mean" not in norm[n] for n in names):
-            raise UserError("method actmad needs location-wise source statistics of every norm layer; this "
-                            "checkpoint has none (expected one written by tttgui train)")
+            return ("method actmad needs location-wise source statistics of every norm layer; this checkpoint "
+                    "has none (expected one written by tttgui train)")
+        return None
+
+    def __init__(self, model, source_stats, recipe, device):
+        super().__init__(model, source_stats, recipe, device)
+        if why := self.missing_stats(model, self.stats):
+            raise UserError(why)
+        norm = self.stats["norm"]
+        names = [n for n, _ in model.norm_layers()]
         self.targets = {n: (norm[n]["loc_mean"].to(device), norm[n]["loc_var"].to(device)) for n in names}
 
     def draw(self, images, gen):

@@ -95,6 +95,11 @@ class Method:
         return None
 
     @classmethod
+    def missing_stats(cls, model, source_stats: dict) -> str | None:
+        """Why the checkpoint's source statistics cannot serve this method (one line), or None."""
+        return None
+
+    @classmethod
     def batchnorm_scope(cls, model) -> list[tuple[str, nn.Module]]:
         """(name, module) pairs whose BatchNorm layers normalise with the batch during the loss (train_mode)."""
         return []

@@ -65,12 +65,19 @@ class TTTPlusPlus(Method):
         terms = "align + contrastive" if "contrastive" in model.spec.heads else "align only"
         return f"TTT++ ({terms}, {norm_kind(model)})"
 
+    @classmethod
+    def missing_stats(cls, model, source_stats):
+        feats = (source_stats or {}).get("features")
+        if not feats or "cov" not in feats:
+            return ("method ttt++ needs the source feature mean and covariance; this checkpoint has none "
+                    "(expected one written by tttgui train)")
+        return None
+
     def __init__(self, model, source_stats, recipe, device):
         super().__init__(model, source_stats, recipe, device)
-        feats = self.stats.get("features")
-        if not feats or "cov" not in feats:
-            raise UserError("method ttt++ needs the source feature mean and covariance; this checkpoint has "
-                            "none (expected one written by tttgui train)")
+        if why := self.missing_stats(model, self.stats):
+            raise UserError(why)
+        feats = self.stats["features"]
         self.contrastive = "contrastive" in model.spec.heads and "projection" in self.stats
         if self.contrastive and self.stats["projection"].get("space") != "head":
             raise UserError("method ttt++ aligns the projection head's un-normalised output; this checkpoint's "
