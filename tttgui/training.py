@@ -170,7 +170,8 @@ class Trainer:
         keep = (per_class(labels, cfg.labels_per_class, cfg.seed, classes, limited) if cfg.labels_per_class
                 else stratified_fraction(labels, cfg.label_fraction, cfg.seed))
         if cfg.finetune != "none":      # a class folder without images: the model would list a class never seen
-            empty = [c for i, c in enumerate(classes) if not (labels == i).any()]
+            count = np.bincount(labels, minlength=len(classes))
+            empty = [c for c, n in zip(classes, count) if not n]
             if empty and not cfg.limit:
                 raise UserError(f"--labeled {cfg.data} has no images of class {', '.join(map(repr, empty[:3]))}; "
                                 "expected images in every class folder (or no folder for the class)")

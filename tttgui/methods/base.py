@@ -249,6 +249,11 @@ def _bn_named(named_modules) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in named_modules if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+def one_value_per_channel(x: torch.Tensor) -> bool:
+    """A BatchNorm input with one value per channel (one image, a 1x1 map or a flat input): no batch statistics."""
+    return x.numel() <= x.shape[1]
+
+
 def single_value_layer(model, named_modules) -> str | None:
     """The first BatchNorm layer among `named_modules` that gets 1 value per channel from one image (a 1x1 map or
     a flat input), by an eval-mode forward of one blank image at the model's input size; None if none does."""
@@ -258,8 +263,7 @@ def single_value_layer(model, named_modules) -> str | None:
     found = []
 
     def hook(m, inputs):
-        x = inputs[0]
-        if not found and x.numel() <= x.shape[1]:
+        if not found and one_value_per_channel(inputs[0]):
             found.append(names[m])
 
     modes = [(m, m.training) for m in model.modules()]
@@ -281,7 +285,7 @@ def single_value_layer(model, named_modules) -> str | None:
 def _one_value_refusal(name: str):
     def hook(_m, inputs):   # torch's own error is a traceback naming no layer
         x = inputs[0]
-        if x.numel() <= x.shape[1]:
+        if one_value_per_channel(x):
             raise UserError(f"BatchNorm layer {name} gets 1 value per channel from this batch (input "
                             f"{'x'.join(map(str, x.shape))}), so it has no batch statistics; expected a batch of 2 "
                             "or more images, or a model whose BatchNorm layers see more than one value per channel")
