@@ -9,7 +9,7 @@
 # Stages: SimCLR pretraining -> its self-supervised checkpoint -> the two prototype classifiers (Han et al.; the
 # all-label one ships) -> docs/results_ssl.md (AWS's L_cl read two ways) -> docs/results.md (issue 18 needs no
 # more) -> joint fine-tuning on all labels -> supervised and SimCLR models on 10 % of the labels -> docs/ssl.md
-# (issue 17) -> TTT-Online on all 15 corruptions for docs/results.md (it recomputes every row of that page when
+# (issue 17) -> more joint epochs for the SimCLR model's 12 % target, and docs/ssl.md again -> TTT-Online on all 15 corruptions for docs/results.md (it recomputes every row of that page when
 # results_work/ is gone) -> AWS and Tent with lrs chosen on a long held-out stream (an analysis, last).
 # All training runs in bf16 autocast (2x faster here, see the cards).
 set -euo pipefail
@@ -77,7 +77,7 @@ SHIP=resources/resnet26_gn_simclr_cifar10.pt
 if ! done_ joint && [ ! -f "$SHIP" ]; then  # 5. the same state fine-tuned jointly (CE + rotation + NT-Xent)
     # 512 views a step as the SimCLR phase (128 CE, 128 rotated, 256 contrastive): 7.7 min an epoch, so 40 + 20
     # averaged epochs take ~8 h. Averaging gave the first model most of its gain in its first 20 epochs (12.91 ->
-    # 12.34 %); if the card misses 12 %, --swa-epochs can be extended from the state, as it was for that model.
+    # 12.34 %). The card missed 12 % (13.01 %): stage 9 fine-tunes it further.
     echo "== joint $(date -u +%T)"
     train "${SIMCLR[@]}" --finetune joint --epochs 40 --swa-epochs 20 >> "$RUN/train.log" 2>&1
     ship "$FT" "$SHIP"
@@ -102,17 +102,34 @@ TABLE=(--data "$DATA/test" --images 1000 --out docs/ssl.md --cells benchmarks/ss
        --model "SimCLR + joint, 100 % labels=$SHIP"
        --model "supervised, 10 % labels=$TENTH_DIR/resnet26_gn_supervised_10pc.pt"
        --model "SimCLR + joint, 10 % labels=$TENTH_DIR/resnet26_gn_simclr_10pc.pt")
-if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17, item 6)
-    # two processes of one thread share the cells (TTT-Online streams are sequential), then one draws the page
+ssl_table() {   # two processes of one thread share the cells (TTT-Online streams are sequential), then one draws
     $PY benchmarks/ssl_table.py "${TABLE[@]}" --threads 1 --shard 0/2 & first=$!
     $PY benchmarks/ssl_table.py "${TABLE[@]}" --threads 1 --shard 1/2 & second=$!
     wait $first
     wait $second
     $PY benchmarks/ssl_table.py "${TABLE[@]}" --threads 2
+}
+if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17, item 6)
+    ssl_table
     mark ssl_table
 fi
 
-if ! done_ ttt_online_all; then  # 9. docs/results.md's TTT-Online row on all 15 full streams (it had one corruption
+MORE=$RUN/resnet26_gn_simclr_more_cifar10.pt
+if ! done_ simclr_more; then    # 9. the SimCLR model missed its 12 % target (13.01 %) with 40 + 20 joint epochs where
+    # the supervised one had 72 + 60: 40 more joint epochs from its averaged weights (the cosine from 0.03, the lr
+    # of the supervised run's warm restarts) and 30 averaged, ~6 h; it ships only if its clean error is lower
+    echo "== simclr_more $(date -u +%T)"
+    train --labeled "$DATA/train" --init "$SHIP" --ssl simclr --ssl-epochs 0 --finetune joint --epochs 40 \
+        --swa-epochs 30 --lr 0.03 --out "$MORE" >> "$RUN/train_more.log" 2>&1
+    if $PY benchmarks/lower_error.py "$MORE" "$SHIP"; then ship "$MORE" "$SHIP"; fi
+    mark simclr_more
+fi
+if ! done_ ssl_table_more; then     # 10. docs/ssl.md again: only a shipped new model's cells are computed
+    ssl_table
+    mark ssl_table_more
+fi
+
+if ! done_ ttt_online_all; then  # 11. docs/results.md's TTT-Online row on all 15 full streams (it had one corruption
     # per family): the other rows' cells are kept (same fingerprints): 10 cells of ~30 min on 2 ranks, ~2.5 h; ~7 h
     # when benchmarks/results_work/ went with an earlier checkout (every row is then computed again, which also
     # gives the page its intervals clustered by image: the committed page's are too narrow, see its note)
@@ -120,7 +137,7 @@ if ! done_ ttt_online_all; then  # 9. docs/results.md's TTT-Online row on all 15
     mark ttt_online_all
 fi
 
-if ! done_ long_heldout; then    # 10. lrs chosen on a held-out stream as long as the test stream (the four held-out
+if ! done_ long_heldout; then    # 12. lrs chosen on a held-out stream as long as the test stream (the four held-out
     # corruptions on 37,500 training images each: 150,000 images), where 8,000 held-out test images chose lrs that
     # collapse after 20,000-70,000 test images (AWS, and Tent on the supervised model). Last: an analysis of
     # docs/results_ssl.md's rows that neither issue's deliverables wait for.

@@ -65,31 +65,39 @@ def cell(model, stats, x, y, idx, corruption: str, method: str, protocol: str, k
     return out
 
 
-def init_meta(meta: dict) -> dict:
-    """The meta of the checkpoint a --init run started from (the self-supervised model), or {}."""
-    init = (meta.get("config") or {}).get("init")
-    if not init or not Path(init).is_file():
-        return {}
-    return read_checkpoint(init).get("meta") or {}
+def starts(meta: dict) -> list[dict]:
+    """The records of the runs a checkpoint started from (its --init, that one's --init, ...): kept in the
+    checkpoint since it records them; an older one's start is read from its file (when still there)."""
+    chain = []
+    while True:
+        record = meta.get("init_record")
+        if record is None:
+            init = (meta.get("config") or {}).get("init")
+            if not init or not Path(init).is_file() or chain:   # an old start file may since have been replaced
+                return chain
+            record = read_checkpoint(init).get("meta") or {}
+        chain.append(record)
+        meta = record
 
 
 def training_hours(meta: dict) -> str:
-    """'2.50 (2.00 self-supervised)': the run's hours plus those of the --init run it started from, and how many
-    of them were self-supervised (phase-1 epochs, and all of a start that was never fine-tuned)."""
+    """'2.50 (2.00 self-supervised)': the run's hours plus those of the --init runs it started from, and how many
+    of them were self-supervised (phase-1 epochs, and all of a start without a history)."""
     own = meta.get("train_seconds")
     if own is None:
         return "?"
-    start = init_meta(meta)
-    ssl = sum(h.get("seconds", 0) for h in meta.get("history", []) if h.get("phase") == 1)
-    ssl += start.get("train_seconds", 0)
-    total = own + start.get("train_seconds", 0)
+    total, ssl = own, 0.0
+    for m in [meta, *starts(meta)]:
+        phase1 = [h.get("seconds", 0) for h in m.get("history", []) if h.get("phase") == 1]
+        ssl += sum(phase1) if m.get("history") or m is meta else m.get("train_seconds", 0)
+        total += 0 if m is meta else m.get("train_seconds", 0)
     return f"{total / 3600:.2f}" + (f" ({ssl / 3600:.2f} self-supervised)" if ssl else "")
 
 
 def epochs(meta: dict) -> str:
-    """'100 + 40 + 20': self-supervised, fine-tuning and averaged (SWA) epochs, the --init run's included: the
+    """'100 + 40 + 20': self-supervised, fine-tuning and averaged (SWA) epochs, the --init runs' included: the
     fine-tuning budgets differ between models, and the clean error follows them."""
-    history = init_meta(meta).get("history", []) + meta.get("history", [])
+    history = [h for m in [*starts(meta), meta] for h in m.get("history", [])]
     if not history:
         return "?"
     n = Counter(h.get("phase") for h in history)
@@ -263,7 +271,7 @@ def main(argv=None) -> int:
                   f"{paired(wrong(src, 'wrong_before'), wrong(ttt, 'wrong_after'))}")
         else:
             tt = "n/a (no rotation head) | n/a"
-        probe = meta.get("linear_probe") or init_meta(meta).get("linear_probe")
+        probe = next((m["linear_probe"] for m in [meta, *starts(meta)] if m.get("linear_probe")), None)
         cost = sum(c["seconds"] for c in cells.values())
         clean = cells[CLEAN, "source"]
         labeled = labeled_images(meta)

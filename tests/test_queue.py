@@ -36,10 +36,10 @@ def _tree(tmp_path):
 
 
 def _kind(call: str) -> str:
-    for script in ("ssl_table", "results_ssl", "results"):
+    for script in ("ssl_table", "results_ssl", "results", "lower_error"):
         if f"benchmarks/{script}.py" in call:
             return script
-    for key, kind in (("--finetune none", "simclr"), ("--finetune joint --epochs 40", "joint"),
+    for key, kind in (("simclr_more", "more"), ("--finetune none", "simclr"), ("--finetune joint --epochs 40", "joint"),
                       ("--labels-per-class 30", "protos30"), ("prototypes", "protos"),
                       ("supervised_10pc", "sup10"), ("simclr_10pc", "simclr10")):
         if key in call:
@@ -61,19 +61,27 @@ def test_the_queue_runs_each_stage_once_in_order_and_ships_its_models(tmp_path):
     calls = log.read_text().splitlines()
     kinds = [_kind(c) for c in calls]
     assert kinds == ["simclr", "protos", "protos30", "results_ssl", "results", "joint", "sup10", "simclr10",
-                     "ssl_table", "ssl_table", "ssl_table", "results", "results_ssl"]
+                     "ssl_table", "ssl_table", "ssl_table", "more", "lower_error", "ssl_table", "ssl_table", "ssl_table",
+                     "results", "results_ssl"]
+    # more joint epochs start from the shipped model's averaged weights, and ship over it only when better
+    more = calls[kinds.index("more")]
+    assert "--init resources/resnet26_gn_simclr_cifar10.pt" in more and "--ssl-epochs 0 --finetune joint" in more
+    assert calls[kinds.index("lower_error")].endswith(
+        "resources/training-simclr/resnet26_gn_simclr_more_cifar10.pt resources/resnet26_gn_simclr_cifar10.pt")
     assert "--ttt-online-all" in calls[-2] and "--ttt-online-all" not in calls[4]   # the full TTT-Online row, late
     table = [c for c in calls if "ssl_table" in c]      # two one-thread shards share the cells, then the page
     assert sorted(c.split("--shard ")[-1] for c in table[:2]) == ["0/2", "1/2"] and "--shard" not in table[2]
+    assert table[3:] == table[:3]
     assert all(c.count("--model ") == 4 and "--out docs/ssl.md --cells benchmarks/ssl_cells" in c for c in table)
     assert all("--precision bf16" in c for c in calls if "tttgui train" in c) and "--resume" in calls[0]
     assert "--out resources/training-simclr/resnet26_gn_simclr_cifar10.pt" in calls[0]   # resumes the committed state
     assert (root / "resources" / "training-simclr" / "resnet26_gn_simclr_cifar10.state.pt").read_text() == "state"
     tenth = [c for c in calls if "10pc" in c]   # the 10 %-label runs keep their state beside the SimCLR run's
-    assert len(tenth) == 5 and all("resources/training-tenth/resnet26_gn_" in c for c in tenth)
+    assert len(tenth) == 8 and all("resources/training-tenth/resnet26_gn_" in c for c in tenth)
     assert sorted(m.name for m in (root / "benchmarks" / "queue_done").iterdir()) == sorted(
         f"{k}.done" for k in ("simclr", "prototypes", "results_ssl", "results", "joint", "supervised10", "simclr10",
-                              "ssl_table", "long_heldout", "ttt_online_all"))
+                              "ssl_table", "simclr_more", "ssl_table_more", "long_heldout",
+                              "ttt_online_all"))
     for name in ("resnet26_gn_simclr_ssl_cifar10", "resnet26_gn_simclr_prototypes_cifar10",
                  "resnet26_gn_simclr_cifar10"):
         assert (root / "resources" / f"{name}.pt").is_file()

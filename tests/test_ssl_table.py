@@ -219,3 +219,13 @@ def test_a_folder_of_fewer_classes_is_scored_by_name(tmp_path, monkeypatch):
     with torch.no_grad():
         pred = model(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).argmax(1).numpy()
     assert clean["wrong_before"] == "".join("0" if p == 1 else "1" for p in pred)
+
+
+def test_the_queue_ships_a_further_trained_model_only_when_its_error_is_lower(tmp_path):
+    script = load_benchmark("lower_error")
+    for name, err, n in (("old", 13.01, 10000), ("better", 11.9, 10000), ("worse", 13.2, 10000), ("other", 5.0, 100)):
+        checkpoint(tmp_path / f"{name}.pt", (), {"clean_error": err, "test_images": n})
+    old = str(tmp_path / "old.pt")
+    assert script.main(str(tmp_path / "better.pt"), old) == 0
+    assert script.main(str(tmp_path / "worse.pt"), old) == 1
+    assert script.main(str(tmp_path / "other.pt"), old) == 2     # another test set: not comparable

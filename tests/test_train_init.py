@@ -101,3 +101,32 @@ def test_the_card_names_the_probe_s_test_set_batch_and_phase(data, tmp_path):
     assert f"test images of `{data}`" in card, card
     _, payload = load_checkpoint(out)
     assert payload["meta"]["linear_probe"]["test"] == str(data)
+
+
+def test_a_chain_of_init_runs_keeps_each_start_s_record(data, tmp_path):
+    """Fine-tuning on from a fine-tuned checkpoint (more joint epochs), then shipping the result over the start:
+    the new checkpoint keeps its start's record (and that one's start's), so its card and docs/ssl.md still
+    count every run's epochs and hours after the start file was replaced."""
+    from tests.conftest import load_benchmark
+
+    ssl, ft, more = tmp_path / "ssl.pt", tmp_path / "ft.pt", tmp_path / "more.pt"
+    Trainer(_cfg(data, ssl, finetune="none"), log=lambda s: None).fit()
+    Trainer(_cfg(data, ft, init=str(ssl), ssl_epochs=0, epochs=2, swa_epochs=1), log=lambda s: None).fit()
+    Trainer(_cfg(data, more, init=str(ft), ssl_epochs=0, epochs=1, swa_epochs=2), log=lambda s: None).fit()
+    shutil.copy(more, ft)                    # shipped over its start
+    ssl.unlink()
+    meta = load_checkpoint(ft)[1]["meta"]
+    assert meta["init_record"]["path"] == str(ft) and meta["init_record"]["init_record"]["path"] == str(ssl)
+    card = more.with_suffix(".md").read_text()
+    assert "fine-tuning joint for 2 epochs + 1 averaged" in card and f"it started from `{ssl}`" in card, card
+    table = load_benchmark("ssl_table")
+    assert table.epochs(meta) == "1 + 3 + 3"
+    # hours: the joint start's are fine-tuning, not self-supervised (its own start's phase 1 is)
+    chain = {"train_seconds": 3600.0, "history": [{"phase": 2, "seconds": 3600.0}],
+             "init_record": {"train_seconds": 7200.0, "history": [{"phase": 2, "seconds": 7200.0}],
+                             "init_record": {"train_seconds": 36000.0, "history": [{"phase": 1, "seconds": 36000.0}]}}}
+    assert table.training_hours(chain) == "13.00 (10.00 self-supervised)"
+    # the probe is the SimCLR start's, two runs back
+    card = more.with_suffix(".md").read_text()
+    assert f"(the features of the self-supervised start `{ssl}` after phase 1" in card, card
+    assert "; with the runs it started from, " in card

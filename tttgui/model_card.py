@@ -49,6 +49,11 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
     batch = min(cfg.batch_size, meta.get("labeled_images") or cfg.batch_size)   # a few labels make a smaller one
     threads = torch.get_num_threads()
     seconds = meta["train_seconds"]
+    starts, m = [], meta    # the records of the --init runs it started from, nearest first
+    while m.get("init_record"):
+        m = m["init_record"]
+        starts.append(m)
+    before = sum(m.get("train_seconds") or 0 for m in starts)
     lines = [f"# Model card: {Path(cfg.out).name}", "",
              f"- Architecture: {model.spec.arch} {model.spec.arch_args}, heads: {', '.join(heads) or 'none'}",
              f"- Parameters: classifier network {model.classifier_param_count():,}"
@@ -84,14 +89,17 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
              *([f"- Changed on resume: {changes_text(meta['changes'])}"] if meta.get("changes") else []),
              f"- Wall time: {f'{seconds / 3600:.2f} h' if seconds >= 360 else f'{seconds:.0f} s'} on {cfg.device}"
              f"{' (deterministic: TF32 off, deterministic cuDNN)' if cfg.deterministic else ''} "
-             f"({threads} thread{'s' * (threads != 1)}), torch {torch.__version__}",
+             f"({threads} thread{'s' * (threads != 1)}), torch {torch.__version__}"
+             + (f"; with the runs it started from, {(seconds + before) / 3600:.2f} h" if before else ""),
              ]
-    if "linear_probe" in meta:
-        lp = meta["linear_probe"]
+    probe = next(((m["linear_probe"], m.get("path")) for m in [meta, *starts] if m.get("linear_probe")), None)
+    if probe:
+        lp, start = probe
         other = f" of `{lp['test']}`" if lp.get("test") and lp["test"] != cfg.test else ""
-        lines.append(f"- **Linear-probe error: {lp['error']:.2f}%** on {lp['test_images']} test images{other} (the "
-                     f"self-supervised features after phase 1, probe fitted on {lp['train_images']} labeled images: "
-                     f"{lp['how']})")
+        whose = f"the features of the self-supervised start `{start}`" if start else "the self-supervised features"
+        lines.append(f"- **Linear-probe error: {lp['error']:.2f}%** on {lp.get('test_images', '?')} test images{other} "
+                     f"({whose} after phase 1, probe fitted on {lp.get('train_images', '?')} labeled images: "
+                     f"{lp.get('how', '?')})")
     if "clean_error" in meta:
         lines.append(f"- **Clean error: {meta['clean_error']:.2f}%** on {meta['test_images']} test images")
     if "rotation_accuracy" in meta:

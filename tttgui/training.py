@@ -9,6 +9,7 @@ import math
 import platform
 import sys
 import time
+from collections import Counter
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -119,19 +120,35 @@ def init_trained_heads(path: str) -> tuple[str, ...]:
     return heads
 
 
-def init_summary(path: str) -> str:
-    """How an --init checkpoint was trained, in words, for the card of the model that starts from it."""
+INIT_KEYS = ("command", "config", "history", "train_seconds", "finetune", "linear_probe", "clean_error", "init_record")
+
+
+def init_record(path: str) -> dict:
+    """How an --init checkpoint was trained (its own start's record inside), kept in the state and the new
+    checkpoint: its card and docs/ssl.md's costs must not depend on the start file staying as it was."""
     from tttgui.models.checkpoint import read_checkpoint
 
     meta = read_checkpoint(path).get("meta") or {}
-    cfg = meta.get("config") or {}
+    return {"path": str(path), **{k: meta[k] for k in INIT_KEYS if k in meta}}
+
+
+def init_summary(record: dict) -> str:
+    """How an --init checkpoint was trained, in words, for the card of the model that starts from it."""
+    cfg = record.get("config") or {}
     if not cfg:
         return "a checkpoint without a training record"
     n = cfg.get("ssl_epochs")
     ssl = (f"self-supervised by {cfg.get('ssl')} for {n} epoch{'s' * (n != 1)}" if n
            else "no self-supervised phase")
-    probe = f", linear-probe error {meta['linear_probe']['error']:.2f}%" if meta.get("linear_probe") else ""
-    return f"{ssl}, fine-tuning {meta.get('finetune', cfg.get('finetune', '?'))}{probe}"
+    finetune = record.get("finetune", cfg.get("finetune", "?"))
+    phases = Counter(h.get("phase") for h in record.get("history", []))
+    if finetune in ("joint", "full") and phases[2]:
+        finetune += f" for {phases[2]} epoch{'s' * (phases[2] != 1)}" + (f" + {phases[3]} averaged" if phases[3] else "")
+    probe = f", linear-probe error {record['linear_probe']['error']:.2f}%" if record.get("linear_probe") else ""
+    err = f", clean error {record['clean_error']:.2f}%" if record.get("clean_error") is not None else ""
+    hours = f", {record['train_seconds'] / 3600:.2f} h" if record.get("train_seconds") else ""
+    start = f"; it started from `{record['init_record']['path']}`" if record.get("init_record") else ""
+    return f"{ssl}, fine-tuning {finetune}{probe}{err}{hours}{start}"
 
 
 def model_spec(cfg: TrainConfig, num_classes: int, size: int) -> ModelSpec:
@@ -199,6 +216,7 @@ class Trainer:
         # heads that --init brings trained (the others, fresh here, count only once this run trains them)
         self.init_heads = init_trained_heads(cfg.init) if cfg.init else ()
         self.init_classifier = None
+        self.init_record = init_record(cfg.init) if cfg.init else None    # a resume keeps the state's
         if cfg.init:
             self.init_classifier = start_from(self.model, cfg.init, self.classes)
             self.log(f"--init {cfg.init}: classifier {self.init_classifier}")
@@ -335,7 +353,7 @@ class Trainer:
             torch.save({"model": self.model.state_dict(), "opt": self.opt.state_dict(), "epoch": self.epoch,
                         "history": self.history, "restarts": self.restarts, "changes": self.changes,
                         "wall": self.wall, "swa": self.swa, "swa_n": self.swa_n, "gen": self.gen.get_state(),
-                        "probe": self.probe,
+                        "probe": self.probe, "init_record": self.init_record,
                         "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
 
     def load_state(self) -> bool:
@@ -361,6 +379,7 @@ class Trainer:
             self.swa = {k: v.to(self.device) for k, v in self.swa.items()}
         self.changes = list(st.get("changes", []))
         self.probe = st.get("probe")
+        self.init_record = st.get("init_record", self.init_record)
         old = st["config"]
         if self.swa_n and old["epochs"] != self.cfg.epochs:
             raise UserError(f"{path} is in the weight-averaging phase after {old['epochs']} joint epochs; "
@@ -496,7 +515,8 @@ class Trainer:
             self.model = model = with_heads(model, keep)
         result["trained_heads"] = list(keep)
         if cfg.init:
-            result["init"] = init_summary(cfg.init) + (f"; classifier {self.init_classifier}"
+            result["init_record"] = self.init_record
+            result["init"] = init_summary(self.init_record) + (f"; classifier {self.init_classifier}"
                                                       if self.init_classifier and cfg.finetune in ("joint", "full")
                                                       else "")
         if xt is not None:
