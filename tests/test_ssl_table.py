@@ -52,6 +52,11 @@ def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_
     assert "n/a (no rotation head)" in plain
     assert "| TTT − none (pp, 95 %; < 0: TTT helps) |" in page       # the sign is said: a "gain" of -2 read as a loss
     assert "| SimCLR + joint | gaussian_noise |" in page and " s) |" in page   # each cell's cost
+    # the cost's thread count is the cells' own (the queue computes them in one-thread shards, then draws the page
+    # with two threads)
+    assert "the cells' costs are on 1 CPU thread;" in page
+    assert script.threads_text([{"threads": 2}, {"threads": 1}, {}]) == \
+        "1 CPU thread or 2 CPU threads or an unrecorded number of threads"
     cells = sorted(p.name for p in (tmp_path / "cells").rglob("*.json"))
     assert cells.count("gaussian_noise-ttt-online.json") == 1 and len(cells) == 5
     # a second run reads every cell back: same page but for nothing recomputed
