@@ -130,3 +130,69 @@ def test_a_chain_of_init_runs_keeps_each_start_s_record(data, tmp_path):
     card = more.with_suffix(".md").read_text()
     assert f"(the features of the self-supervised start `{ssl}` after phase 1" in card, card
     assert "; with the runs it started from, " in card
+
+
+def test_resumes_that_would_make_the_card_false_are_refused():
+    """Epochs that already ran cannot be un-run: fewer self-supervised or fine-tuning epochs than done (the card
+    said "2 joint + 3 averaged" after 3 joint and 2 averaged), or another fine-tuning kind once it began (joint rows
+    labelled linear). Before fine-tuning begins, its kind may change (the SimCLR run went none -> joint)."""
+    from tttgui.errors import UserError
+    from tttgui.training import refuse_other_run
+
+    old = {"ssl_epochs": 2, "epochs": 5, "finetune": "joint"}
+    new = lambda **kw: {**old, **kw}     # noqa: E731
+    for epoch, change, needle in ((5, {"epochs": 2}, "3 fine-tuning epochs done; expected --epochs 3 or more"),
+                                  (5, {"finetune": "linear"}, "began as joint; expected --finetune joint"),
+                                  (2, {"ssl_epochs": 1}, "2 self-supervised epochs done; expected --ssl-epochs 2")):
+        with pytest.raises(UserError, match=needle):
+            refuse_other_run("s.pt", old, new(**change), epoch)
+    refuse_other_run("s.pt", old, new(finetune="full", epochs=9), 2)    # phase 1 done, fine-tuning not begun
+    refuse_other_run("s.pt", old, new(epochs=3), 5)                     # 3 done, 3 asked: averaging may start
+    refuse_other_run("s.pt", old, new(ssl_epochs=4), 1)                 # a longer phase 1 before it ended
+
+
+def test_a_probe_is_of_phase_1_weights_and_a_resume_keeps_what_init_was(data, tmp_path):
+    """Phase 1 ended in a run without --test: a resume with --test must not probe the fine-tuned weights and call
+    it the self-supervised features' error. A resume after --init's file was replaced (shipped over) describes the
+    classifier it started with, not the file's new one."""
+    out = tmp_path / "p.pt"
+    Trainer(_cfg(data, out, test=None, epochs=1), log=lambda s: None).fit()
+    logs = []
+    Trainer(_cfg(data, out, epochs=1), log=logs.append).fit(resume=True)
+    assert "linear_probe" not in load_checkpoint(out)[1]["meta"] and any("no linear probe" in s for s in logs)
+    ssl, ft = tmp_path / "s.pt", tmp_path / "j.pt"
+    Trainer(_cfg(data, ssl, finetune="none"), log=lambda s: None).fit()
+    Trainer(_cfg(data, ft, init=str(ssl), ssl_epochs=0), log=lambda s: None).fit()
+    assert "classifier fresh (the checkpoint's classifier was never trained)" in ft.with_suffix(".md").read_text()
+    shutil.copy(ft, ssl)
+    Trainer(_cfg(data, ft, init=str(ssl), ssl_epochs=0, swa_epochs=1), log=lambda s: None).fit(resume=True)
+    card = ft.with_suffix(".md").read_text()
+    assert "classifier fresh (the checkpoint's classifier was never trained)" in card and "row by class" not in card
+
+
+def test_simclr_views_are_drawn_in_float32_under_bf16(data, tmp_path, monkeypatch):
+    """bf16 autocast is for convolutions and matmuls (the card says so): the views' crop grid and colour jitter in
+    bfloat16 moved pixels by up to 12/255."""
+    import tttgui.training as training
+
+    seen = []
+
+    def views(x, gen):
+        seen.append((torch.is_autocast_enabled("cpu"), x.dtype))
+        return real(x, gen)
+    real = training.simclr_views
+    monkeypatch.setattr(training, "simclr_views", views)
+    Trainer(_cfg(data, tmp_path / "b.pt", finetune="none", precision="bf16", test=None), log=lambda s: None).fit()
+    assert seen and set(seen) == {(False, torch.float32)}
+
+
+def test_the_card_s_batch_test_and_fine_tuning_lines_are_the_run_s(data, tmp_path):
+    out = tmp_path / "c.pt"
+    Trainer(_cfg(data, out, test=None, ssl_batch_size=128, heads=(), ssl="rotation", ssl_epochs=0, limit=6),
+            log=lambda s: None).fit()
+    card = out.with_suffix(".md").read_text()
+    assert "- Test data: none (no error measured)" in card and "`None`" not in card
+    assert "- Fine-tuning: joint, with no self-supervised head: cross-entropy alone" in card
+    out = tmp_path / "d.pt"
+    Trainer(_cfg(data, out, test=None, ssl_batch_size=128, finetune="none", limit=6), log=lambda s: None).fit()
+    assert "- Self-supervised phase: simclr, batch 6," in out.with_suffix(".md").read_text()

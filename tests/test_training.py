@@ -330,6 +330,21 @@ def test_swa_refreshes_batchnorm_whatever_norm_said(tmp_path):
     assert any(not torch.allclose(averaged[k], saved[k], atol=1e-4) for k in saved)
 
 
+def test_after_full_fine_tuning_batchnorm_is_refreshed_on_upright_images_only(tmp_path, monkeypatch):
+    """`full` trains the trunk on upright images alone: refreshing its BatchNorm statistics with rotated images too
+    (joint training's mix) would give the averaged classifier statistics it never saw."""
+    import tttgui.training as training
+
+    calls = []
+    real = training.refresh_batchnorm
+    monkeypatch.setattr(training, "refresh_batchnorm", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    arch = {"arch_args": {"depth": 8, "width": 1, "norm": "bn"}}
+    for finetune in ("full", "joint"):
+        Trainer(_swa_config(tmp_path, f"{finetune}.pt", finetune=finetune, spec_overrides=arch),
+                log=lambda s: None).fit()
+    assert [c["rotated"] for c in calls] == [False, True]
+
+
 def test_a_resume_on_other_data_or_another_label_draw_is_refused(tmp_path):
     """A state continues only the run it belongs to: another label fraction, seed or labeled folder would train the
     saved weights on other images while the card claimed the new ones; the self-supervised phase cannot change

@@ -47,6 +47,7 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
     tuned = cfg.finetune in ("joint", "full")
     projector = model.parameter_groups().get("contrastive", [])
     batch = min(cfg.batch_size, meta.get("labeled_images") or cfg.batch_size)   # a few labels make a smaller one
+    ssl_batch = min(cfg.ssl_batch_size or cfg.batch_size, meta.get("unlabeled_images") or 10 ** 9)
     threads = torch.get_num_threads()
     seconds = meta["train_seconds"]
     starts, m = [], meta    # the records of the --init runs it started from, nearest first
@@ -67,14 +68,15 @@ def write_model_card(path: Path, cfg, meta: dict, model) -> None:
              f"- Labeled data (phase 2): `{cfg.data}`, "
              + (f"{cfg.labels_per_class} labels per class" if cfg.labels_per_class
                 else f"label fraction {cfg.label_fraction}") + f" ({meta.get('labeled_images', '?')} images)",
-             (f"- Self-supervised phase: {cfg.ssl}, batch {cfg.ssl_batch_size or cfg.batch_size}, peak lr "
+             (f"- Self-supervised phase: {cfg.ssl}, batch {ssl_batch}, peak lr "
               f"{cfg.ssl_lr or cfg.lr}" + (f", NT-Xent temperature {cfg.temperature}" if "simclr" in cfg.ssl else "")
               if cfg.ssl_epochs else "- Self-supervised phase: none in this run"
               + (f" (the weights start from `{cfg.init}`: {meta['init']})" if meta.get("init") else "")),
              *([f"- Rotation task: {ROTATION.get(cfg.rotation, cfg.rotation)}"]
                if "rotation" in trained_heads(meta["history"]) else []),
-             f"- Fine-tuning: {FINETUNE_TEXT[cfg.finetune]}",
-             f"- Test data: `{cfg.test}`",
+             f"- Fine-tuning: {FINETUNE_TEXT[cfg.finetune]}" if heads or cfg.finetune != "joint"
+             else "- Fine-tuning: joint, with no self-supervised head: cross-entropy alone",
+             f"- Test data: `{cfg.test}`" if cfg.test else "- Test data: none (no error measured)",
              (f"- Epochs: none in this run ({NO_EPOCHS[cfg.finetune]}), seed {cfg.seed}"
               if not (tuned or cfg.ssl_epochs) else f"- Epochs: {cfg.ssl_epochs} self-supervised"
               + (f" + {cfg.epochs} {cfg.finetune} fine-tuning, batch {batch}, SGD lr {cfg.lr} (cosine)"

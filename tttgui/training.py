@@ -264,7 +264,8 @@ class Trainer:
         return loss
 
     def contrastive_loss(self, x):
-        v = torch.cat([simclr_views(x, self.gen), simclr_views(x, self.gen)])
+        with torch.autocast(x.device.type, enabled=False):   # the views' crop geometry and colours stay float32
+            v = torch.cat([simclr_views(x, self.gen), simclr_views(x, self.gen)])
         z = self.model.project(self.model.features(v))
         with torch.autocast(z.device.type, enabled=False):    # the similarity matmul too stays float32
             return nt_xent(z.float(), self.cfg.temperature)
@@ -354,6 +355,7 @@ class Trainer:
                         "history": self.history, "restarts": self.restarts, "changes": self.changes,
                         "wall": self.wall, "swa": self.swa, "swa_n": self.swa_n, "gen": self.gen.get_state(),
                         "probe": self.probe, "init_record": self.init_record,
+                        "init_classifier": self.init_classifier, "init_heads": list(self.init_heads),
                         "torch_rng": torch.get_rng_state(), "config": _config_dict(self.cfg)}, tmp)
 
     def load_state(self) -> bool:
@@ -379,7 +381,10 @@ class Trainer:
             self.swa = {k: v.to(self.device) for k, v in self.swa.items()}
         self.changes = list(st.get("changes", []))
         self.probe = st.get("probe")
+        # what --init was when the run started (the file may since have been replaced, e.g. shipped over)
         self.init_record = st.get("init_record", self.init_record)
+        self.init_classifier = st.get("init_classifier", self.init_classifier)
+        self.init_heads = tuple(st.get("init_heads", self.init_heads))
         old = st["config"]
         if self.swa_n and old["epochs"] != self.cfg.epochs:
             raise UserError(f"{path} is in the weight-averaging phase after {old['epochs']} joint epochs; "
@@ -430,7 +435,10 @@ class Trainer:
                 self.probe_ssl()
             self.save_state()
         if cfg.ssl_epochs and self.probe is None:
-            self.probe_ssl()
+            if self.epoch == cfg.ssl_epochs:    # the weights are still phase 1's
+                self.probe_ssl()
+            else:
+                self.log("no linear probe: phase 1 ended in a run without --test, and these weights are fine-tuned")
         return self.finish()
 
     def probe_ssl(self) -> None:
@@ -506,7 +514,8 @@ class Trainer:
             model.load_state_dict(self.swa)
             # averaged weights need their own batch statistics: any BatchNorm, whatever --norm said (a timm
             # backbone or an --init architecture brings its own norm layers)
-            refresh_batchnorm(model, self.x_lab, cfg.batch_size, self.device)
+            refresh_batchnorm(model, self.x_lab, cfg.batch_size, self.device,
+                              rotated=cfg.finetune == "joint" and "rotation" in model.spec.heads)
             model.eval()
         keep = tuple(h for h in model.spec.heads if h in trained_heads(self.history) or h in self.init_heads)
         if keep != model.spec.heads:    # a random head would give TTT a plausible, meaningless loss
@@ -526,6 +535,8 @@ class Trainer:
                 result.pop("clean_error")
         result["finetune"] = cfg.finetune
         result["labeled_images"] = len(self.y_lab)
+        if cfg.ssl_epochs:
+            result["unlabeled_images"] = len(self.x_unl)
         k = min(cfg.stats_images, len(self.x_unl))
         stats = source_statistics(model, statistics_sample(self.x_unl, k, cfg.seed), self.device)
         meta = {"command": cfg.command, "config": _config_dict(cfg), "history": self.history,
@@ -538,9 +549,10 @@ class Trainer:
 
 
 @torch.no_grad()
-def refresh_batchnorm(model: TTTModel, images: torch.Tensor, batch: int, device) -> None:
+def refresh_batchnorm(model: TTTModel, images: torch.Tensor, batch: int, device, rotated: bool = True) -> None:
     """Recompute every BatchNorm's running statistics as the plain mean over the training images (both
-    branches: the classifier on upright images, the rotation head on rotated ones)."""
+    branches when `rotated`, as joint training sees them: the classifier on upright images, the rotation head on
+    rotated ones; upright only after `full` fine-tuning, which never showed the trunk a rotated image)."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not bns:         # GroupNorm models: nothing to refresh
         return
@@ -552,7 +564,7 @@ def refresh_batchnorm(model: TTTModel, images: torch.Tensor, batch: int, device)
     for i in range(0, len(images), batch):
         x = to_float(images[i:i + batch]).to(device)
         model(x)
-        if model.rot_fc is not None:
+        if rotated and model.rot_fc is not None:
             model.rotation_logits(rotate(x, torch.arange(len(x), device=device) % 4))
     for m, mom in zip(bns, saved):
         m.momentum = mom
@@ -671,9 +683,21 @@ def refuse_other_run(path, old: dict, new: dict, epoch: int) -> None:
             raise UserError(f"cannot resume from {path}: it was trained with {flag} {old[key]}, not {new[key]}; "
                             f"expected the same {flag} (another value is another run: another --out, or delete "
                             "the state to start afresh)")
-    if "ssl_epochs" in old and epoch > old["ssl_epochs"] and new["ssl_epochs"] != old["ssl_epochs"]:
+    if "ssl_epochs" not in old:
+        return
+    if epoch > old["ssl_epochs"] and new["ssl_epochs"] != old["ssl_epochs"]:
         raise UserError(f"cannot resume from {path}: fine-tuning began after {old['ssl_epochs']} self-supervised "
                         f"epochs; expected --ssl-epochs {old['ssl_epochs']}, not {new['ssl_epochs']}")
+    if min(epoch, old["ssl_epochs"]) > new["ssl_epochs"]:     # done epochs would be counted as fine-tuning
+        raise UserError(f"cannot resume from {path}: it has {epoch} self-supervised epochs done; expected "
+                        f"--ssl-epochs {epoch} or more, not {new['ssl_epochs']}")
+    if epoch > old["ssl_epochs"] and old.get("finetune", "joint") != new["finetune"]:
+        raise UserError(f"cannot resume from {path}: its fine-tuning began as {old.get('finetune', 'joint')}; "
+                        f"expected --finetune {old.get('finetune', 'joint')}, not {new['finetune']}")
+    tuned = max(0, min(epoch - old["ssl_epochs"], old.get("epochs", 0)))
+    if tuned > new["epochs"]:   # they ran: a card saying fewer, or averaging over some of them, would be false
+        raise UserError(f"cannot resume from {path}: it has {tuned} fine-tuning epochs done; expected --epochs "
+                        f"{tuned} or more, not {new['epochs']}")
 
 
 UNRECORDED = {"command", "progress", "cache_dir", "out", "device", "test", "stats_images"}
