@@ -98,15 +98,17 @@ if ! done_ simclr10; then       # 7. the SimCLR model fine-tuned the same way on
 fi
 
 TABLE=(--data "$DATA/test" --images 1000 --out docs/ssl.md --cells benchmarks/ssl_cells   # cells: committed, ~1 KB each
-       --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt"
-       --model "SimCLR + joint, 100 % labels=$SHIP"
-       --model "supervised, 10 % labels=$TENTH_DIR/resnet26_gn_supervised_10pc.pt"
-       --model "SimCLR + joint, 10 % labels=$TENTH_DIR/resnet26_gn_simclr_10pc.pt")
+       --model "joint training only, 100 % labels=resources/resnet26_gn_cifar10.pt"
+       --model "SimCLR, then joint, 100 % labels=$SHIP"
+       --model "joint training only, 10 % labels=$TENTH_DIR/resnet26_gn_supervised_10pc.pt"
+       --model "SimCLR, then joint, 10 % labels=$TENTH_DIR/resnet26_gn_simclr_10pc.pt")
 ssl_table() {   # two processes of one thread share the cells (TTT-Online streams are sequential), then one draws
     $PY benchmarks/ssl_table.py "${TABLE[@]}" --threads 1 --shard 0/2 & first=$!
     $PY benchmarks/ssl_table.py "${TABLE[@]}" --threads 1 --shard 1/2 & second=$!
-    wait $first
-    wait $second
+    local rc=0
+    wait $first || rc=$?        # both are waited for: one failing must not leave the other running on its own
+    wait $second || rc=$?
+    [ "$rc" = 0 ]
     $PY benchmarks/ssl_table.py "${TABLE[@]}" --threads 2
 }
 if ! done_ ssl_table; then      # 8. with vs without self-supervision (issue 17, item 6)

@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import tttgui  # noqa: E402
 from tttgui.atomic import write_text  # noqa: E402
 from tttgui.corruptions import BENCHMARK_CORRUPTIONS  # noqa: E402
 from tttgui.corruptions.frost import frost_source  # noqa: E402
@@ -39,20 +41,34 @@ from tttgui.models.checkpoint import read_checkpoint, require_classifier  # noqa
 from tttgui.results import CLEAN, mean_interval  # noqa: E402
 
 FROST = Path(__file__).resolve().parents[2] / "shared" / "data" / "frost"
+# The code a cell's numbers come from: a cell computed by other code (a corruption or engine fix landed between
+# two runs of the page) is computed again, so a row never pairs numbers of two versions.
+ENGINE = ("augment.py", "cell.py", "evaluation.py", "protocols.py", "vectorized.py", "corruptions/*.py",
+          "methods/base.py", "methods/adapter.py", "methods/ttt.py", "methods/source.py", "models/*.py")
+
+
+@lru_cache(maxsize=1)
+def engine_digest() -> str:
+    root = Path(tttgui.__file__).parent
+    h = hashlib.sha1()
+    for f in sorted(f for pattern in ENGINE for f in root.glob(pattern)):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def cell(model, stats, x, y, idx, corruption: str, method: str, protocol: str, key: Path,
          frost_dir: str | None) -> dict:
     """Error % before/after of one (corruption, method) cell and which images it got wrong ("0110...", in the
     order of `idx`), read back from `key` when it was computed with the same resolved recipe (steps, lr, batch...:
-    a changed default of the method's is another cell)."""
+    a changed default of the method's is another cell) by the same engine code (ENGINE)."""
     cfg = EvalConfig(corruptions=(corruption,), severities=(5,), methods=(method,), frost_dir=frost_dir,
                      settings=MethodConfig(protocol=protocol, seed=0))
     recipe = json.loads(json.dumps(get_method(method).resolve(cfg.method_config(method)).to_dict()))
     if key.is_file():
         out = json.loads(key.read_text())
         # cells of an older version lack the per-image record or the recipe: computed again
-        if "wrong_after" in out and out.get("recipe") == recipe and len(out["wrong_after"]) == len(idx):
+        if "wrong_after" in out and out.get("recipe") == recipe and len(out["wrong_after"]) == len(idx) \
+                and out.get("engine") == engine_digest():
             return out
     t0 = time.perf_counter()
     result = evaluate(model, stats, x, y, idx, cfg, "cpu")
@@ -60,7 +76,7 @@ def cell(model, stats, x, y, idx, corruption: str, method: str, protocol: str, k
     images = sorted(result.images, key=lambda r: r.index)
     bits = lambda ok: "".join("0" if o else "1" for o in ok)  # noqa: E731
     out = {"before": row.error_before, "after": row.error_after, "n": row.n, "seconds": time.perf_counter() - t0,
-           "threads": torch.get_num_threads(),
+           "threads": torch.get_num_threads(), "engine": engine_digest(),
            "wrong_before": bits(r.correct_before for r in images), "wrong_after": bits(r.correct_after for r in images),
            "recipe": recipe}
     write_text(key, json.dumps(out) + "\n")
@@ -104,6 +120,16 @@ def epochs(meta: dict) -> str:
         return "?"
     n = Counter(h.get("phase") for h in history)
     return f"{n[1]} + {n[2]} + {n[3]}"
+
+
+def recipe_text(metas) -> str:
+    """What the rows have in common, said only when true of every model given."""
+    if metas and all(m.get("finetune") == "joint" and "rotation" in heads for m, heads in metas):
+        return ("Every model is fine-tuned by the TTT paper's joint training (cross-entropy + rotation prediction on "
+                "a shared trunk: TTT needs the rotation head), so the rows differ in the self-supervised pretraining "
+                "before it (e.g. SimCLR, whose NT-Xent then joins the joint loss, or none), not in whether "
+                "self-supervision is used at all.")
+    return "The models' fine-tuning is on their cards (the epochs column sums their phases)."
 
 
 def threads_text(cells) -> str:
@@ -243,25 +269,28 @@ def main(argv=None) -> int:
     idx = np.sort(np.random.default_rng(0).permutation(len(ds))[:args.images])
     x, y = ds.arrays(idx)
     corruptions = [c for c in args.corruptions.split(",") if c]
-    lines = ["# With vs without self-supervision", "",
+    frost = frost_source(args.frost_dir and os.path.relpath(args.frost_dir, Path(__file__).resolve().parents[1]))
+    lines = ["# With vs without self-supervised pretraining", "",
              f"Error % on {len(idx)} CIFAR-10 test images per corruption (drawn by seed 0), {len(corruptions)} "
              "CIFAR-10-C corruptions at severity 5; TTT is TTT-Online (the paper's protocol, one step per image, "
-             "weights carried through each corruption's stream); frost: "
-             f"{frost_source(args.frost_dir and os.path.relpath(args.frost_dir))}. Generated by `benchmarks/ssl_table.py`; the cells' costs are on "
-             "{threads}; training hours are those on each model card (its own run, plus the runs it started from: "
-             "the self-supervised one, and a fine-tuned model's start).", "",
-             "| model | labeled images | training (CPU h) | epochs (self-supervised + fine-tuning + averaged) | "
-             "linear probe | clean | no adaptation (mean "
+             f"weights carried through each corruption's stream); frost: {frost}. {{recipe}} The linear probe is "
+             "of the self-supervised features (after pretraining, before fine-tuning), fitted on the number of "
+             "labels in brackets. Hours are wall-clock: training's are the model cards' (threads as each card says, "
+             "at times beside other jobs; a model's own run plus the runs it started from), the cells' were measured "
+             "on {threads}. Generated by `benchmarks/ssl_table.py`.", "",
+             "| model | labeled images | training (h) | epochs (self-supervised + fine-tuning + averaged) | "
+             "linear probe (labels) | clean | no adaptation (mean "
              f"{len(corruptions)}) | TTT-Online (mean {len(corruptions)}) | TTT − none (pp, 95 %; < 0: TTT helps) | "
-             "evaluation (CPU h) |",
+             "evaluation (h) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     key = images_key(x, y, args.frost_dir)      # hashed once: every model's cells are of these images
     if args.shard:
         return compute_shard(args, x, y, ds.classes, idx, corruptions, key)
-    detail, models, costs = [], [], []
+    detail, models, costs, metas = [], [], [], []
     for spec in args.model:
         name, model, payload, folder = open_model(spec, args, key)
         meta = payload.get("meta") or {}
+        metas.append((meta, model.spec.heads))
         labels = scored(y, ds.classes, payload, args.data)
         cells = {(c, m): cell(model, payload.get("source_stats") or {}, x, labels, idx, c, m, protocol, folder / file,
                               args.frost_dir)
@@ -287,10 +316,10 @@ def main(argv=None) -> int:
         clean = cells[CLEAN, "source"]
         labeled = labeled_images(meta)
         lines.append(f"| {name} | {'?' if labeled is None else labeled} | {training_hours(meta)} | {epochs(meta)} | "
-                     + (f"{probe['error']:.1f}" if probe else "—")
+                     + (f"{probe['error']:.1f} ({probe.get('train_images', '?')})" if probe else "—")
                      + f" | {clean['before']:.1f} | {mean_src:.1f} | {tt} | {cost / 3600:.2f} |")
         models.append((name, labeled, clean, src, ttt))
-    lines[2] = lines[2].replace("{threads}", threads_text(costs))
+    lines[2] = lines[2].replace("{threads}", threads_text(costs)).replace("{recipe}", recipe_text(metas))
     lines += comparisons(models)
     lines += ["", "Per corruption: error % and what the cell cost on the CPU.", "",
               "| model | corruption | no adaptation | TTT-Online |", "|---|---|---|---|", *detail]
