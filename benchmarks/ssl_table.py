@@ -8,8 +8,8 @@ image by image (self-supervised minus supervised). Every (model, corruption, met
 got wrong, is kept in --cells as it finishes, so a rerun only redraws.
 
   python benchmarks/ssl_table.py --data ../shared/data/cifar10/test --images 1000 \
-      --model "supervised, 100 % labels=resources/resnet26_gn_cifar10.pt" \
-      --model "SimCLR + joint, 100 % labels=resources/resnet26_gn_simclr_cifar10.pt" --out docs/ssl.md
+      --model "joint training only, 100 % labels=resources/resnet26_gn_cifar10.pt" \
+      --model "SimCLR, then joint, 100 % labels=resources/resnet26_gn_simclr_cifar10.pt" --out docs/ssl.md
 """
 from __future__ import annotations
 
