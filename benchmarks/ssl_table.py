@@ -122,9 +122,16 @@ def epochs(meta: dict) -> str:
     return f"{n[1]} + {n[2]} + {n[3]}"
 
 
+def finetune(meta: dict) -> str | None:
+    """A checkpoint's phase-2 kind; one trained before it was recorded had the trainer's only kind then, joint."""
+    if meta.get("finetune"):
+        return meta["finetune"]
+    return (meta["config"].get("finetune") or "joint") if meta.get("config") else None
+
+
 def recipe_text(metas) -> str:
     """What the rows have in common, said only when true of every model given."""
-    if metas and all(m.get("finetune") == "joint" and "rotation" in heads for m, heads in metas):
+    if metas and all(finetune(m) == "joint" and "rotation" in heads for m, heads in metas):
         return ("Every model is fine-tuned by the TTT paper's joint training (cross-entropy + rotation prediction on "
                 "a shared trunk: TTT needs the rotation head), so the rows differ in the self-supervised pretraining "
                 "before it (e.g. SimCLR, whose NT-Xent then joins the joint loss, or none), not in whether "
