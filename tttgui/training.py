@@ -691,9 +691,10 @@ def refuse_other_run(path, old: dict, new: dict, epoch: int) -> None:
     if min(epoch, old["ssl_epochs"]) > new["ssl_epochs"]:     # done epochs would be counted as fine-tuning
         raise UserError(f"cannot resume from {path}: it has {epoch} self-supervised epochs done; expected "
                         f"--ssl-epochs {epoch} or more, not {new['ssl_epochs']}")
-    if epoch > old["ssl_epochs"] and old.get("finetune", "joint") != new["finetune"]:
-        raise UserError(f"cannot resume from {path}: its fine-tuning began as {old.get('finetune', 'joint')}; "
-                        f"expected --finetune {old.get('finetune', 'joint')}, not {new['finetune']}")
+    began = old.get("finetune", "joint")     # states predating --finetune were joint
+    if epoch > old["ssl_epochs"] and began != new["finetune"]:
+        raise UserError(f"cannot resume from {path}: its fine-tuning began as {began}; expected --finetune {began}, "
+                        f"not {new['finetune']}")
     tuned = max(0, min(epoch - old["ssl_epochs"], old.get("epochs", 0)))
     if tuned > new["epochs"]:   # they ran: a card saying fewer, or averaging over some of them, would be false
         raise UserError(f"cannot resume from {path}: it has {tuned} fine-tuning epochs done; expected --epochs "
