@@ -39,7 +39,8 @@ def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_
     checkpoint(tmp_path / "ft.pt", ("rotation", "contrastive"),
                {"train_seconds": 1800.0, "labeled_images": 4, "config": {"init": "ssl.pt"},
                 "history": [{"phase": 2, "seconds": 600.0}] * 2 + [{"phase": 3, "seconds": 600.0}]})
-    checkpoint(tmp_path / "plain.pt", (), {"train_seconds": 3600.0, "labeled_images": 40,
+    checkpoint(tmp_path / "plain.pt", (), {"train_seconds": 3600.0, "labeled_images": 40, "clean_error": 12.34,
+                                            "test_images": 10000,
                                             "history": [{"phase": 1, "seconds": 900.0}, {"phase": 2, "seconds": 2700.0}]})
     script = load_script()
     argv = ["--data", "data", "--images", "4", "--corruptions", "gaussian_noise", "--cells", "cells",
@@ -51,6 +52,8 @@ def test_the_page_states_training_and_evaluation_costs_and_reads_cells_back(tmp_
     assert "| 2.50 (2.00 self-supervised) | 2 + 2 + 1 | 41.5 (50) |" in ft
     plain = next(line for line in page.splitlines() if line.startswith("| no head | 40 | 1.00 (0.25 self-supervised) | 1 + 1 + 0 | — |"))
     assert "n/a (no rotation head)" in plain
+    assert plain.split("|")[7].strip() == "12.34 (10000)"      # the card's clean error, on its whole test folder
+    assert ft.split("|")[7].strip() == "—"                      # none recorded
     assert "| TTT − none (pp, 95 %; < 0: TTT helps) |" in page       # the sign is said: a "gain" of -2 read as a loss
     assert "| SimCLR + joint | gaussian_noise |" in page and " s) |" in page   # each cell's cost
     # the cost's thread count is the cells' own (the queue computes them in one-thread shards, then draws the page
